@@ -1,0 +1,191 @@
+"""The storage interface behind the pool, the refresher and the admin API.
+
+All account state goes through :class:`Store`, so that a shared (Redis) store
+can replace :class:`accounts.filestore.FileStore` without touching the pool
+logic. Every method is async; a method returns only once its change is durable
+(for the file store: written, fsynced and renamed into place), except
+:meth:`Store.touch` and the rate-limit memory, which are best effort.
+
+State kept here:
+
+* the pool: entry lines (``token`` or ``token,account_id``, normalised with
+  :func:`accounts.tokens.normalise_line`) in a stable insertion order;
+* the error list: dead refresh tokens (reference §11.5);
+* health per entry id (:func:`accounts.tokens.token_id` of the line);
+* the refresh cache: refresh token → access token, with rotation aliases;
+* the rate-limit memory: (model slug, entry id) → until (reference §11.6);
+* round-robin counters per AUTHORIZATION code, and named locks (the refresh
+  lock; across instances for a shared store).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+#: The original's refresh-cache lifetime (reference §11.1), used when an access
+#: token carries no readable ``exp``.
+LEGACY_CACHE_SECONDS = 5 * 24 * 3600.0
+
+
+class State(enum.Enum):
+    HEALTHY = "healthy"
+    COOLING = "cooling"
+    BAD = "bad"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Health:
+    """The visible health of one pool entry.
+
+    ``unauth_at`` is the id of the access token that a 401 made us refresh to:
+    a second 401 with that very token marks the entry bad (refresh once).
+    """
+
+    state: State = State.HEALTHY
+    until: float | None = None
+    reason: str | None = None
+    last_error: str | None = None
+    last_used: float | None = None
+    unauth_at: str | None = None
+
+    def effective(self, now: float) -> State:
+        """The state at ``now``: a cooldown that has run out is healthy again."""
+        if self.state is State.COOLING and (self.until is None or self.until <= now):
+            return State.HEALTHY
+        return self.state
+
+    def with_(self, **changes: Any) -> Health:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "until": self.until,
+            "reason": self.reason,
+            "last_error": self.last_error,
+            "last_used": self.last_used,
+            "unauth_at": self.unauth_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Health:
+        def num(key: str) -> float | None:
+            value = data.get(key)
+            return float(value) if isinstance(value, (int, float)) else None
+
+        def text(key: str) -> str | None:
+            value = data.get(key)
+            return value if isinstance(value, str) else None
+
+        try:
+            state = State(data.get("state", "healthy"))
+        except ValueError:
+            state = State.HEALTHY
+        return cls(
+            state=state,
+            until=num("until"),
+            reason=text("reason"),
+            last_error=text("last_error"),
+            last_used=num("last_used"),
+            unauth_at=text("unauth_at"),
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CachedAccess:
+    """A refresh-cache entry: an access token, or an alias to the rotated refresh token."""
+
+    token: str | None
+    timestamp: float
+    expires: float | None = None
+    rotated_to: str | None = None
+
+    def valid(self, now: float, margin: float) -> bool:
+        if self.token is None:
+            return False
+        expires = (
+            self.expires if self.expires is not None else self.timestamp + LEGACY_CACHE_SECONDS
+        )
+        return expires - margin > now
+
+
+class Store(Protocol):
+    """Async storage for all account state. See the module docstring."""
+
+    async def open(self) -> None:
+        """Load (or create) the state; called once before anything else."""
+
+    async def close(self) -> None:
+        """Flush best-effort state and release resources."""
+
+    # -- pool ---------------------------------------------------------------
+    async def tokens(self) -> list[str]:
+        """The entry lines in stable insertion order (no comments, no blanks)."""
+        ...
+
+    async def add_tokens(self, lines: Sequence[str]) -> list[str]:
+        """Append the lines not present yet (atomically); return those added."""
+        ...
+
+    async def remove_tokens(self, lines: Collection[str]) -> int:
+        """Remove these lines and their health; return how many were removed."""
+        ...
+
+    async def replace_token(self, old: str, new: str) -> int:
+        """Replace the token part ``old`` by ``new`` in every line (keeping account
+        suffixes and order) and move their health; return the lines changed."""
+        ...
+
+    async def clear_tokens(self) -> None:
+        """Empty the pool and all health."""
+
+    # -- error list ---------------------------------------------------------
+    async def errors(self) -> list[str]:
+        """The dead tokens, oldest first."""
+        ...
+
+    async def add_error(self, token: str) -> bool:
+        """Add a dead token; False if it was listed already."""
+        ...
+
+    async def clear_errors(self) -> None: ...
+
+    # -- health ---------------------------------------------------------------
+    async def health(self) -> dict[str, Health]:
+        """Health by entry id (entries without a record are healthy)."""
+        ...
+
+    async def set_health(self, entry_id: str, health: Health) -> None:
+        """Store one entry's health durably; ignored for ids not in the pool."""
+
+    async def touch(self, entry_id: str, when: float, error: str | None = None) -> None:
+        """Best effort: note last use (and a last error) without a durable write."""
+
+    # -- refresh cache ----------------------------------------------------
+    async def cached_access(self, refresh_token: str) -> CachedAccess | None: ...
+
+    async def put_access(
+        self, refresh_token: str, cached: CachedAccess, *, rotated_from: str | None = None
+    ) -> None:
+        """Cache an access token; with ``rotated_from``, also alias the old refresh
+        token to this one, in the same durable write."""
+
+    # -- rate-limit memory ------------------------------------------------
+    async def limits(self, model: str) -> dict[str, float]:
+        """Entry id → until (Unix time) for this model slug; expired ones dropped."""
+        ...
+
+    async def set_limit(self, model: str, entry_id: str, until: float) -> None: ...
+
+    # -- coordination -----------------------------------------------------
+    async def next_counter(self, name: str) -> int:
+        """An atomic counter: 0, 1, 2, … per name."""
+        ...
+
+    def lock(self, name: str) -> AbstractAsyncContextManager[None]:
+        """A named mutual-exclusion lock (across instances for a shared store)."""
+        ...
