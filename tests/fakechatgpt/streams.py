@@ -324,10 +324,19 @@ def _answer(b: _Builder, parent: str, *, channel: str | None) -> None:
     first = take(1)
     b.stream_text(parts, first)
     if first and all(ord(ch) < 0x10000 for ch in first[0]):
-        # A stray tail that is cut again: a translator ignoring `truncate` shows garbage. The
-        # length is the same in code points and UTF-16 units because the text is BMP-only.
-        b.delta({"v": " [stray text, truncated away]"})
-        b.delta({"p": parts, "o": "truncate", "v": len(first[0])})
+        # A stray tail cut again within one patch (a patch applies as a whole, so a client
+        # never saw the tail): a translator ignoring `truncate` shows garbage. The length is
+        # the same in code points and UTF-16 units because the text is BMP-only.
+        b.delta(
+            {
+                "p": "",
+                "o": "patch",
+                "v": [
+                    {"p": parts, "o": "append", "v": " [stray text, truncated away]"},
+                    {"p": parts, "o": "truncate", "v": len(first[0])},
+                ],
+            }
+        )
     b.stream_text(parts, take(5))
     b.delta(
         {
@@ -337,6 +346,7 @@ def _answer(b: _Builder, parent: str, *, channel: str | None) -> None:
         }
     )
     b.delta({"v": {"slug": "gpt-4o", "context": "regenerate", "reason": "unavailable"}})
+    b.delta({"p": "/message/metadata/model_switcher_deny", "o": "truncate", "v": 1})
     b.delta({"p": "/message/metadata/token_count", "o": "add", "v": 7})
     b.typed("title_generation", title=_title(turn.prompt) + " (draft)")
     b.stream_text(parts, take(4))

@@ -1,0 +1,1 @@
+"""mitmproxy addons: chat2api.py (the API), admin.py (token management), mirror.py."""

@@ -1,0 +1,169 @@
+"""chat2api: unmodified OpenAI API clients, answered by ChatGPT.
+
+Run it with ``./run.sh`` or ``mitmdump -s addons/chat2api.py``. Requests to the
+intercepted hosts (``INTERCEPT_HOSTS``, api.openai.com by default) on the
+HTTPS-proxy listener, and every request on the reverse listener, are answered
+here: ``/v1/chat/completions`` and ``/v1/models`` by ChatGPT's web backend,
+anything else with an OpenAI-style 404. Nothing is ever forwarded to the real
+OpenAI with the client's key. Other hosts pass through the proxy untouched,
+without TLS interception.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # plain `mitmdump -s addons/chat2api.py` puts only addons/ there
+    sys.path.insert(0, str(ROOT))
+
+from mitmproxy import ctx, exceptions, http, tls  # noqa: E402
+from mitmproxy.addonmanager import Loader  # noqa: E402
+from mitmproxy.proxy import mode_specs  # noqa: E402
+
+from addons.admin import TokenAdmin  # noqa: E402
+from service import runtime as rt  # noqa: E402
+from service.api import Reply, StreamReply, error_reply  # noqa: E402
+from service.bridge import BridgeJob  # noqa: E402
+from settings import SettingsError, load_settings  # noqa: E402
+from settings.load import describe  # noqa: E402
+from translator.errors import Chat2ApiError, UpstreamUnavailable  # noqa: E402
+
+log = logging.getLogger("chat2api")
+
+DEFAULT_CONFIG = ROOT / "config.yaml"
+BRIDGE_TAG = "chat2api.bridge"
+
+
+class Chat2Api:
+    def __init__(self, admin: TokenAdmin) -> None:
+        self.admin = admin
+        self.runtime: rt.Runtime | None = None
+        self.intercept: frozenset[str] = frozenset()
+
+    def load(self, loader: Loader) -> None:
+        loader.add_option(
+            name="chat2api_config",
+            typespec=Optional[str],  # type: ignore[arg-type]
+            default=None,
+            help="Path of chat2api's config.yaml (default: config.yaml next to addons/, "
+            "or $CHAT2API_CONFIG). Environment variables named like its keys in upper "
+            "case override it.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "chat2api_config" in updated or self.runtime is None:
+            path = (
+                ctx.options.chat2api_config or os.environ.get("CHAT2API_CONFIG") or DEFAULT_CONFIG
+            )
+            try:
+                settings = load_settings(path, os.environ)
+            except SettingsError as e:
+                raise exceptions.OptionsError(str(e)) from None  # type: ignore[no-untyped-call]
+            if self.runtime is not None:
+                log.info("settings changed; new requests use them")
+            self.runtime = rt.build_runtime(settings)
+            rt.CURRENT = self.runtime
+            self.intercept = frozenset(settings.intercept_hosts)
+            log.info("chat2api settings: %s", describe(settings))
+        # An addon-answered request must never make mitmproxy dial the real
+        # host first (mitmproxy-notes.md §2): no connection until one is needed.
+        if ctx.options.connection_strategy != "lazy":
+            ctx.options.connection_strategy = "lazy"
+
+    async def running(self) -> None:
+        if self.runtime is not None:
+            await self.runtime.start()
+            settings = self.runtime.settings
+            self.admin.set_pool(
+                self.runtime.accounts.pool,
+                admin_key=settings.admin_key,
+                prefix=settings.api_prefix or "",
+            )
+
+    async def done(self) -> None:
+        if self.runtime is not None:
+            await self.runtime.stop()
+
+    def tls_clienthello(self, data: tls.ClientHelloData) -> None:
+        # In the HTTPS-proxy mode, only the intercepted hosts are decrypted.
+        if not isinstance(data.context.client.proxy_mode, mode_specs.RegularMode):
+            return
+        host = (data.client_hello.sni or "").lower()
+        if not host and data.context.server.address:
+            host = str(data.context.server.address[0]).lower()
+        if host not in self.intercept:
+            data.ignore_connection = True
+
+    def _ours(self, flow: http.HTTPFlow) -> bool:
+        mode = flow.client_conn.proxy_mode
+        if isinstance(mode, mode_specs.ReverseMode):
+            assert self.runtime is not None
+            if self.runtime.api.owns(flow.request.path.split("?", 1)[0]):
+                return True
+            # With the mirror on, the site's own paths belong to addons/mirror.py.
+            return not self.runtime.settings.enable_gateway
+        return flow.request.pretty_host.lower() in self.intercept
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live:
+            return
+        if self.runtime is None:
+            if flow.request.pretty_host.lower() in self.intercept:
+                self._reply(flow, error_reply(UpstreamUnavailable("chat2api is not configured")))
+            return
+        if not self._ours(flow):
+            return
+        flow.metadata["chat2api"] = True
+        started = time.monotonic()
+        try:
+            path = flow.request.path.split("?", 1)[0]
+            headers = {k.lower(): v for k, v in flow.request.headers.items(multi=False)}  # type: ignore[no-untyped-call]
+            reply = await self.runtime.api.handle(
+                flow.request.method, path, headers, flow.request.raw_content or b""
+            )
+        except Exception:  # noqa: BLE001 - an escaping exception would leave the flow unanswered
+            log.exception("chat2api failed on %s %s", flow.request.method, flow.request.path)
+            reply = error_reply(Chat2ApiError("internal error in chat2api; see its log"))
+        if isinstance(reply, StreamReply):
+            self._bridge(flow, reply)
+        else:
+            self._reply(flow, reply)
+        log.info(
+            "%s %s -> %d%s in %.0f ms",
+            flow.request.method,
+            path if not isinstance(reply, StreamReply) else path,
+            reply.status,
+            " (streaming)" if isinstance(reply, StreamReply) else "",
+            (time.monotonic() - started) * 1000,
+        )
+
+    def _reply(self, flow: http.HTTPFlow, reply: Reply) -> None:
+        flow.response = http.Response.make(reply.status, reply.body, reply.headers)
+
+    def _bridge(self, flow: http.HTTPFlow, reply: StreamReply) -> None:
+        assert self.runtime is not None
+        url = self.runtime.bridge.register(
+            BridgeJob(status=reply.status, headers=reply.headers, body=reply.body)
+        )
+        flow.metadata[BRIDGE_TAG] = True
+        flow.metadata.update({f"chat2api.{k}": v for k, v in reply.metadata.items()})
+        # The client's key must not travel further, not even over loopback.
+        flow.request.headers.pop("authorization", None)
+        flow.request.url = url
+        flow.request.content = b""
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.metadata.get(BRIDGE_TAG) and flow.response is not None:
+            flow.response.stream = True
+
+
+_admin = TokenAdmin()
+# The admin addon goes first: on the reverse listener chat2api answers every
+# path it does not own with a 404, so /tokens must be taken before that.
+addons = [_admin, Chat2Api(_admin)]

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# chat2api launcher.
+#   ./run.sh [mitmdump args...]   set up .venv if needed, then start the proxy
+#   ./run.sh test                 set up, then format check, lint, types and the test suite
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+PY=${PYTHON:-python3}
+
+# Create or refresh a virtual environment from a pinned requirements file;
+# reinstalls only when the file changed.
+venv() {
+  local dir=$1 req=$2 stamp
+  if [ ! -x "$dir/bin/python" ]; then
+    echo "chat2api: creating $dir" >&2
+    "$PY" -m venv "$dir"
+  fi
+  stamp=$(sha256sum "$req" | cut -d' ' -f1)
+  if [ "$(cat "$dir/.installed" 2>/dev/null)" != "$stamp" ]; then
+    echo "chat2api: installing $req into $dir" >&2
+    "$dir/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >&2
+    "$dir/bin/python" -m pip install -q --disable-pip-version-check -r "$req" >&2
+    echo "$stamp" > "$dir/.installed"
+  fi
+}
+
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+
+if [ "${1:-}" = "test" ]; then
+  shift
+  venv .venv requirements.txt
+  venv .venv-clients requirements-clients.txt
+  exec bash scripts/check.sh "$@"
+fi
+
+venv .venv requirements.txt
+eval "$(.venv/bin/python -m settings)"
+
+if [ -n "$C2A_GATEWAY" ]; then
+  reverse_target=$C2A_UPSTREAM
+else
+  # Every request on the reverse listener is answered by chat2api itself;
+  # the target is never contacted.
+  reverse_target=http://127.0.0.1:9
+fi
+scripts=(-s "$ROOT/addons/chat2api.py")
+[ -f "$ROOT/addons/admin.py" ] && scripts+=(-s "$ROOT/addons/admin.py")
+[ -n "$C2A_GATEWAY" ] && [ -f "$ROOT/addons/mirror.py" ] && scripts+=(-s "$ROOT/addons/mirror.py")
+
+ca="$C2A_CONFDIR/mitmproxy-ca-cert.pem"
+cat <<INFO
+chat2api
+  HTTPS proxy:  http://$C2A_HOST:$C2A_PROXY_PORT  (intercepts the hosts in intercept_hosts)
+  reverse API:  http://$C2A_HOST:$C2A_PORT$C2A_API_ROOT
+  CA cert:      $ca  (created on first start)
+
+Point a client at it, either through the proxy:
+  export HTTPS_PROXY=http://$C2A_HOST:$C2A_PROXY_PORT
+  export SSL_CERT_FILE=$ca
+or through the base URL:
+  export OPENAI_BASE_URL=http://$C2A_HOST:$C2A_PORT$C2A_API_ROOT
+
+INFO
+
+exec .venv/bin/mitmdump \
+  --mode "regular@$C2A_HOST:$C2A_PROXY_PORT" \
+  --mode "reverse:$reverse_target@$C2A_HOST:$C2A_PORT" \
+  --set confdir="$C2A_CONFDIR" \
+  --set connection_strategy=lazy \
+  "${scripts[@]}" "$@"

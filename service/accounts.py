@@ -1,0 +1,102 @@
+"""The account pool as the API path and the admin page see it.
+
+Builds the :class:`accounts.pool.Pool` over its store and refresher from the
+settings, runs the start-up and scheduled refreshes, and gives each request a
+:class:`accounts.pool.PoolSession` (its first account and its retries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from accounts.filestore import FileStore
+from accounts.pool import Pool, PoolSession
+from accounts.refresh import Refresher, Schedule, start_background
+from settings import Settings
+from upstream.http import BackendHttp
+
+log = logging.getLogger(__name__)
+
+
+class AccountsService:
+    def __init__(self, settings: Settings, http: BackendHttp) -> None:
+        self.settings = settings
+        self.http = http
+        self.store = FileStore(Path(settings.data_dir).expanduser())
+        self.refresher = Refresher(
+            self.store,
+            self._post_json,
+            token_url=settings.refresh_url,
+            client_id=settings.refresh_client_id,
+            redirect_uri=settings.refresh_redirect_uri,
+        )
+        self.pool = Pool(
+            self.store,
+            refresher=self.refresher,
+            codes=settings.authorization,
+            random_token=settings.random_token,
+            retry_times=settings.retry_times,
+            enable_limit=settings.enable_limit,
+        )
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._opened = False
+
+    async def start(self) -> None:
+        if self._opened:
+            return
+        await self.store.open()
+        self._opened = True
+        schedule = (
+            Schedule.parse(self.settings.refresh_schedule)
+            if self.settings.scheduled_refresh
+            else None
+        )
+        self._tasks = start_background(self.refresher, schedule)
+        count = len(await self.store.tokens())
+        log.info("token pool: %d token(s) in %s", count, self.settings.data_dir)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+
+    def session(
+        self,
+        bearer: str | None,
+        header_account_id: str | None,
+        body_account_id: str | None,
+        *,
+        model: str,
+    ) -> PoolSession:
+        return self.pool.session(bearer, header_account_id, body_account_id, model=model)
+
+    async def _post_json(
+        self, url: str, body: Mapping[str, Any], timeout: float
+    ) -> tuple[int, dict[str, Any]]:
+        origin = "/".join(url.split("/")[:3])
+        answer = await self.http.request(
+            "POST",
+            url,
+            headers={
+                "accept": "*/*",
+                "accept-language": "en-US,en;q=0.9",
+                "content-type": "application/json",
+                "origin": origin,
+            },
+            json_body=dict(body),
+            impersonate="chrome",
+            timeout=timeout,
+            proxy=self.http.pick_proxy(),
+        )
+        try:
+            data = json.loads(answer.body)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            data = {"_raw": answer.body[:500].decode("utf-8", "replace")}
+        return answer.status, data

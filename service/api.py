@@ -1,0 +1,137 @@
+"""The OpenAI-style routes, free of mitmproxy: a request in, a reply out.
+
+The addon turns a flow into ``handle(method, path, headers, body)`` and applies
+the result: a :class:`Reply` is sent as it is, a :class:`StreamReply` is
+streamed through the loopback bridge.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.completions import CompletionService, error_answer
+from translator.errors import Chat2ApiError, InvalidRequest, NotFound
+from translator.models import ModelTable, get_model, list_models, resolve_model
+from translator.request import parse_chat_request
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(kw_only=True)
+class StreamReply:
+    status: int
+    headers: dict[str, str]
+    body: AsyncIterator[bytes]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def json_reply(status: int, obj: Any, headers: Mapping[str, str] | None = None) -> Reply:
+    h = {"content-type": "application/json"}
+    if headers:
+        h.update(headers)
+    return Reply(status=status, headers=h, body=json.dumps(obj, ensure_ascii=False).encode())
+
+
+def error_reply(error: Chat2ApiError) -> Reply:
+    answer = error_answer(error)
+    return Reply(status=answer.status, headers=answer.headers, body=answer.body)
+
+
+def bearer_of(headers: Mapping[str, str]) -> str | None:
+    """The credentials of ``Authorization: Bearer <token>[,<account id>]``."""
+    value = headers.get("authorization", "").strip()
+    scheme, _, credentials = value.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return credentials.strip() or None
+
+
+class ApiApp:
+    def __init__(
+        self,
+        *,
+        api_root: str,
+        models: ModelTable,
+        unknown_model: str,
+        completions: CompletionService,
+        max_body_bytes: int,
+        history_disabled: bool,
+    ) -> None:
+        self.api_root = api_root
+        self.models = models
+        self.unknown_model = unknown_model
+        self.completions = completions
+        self.max_body_bytes = max_body_bytes
+        self.history_disabled = history_disabled
+        self.created = int(time.time())
+
+    def owns(self, path: str) -> bool:
+        """Whether ``path`` (without query) is one of our API paths."""
+        return path == self.api_root or path.startswith(self.api_root + "/")
+
+    async def handle(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> Reply | StreamReply:
+        try:
+            return await self._route(method, path, headers, body)
+        except Chat2ApiError as e:
+            return error_reply(e)
+
+    async def _route(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> Reply | StreamReply:
+        route = path[len(self.api_root) :] if self.owns(path) else None
+        if route is None:
+            raise NotFound(f"Unknown request URL: {method} {path}.")
+        route = route.rstrip("/") or "/"
+        if route == "/chat/completions":
+            if method != "POST":
+                raise NotFound(f"Unknown request URL: {method} {path}. Use POST.")
+            return await self._chat(headers, body)
+        if route == "/models" and method == "GET":
+            return json_reply(200, {"object": "list", "data": list_models(self.models)})
+        if route.startswith("/models/") and method == "GET":
+            model_id = route[len("/models/") :]
+            return json_reply(200, get_model(self.models, model_id))
+        raise NotFound(
+            f"Unknown request URL: {method} {path}. chat2api serves /chat/completions "
+            "and /models under this prefix."
+        )
+
+    async def _chat(self, headers: Mapping[str, str], body: bytes) -> Reply | StreamReply:
+        content_type = headers.get("content-type", "application/json").lower()
+        if content_type and "json" not in content_type and "text/plain" not in content_type:
+            raise InvalidRequest("Invalid content type: expected application/json.", param=None)
+        req = parse_chat_request(body, max_body_bytes=self.max_body_bytes)
+        model = resolve_model(self.models, req.model, unknown=self.unknown_model)
+        primed = await self.completions.prime(
+            req,
+            model,
+            bearer=bearer_of(headers),
+            header_account_id=headers.get("chatgpt-account-id"),
+        )
+        if req.stream:
+            return StreamReply(
+                status=200,
+                headers={
+                    "content-type": "text/event-stream; charset=utf-8",
+                    "cache-control": "no-cache",
+                    "x-accel-buffering": "no",
+                },
+                body=self.completions.stream_body(req, model, primed),
+                metadata={"account": primed.ctx.label},
+            )
+        answer = await self.completions.complete(req, model, primed)
+        return Reply(status=answer.status, headers=answer.headers, body=answer.body)

@@ -1,0 +1,281 @@
+"""Reading ``config.yaml`` and the environment into :class:`Settings`."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from settings.schema import Settings, Timeouts
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value; the message names it."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"setting {key.upper()} ({key}): {message}")
+        self.key = key
+
+
+_TRUE = {"true", "1", "t", "y", "yes", "on"}
+_FALSE = {"false", "0", "f", "n", "no", "off", ""}
+
+
+def parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _parse_int(lo: int, hi: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError(f"expected an integer, got {value!r}")
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise ValueError(f"expected an integer, got {value!r}") from None
+        if not lo <= number <= hi:
+            raise ValueError(f"must be between {lo} and {hi}, got {number}")
+        return number
+
+    return parse
+
+
+def _parse_seconds(value: Any) -> float:
+    try:
+        seconds = float(str(value).strip())
+    except ValueError:
+        raise ValueError(f"expected a number of seconds, got {value!r}") from None
+    if not 0 < seconds <= 86400:
+        raise ValueError(f"must be between 0 and 86400 seconds, got {seconds}")
+    return seconds
+
+
+def _parse_list(value: Any) -> tuple[str, ...]:
+    """A YAML list, or a comma-separated string (the original's env format)."""
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else str(value).split(",")
+    return tuple(s for s in (str(item).strip() for item in items) if s)
+
+
+def _parse_optional_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _parse_str(value: Any) -> str:
+    text = _parse_optional_str(value)
+    if text is None:
+        raise ValueError("must not be empty")
+    return text
+
+
+def _parse_host(value: Any) -> str:
+    text = _parse_str(value)
+    if text == "localhost":
+        return text
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(f"expected an IP address to listen on, got {text!r}") from None
+    return text
+
+
+def _parse_url(value: Any) -> str:
+    text = _parse_str(value).rstrip("/")
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"expected an http(s) URL, got {text!r}")
+    return text
+
+
+def _parse_urls(value: Any) -> tuple[str, ...]:
+    urls = tuple(_parse_url(item) for item in _parse_list(value))
+    if not urls:
+        raise ValueError("at least one URL is required")
+    return urls
+
+
+def _parse_proxies(value: Any) -> tuple[str, ...]:
+    proxies = _parse_list(value)
+    for proxy in proxies:
+        if urlsplit(proxy).scheme not in ("http", "https", "socks5", "socks5h", "socks4"):
+            raise ValueError(f"expected an http(s) or socks proxy URL, got {proxy!r}")
+    return proxies
+
+
+def _parse_optional_proxy(value: Any) -> str | None:
+    text = _parse_optional_str(value)
+    return _parse_proxies(text)[0] if text else None
+
+
+def _parse_hex(value: Any) -> str:
+    text = _parse_str(value).lower()
+    if not re.fullmatch(r"[0-9a-f]{2,16}", text) or len(text) % 2:
+        raise ValueError(f"expected an even number of hex digits such as 000032, got {text!r}")
+    return text
+
+
+def _parse_prefix(value: Any) -> str | None:
+    text = _parse_optional_str(value)
+    if text is None:
+        return None
+    text = text.strip("/")
+    if not re.fullmatch(r"[A-Za-z0-9._~-]+", text):
+        raise ValueError("must be a single path segment of letters, digits, '.', '_', '~', '-'")
+    return text
+
+
+def _one_of(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+        return text
+
+    return parse
+
+
+def _parse_hosts(value: Any) -> tuple[str, ...]:
+    hosts = tuple(h.lower() for h in _parse_list(value))
+    for host in hosts:
+        if not re.fullmatch(r"[a-z0-9.-]+(:\d+)?", host):
+            raise ValueError(f"expected host names, got {host!r}")
+    return hosts
+
+
+def _parse_schedule(value: Any) -> str:
+    text = _parse_str(value)
+    if not re.fullmatch(r"every \d+ days? at \d{1,2}:\d{2}", text):
+        raise ValueError(f"expected 'every N days at HH:MM', got {text!r}")
+    return text
+
+
+def _parse_models(value: Any) -> Any:
+    # The table's own parser lives with the model mapping; imported lazily so
+    # that settings stay importable on their own.
+    from translator.models import parse_model_table
+
+    return parse_model_table(value)
+
+
+# key → parser. Keys are the config.yaml names; environment names are upper case.
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "host": _parse_host,
+    "proxy_port": _parse_int(0, 65535),
+    "port": _parse_int(0, 65535),
+    "confdir": _parse_str,
+    "data_dir": _parse_str,
+    "intercept_hosts": _parse_hosts,
+    "api_prefix": _parse_prefix,
+    "authorization": _parse_list,
+    "admin_key": _parse_optional_str,
+    "auth_key": _parse_optional_str,
+    "chatgpt_base_url": _parse_urls,
+    "proxy_url": _parse_proxies,
+    "export_proxy_url": _parse_optional_proxy,
+    "backend_dialect": _one_of("classic", "2026", "auto"),
+    "oai_language": _parse_str,
+    "history_disabled": parse_bool,
+    "pow_difficulty": _parse_hex,
+    "retry_times": _parse_int(0, 20),
+    "conversation_only": parse_bool,
+    "enable_limit": parse_bool,
+    "upload_by_url": parse_bool,
+    "random_token": parse_bool,
+    "allow_anonymous": parse_bool,
+    "reasoning_inline": parse_bool,
+    "unknown_model": _one_of("default", "reject"),
+    "max_body_bytes": _parse_int(1024, 1024 * 1024 * 1024),
+    "models": _parse_models,
+    "scheduled_refresh": parse_bool,
+    "refresh_schedule": _parse_schedule,
+    "refresh_url": _parse_url,
+    "refresh_client_id": _parse_str,
+    "refresh_redirect_uri": _parse_str,
+    "enable_gateway": parse_bool,
+    "auto_seed": parse_bool,
+    "timeout_connect": _parse_seconds,
+    "timeout_first_byte": _parse_seconds,
+    "timeout_idle": _parse_seconds,
+    "timeout_total": _parse_seconds,
+}
+
+KNOWN_KEYS = frozenset(_PARSERS)
+
+
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read ``path`` (if given and present), apply ``env`` overrides, validate."""
+    raw: dict[str, Any] = {}
+    if path is not None and Path(path).exists():
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise SettingsError("config", f"{path} is not valid YAML: {e}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise SettingsError("config", f"{path} must hold a mapping of settings")
+        for key, value in loaded.items():
+            if key not in KNOWN_KEYS:
+                raise SettingsError(str(key), f"unknown setting in {path}")
+            raw[key] = value
+    for key in KNOWN_KEYS:
+        if env is not None and key.upper() in env:
+            raw[key] = env[key.upper()]
+
+    values: dict[str, Any] = {}
+    timeouts: dict[str, float] = {}
+    for key, value in raw.items():
+        try:
+            parsed = _PARSERS[key](value)
+        except ValueError as e:
+            raise SettingsError(key, str(e)) from None
+        if key.startswith("timeout_"):
+            timeouts[key.removeprefix("timeout_")] = parsed
+        else:
+            values[key] = parsed
+    if timeouts:
+        values["timeouts"] = Timeouts(**timeouts)
+    if "models" not in values:
+        values["models"] = _parse_models(None)
+    settings = Settings(**values)
+    _check_consistency(settings)
+    return settings
+
+
+def _check_consistency(s: Settings) -> None:
+    if s.port and s.proxy_port and s.port == s.proxy_port:
+        raise SettingsError("port", "PORT and PROXY_PORT must differ")
+    if s.enable_gateway and not (s.authorization or s.admin_key):
+        # Not fatal in the original, but then nobody can manage the pool or seeds.
+        pass
+
+
+def describe(settings: Settings) -> dict[str, Any]:
+    """The settings as plain data with every secret masked, for logs."""
+    secret = {"authorization", "admin_key", "auth_key"}
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if f.name == "models":
+            continue
+        if f.name in secret and value:
+            value = f"<{len(value) if isinstance(value, tuple) else 1} set>"
+        out[f.name] = value
+    return out

@@ -1,0 +1,140 @@
+"""Running chat2api the way a user does: a real ``mitmdump`` process.
+
+``start_mitm`` launches ``mitmdump -s addons/chat2api.py`` with an HTTPS-proxy
+listener and a reverse listener on free ports, a fresh confdir (so a fresh CA),
+its settings in environment variables, and its log in a file (an undrained
+pipe would eventually block mitmdump).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+MITMDUMP = Path(sys.executable).parent / "mitmdump"
+
+_LISTEN = re.compile(
+    r"(HTTP\(S\) proxy|reverse proxy to \S+) listening at (?:\*|[\d.]+):(\d+)", re.I
+)
+
+
+def free_port() -> int:
+    # mitmproxy refuses two listeners on "port 0", so pick free ports here.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Mitm:
+    proc: subprocess.Popen[bytes]
+    proxy_port: int
+    reverse_port: int
+    confdir: Path
+    log_path: Path
+    data_dir: Path
+
+    @property
+    def proxy_url(self) -> str:
+        return f"http://127.0.0.1:{self.proxy_port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.reverse_port}/v1"
+
+    @property
+    def ca_path(self) -> Path:
+        return self.confdir / "mitmproxy-ca-cert.pem"
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+@contextmanager
+def start_mitm(
+    tmp: Path,
+    env: Mapping[str, str],
+    *,
+    scripts: tuple[str, ...] = ("addons/chat2api.py",),
+    extra_args: tuple[str, ...] = (),
+    reverse_target: str = "http://127.0.0.1:9",
+) -> Iterator[Mitm]:
+    tmp.mkdir(parents=True, exist_ok=True)
+    confdir = tmp / "confdir"
+    data_dir = tmp / "data"
+    log_path = tmp / "mitmdump.log"
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DATA_DIR": str(data_dir),
+        "PORT": "0",
+        "PROXY_PORT": "0",
+        **env,
+    }
+    full_env.pop("HTTPS_PROXY", None)
+    full_env.pop("HTTP_PROXY", None)
+    args = [
+        str(MITMDUMP),
+        "--mode",
+        f"regular@127.0.0.1:{free_port()}",
+        "--mode",
+        f"reverse:{reverse_target}@127.0.0.1:{free_port()}",
+        "--set",
+        f"confdir={confdir}",
+        "--set",
+        "connection_strategy=lazy",
+        "--set",
+        "flow_detail=0",
+    ]
+    for script in scripts:
+        args += ["-s", str(ROOT / script)]
+    args += list(extra_args)
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(
+            args, cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    try:
+        ports = _wait_ports(proc, log_path)
+        yield Mitm(
+            proc=proc,
+            proxy_port=ports["proxy"],
+            reverse_port=ports["reverse"],
+            confdir=confdir,
+            log_path=log_path,
+            data_dir=data_dir,
+        )
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def _wait_ports(
+    proc: subprocess.Popen[bytes], log_path: Path, timeout: float = 20.0
+) -> dict[str, int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log_path.read_text(encoding="utf-8", errors="replace")
+        ports: dict[str, int] = {}
+        for kind, port in _LISTEN.findall(text):
+            ports["proxy" if kind.startswith("HTTP") else "reverse"] = int(port)
+        if len(ports) == 2:
+            return ports
+        if proc.poll() is not None:
+            raise RuntimeError(f"mitmdump exited with {proc.returncode}:\n{text}")
+        time.sleep(0.05)
+    raise RuntimeError(f"mitmdump did not start listening:\n{log_path.read_text()}")

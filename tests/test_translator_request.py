@@ -1,0 +1,1130 @@
+"""Request parsing (OpenAI's validation) and the ChatGPT conversation body."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from translator.errors import Chat2ApiError, InvalidRequest, PayloadTooLarge
+from translator.models import DEFAULT_MODEL_TABLE, ResolvedModel, parse_model_table, resolve_model
+from translator.request import (
+    Attachment,
+    ChatRequest,
+    FilePart,
+    ImagePart,
+    InputAudioPart,
+    TextPart,
+    ToolCall,
+    build_conversation_body,
+    build_prepare_body,
+    parse_chat_request,
+    thinking_effort_for,
+    timezone_offset_for,
+)
+from translator.usage import count_prompt_tokens
+
+LIMIT = 1 << 20
+USER = {"role": "user", "content": "hi"}
+TABLE = parse_model_table(DEFAULT_MODEL_TABLE)
+
+
+def body(**fields: Any) -> bytes:
+    data: dict[str, Any] = {"model": "gpt-4o", "messages": [USER]}
+    data.update(fields)
+    return json.dumps({k: v for k, v in data.items() if v is not _DROP}).encode()
+
+
+_DROP = object()
+
+
+def parse(raw: bytes) -> ChatRequest:
+    return parse_chat_request(raw, max_body_bytes=LIMIT)
+
+
+def msg(**fields: Any) -> bytes:
+    return body(messages=[fields])
+
+
+# --- validation errors ----------------------------------------------------------------------
+
+JSON_ERROR = "We could not parse the JSON body of your request."
+
+ERROR_CASES: list[tuple[str, bytes, int, str | None, str]] = [
+    ("not json", b"{nope", 400, None, JSON_ERROR),
+    ("truncated", b'{"model": "gpt-4o"', 400, None, JSON_ERROR),
+    ("empty body", b"", 400, None, JSON_ERROR),
+    ("invalid utf-8", b'{"model": "\xff\xfe"}', 400, None, "not valid UTF-8"),
+    ("NaN", body()[:-1] + b', "temperature": NaN}', 400, None, JSON_ERROR),
+    ("Infinity", body()[:-1] + b', "top_p": Infinity}', 400, None, JSON_ERROR),
+    ("huge int", body()[:-1] + b', "seed": ' + b"9" * 5000 + b"}", 400, None, JSON_ERROR),
+    ("deep nesting", b"[" * 100_000 + b"]" * 100_000, 400, None, "nests deeper than 256"),
+    ("deep unbalanced", b'{"a":' * 100_000, 400, None, "nests deeper than 256"),
+    (
+        "array body",
+        b"[]",
+        400,
+        None,
+        "Invalid type for request body: expected an object, but got an array instead.",
+    ),
+    ("string body", b'"x"', 400, None, "expected an object, but got a string instead."),
+    ("no model", body(model=_DROP), 400, "model", "'model' is a required property"),
+    ("null model", body(model=None), 400, "model", "'model' is a required property"),
+    (
+        "int model",
+        body(model=4),
+        400,
+        "model",
+        "Invalid type for 'model': expected a string, but got an integer instead.",
+    ),
+    ("empty model", body(model=""), 400, "model", "Invalid 'model': empty string."),
+    ("long model", body(model="x" * 300), 400, "model", "Invalid 'model': string too long."),
+    ("no messages", body(messages=_DROP), 400, "messages", "'messages' is a required property"),
+    (
+        "messages object",
+        body(messages={"role": "user"}),
+        400,
+        "messages",
+        "Invalid type for 'messages': expected an array, but got an object instead.",
+    ),
+    (
+        "empty messages",
+        body(messages=[]),
+        400,
+        "messages",
+        "Invalid 'messages': empty array. Expected an array with minimum length 1, "
+        "but got an empty array instead.",
+    ),
+    (
+        "message not object",
+        body(messages=["hi"]),
+        400,
+        "messages[0]",
+        "Invalid type for 'messages[0]': expected an object, but got a string instead.",
+    ),
+    (
+        "no role",
+        body(messages=[USER, {"content": "x"}]),
+        400,
+        "messages[1].role",
+        "Missing required parameter: 'messages[1].role'.",
+    ),
+    (
+        "bad role",
+        msg(role="bot", content="x"),
+        400,
+        "messages[0].role",
+        "Invalid value: 'bot'. Supported values are: 'system', 'assistant', 'user', "
+        "'function', 'tool', and 'developer'.",
+    ),
+    (
+        "role not string",
+        msg(role=1, content="x"),
+        400,
+        "messages[0].role",
+        "Invalid type for 'messages[0].role': expected a string, but got an integer instead.",
+    ),
+    (
+        "no content",
+        msg(role="user"),
+        400,
+        "messages[0].content",
+        "Missing required parameter: 'messages[0].content'.",
+    ),
+    (
+        "null content",
+        msg(role="system", content=None),
+        400,
+        "messages[0].content",
+        "Invalid type for 'messages[0].content': expected one of a string or array of objects, "
+        "but got null instead.",
+    ),
+    (
+        "assistant null content without tool calls",
+        msg(role="assistant", content=None),
+        400,
+        "messages[0].content",
+        "Invalid type for 'messages[0].content'",
+    ),
+    (
+        "content int",
+        msg(role="user", content=5),
+        400,
+        "messages[0].content",
+        "expected one of a string or array of objects, but got an integer instead.",
+    ),
+    (
+        "content object",
+        msg(role="user", content={"type": "text"}),
+        400,
+        "messages[0].content",
+        "but got an object instead.",
+    ),
+    (
+        "content empty list",
+        msg(role="user", content=[]),
+        400,
+        "messages[0].content",
+        "Invalid 'messages[0].content': empty array.",
+    ),
+    (
+        "part not object",
+        msg(role="user", content=["hi"]),
+        400,
+        "messages[0].content[0]",
+        "Invalid type for 'messages[0].content[0]': expected an object, but got a string",
+    ),
+    (
+        "part without type",
+        msg(role="user", content=[{"text": "hi"}]),
+        400,
+        "messages[0].content[0].type",
+        "Missing required parameter: 'messages[0].content[0].type'.",
+    ),
+    (
+        "unknown part type",
+        msg(role="user", content=[{"type": "text", "text": "a"}, {"type": "video", "v": 1}]),
+        400,
+        "messages[0].content[1].type",
+        "Invalid value: 'video'. Supported values are: 'text', 'image_url', 'input_audio', "
+        "and 'file'.",
+    ),
+    (
+        "image in system message",
+        msg(role="system", content=[{"type": "image_url", "image_url": {"url": "https://x"}}]),
+        400,
+        "messages[0].content[0].type",
+        "Invalid value: 'image_url'. Supported values are: 'text'.",
+    ),
+    (
+        "refusal in user message",
+        msg(role="user", content=[{"type": "refusal", "refusal": "no"}]),
+        400,
+        "messages[0].content[0].type",
+        "Invalid value: 'refusal'.",
+    ),
+    (
+        "text part without text",
+        msg(role="user", content=[{"type": "text"}]),
+        400,
+        "messages[0].content[0].text",
+        "Missing required parameter: 'messages[0].content[0].text'.",
+    ),
+    (
+        "text part int",
+        msg(role="user", content=[{"type": "text", "text": 1}]),
+        400,
+        "messages[0].content[0].text",
+        "Invalid type for 'messages[0].content[0].text': expected a string",
+    ),
+    (
+        "image_url string",
+        msg(role="user", content=[{"type": "image_url", "image_url": "https://x"}]),
+        400,
+        "messages[0].content[0].image_url",
+        "Invalid type for 'messages[0].content[0].image_url': expected an object",
+    ),
+    (
+        "image without url",
+        msg(role="user", content=[{"type": "image_url", "image_url": {}}]),
+        400,
+        "messages[0].content[0].image_url.url",
+        "Missing required parameter: 'messages[0].content[0].image_url.url'.",
+    ),
+    (
+        "image bad detail",
+        msg(
+            role="user",
+            content=[{"type": "image_url", "image_url": {"url": "https://x", "detail": "max"}}],
+        ),
+        400,
+        "messages[0].content[0].image_url.detail",
+        "Invalid value: 'max'. Supported values are: 'auto', 'low', and 'high'.",
+    ),
+    (
+        "file without data or id",
+        msg(role="user", content=[{"type": "file", "file": {"filename": "a.pdf"}}]),
+        400,
+        "messages[0].content[0].file",
+        "one of 'file_data' or 'file_id' is required",
+    ),
+    (
+        "audio bad format",
+        msg(
+            role="user",
+            content=[{"type": "input_audio", "input_audio": {"data": "AA", "format": "ogg"}}],
+        ),
+        400,
+        "messages[0].content[0].input_audio.format",
+        "Invalid value: 'ogg'. Supported values are: 'wav' and 'mp3'.",
+    ),
+    (
+        "tool without tool_call_id",
+        msg(role="tool", content="42"),
+        400,
+        "messages[0].tool_call_id",
+        "Missing required parameter: 'messages[0].tool_call_id'.",
+    ),
+    (
+        "function without name",
+        msg(role="function", content="42"),
+        400,
+        "messages[0].name",
+        "Missing required parameter: 'messages[0].name'.",
+    ),
+    (
+        "name not string",
+        msg(role="user", content="x", name=3),
+        400,
+        "messages[0].name",
+        "Invalid type for 'messages[0].name': expected a string, but got an integer instead.",
+    ),
+    (
+        "tool_calls not list",
+        msg(role="assistant", content=None, tool_calls={}),
+        400,
+        "messages[0].tool_calls",
+        "Invalid type for 'messages[0].tool_calls': expected an array",
+    ),
+    (
+        "tool call without function",
+        msg(role="assistant", content=None, tool_calls=[{"id": "c", "type": "function"}]),
+        400,
+        "messages[0].tool_calls[0].function",
+        "Missing required parameter: 'messages[0].tool_calls[0].function'.",
+    ),
+    (
+        "n = 2",
+        body(n=2),
+        400,
+        "n",
+        "Invalid 'n': 2 completions were requested, but this server can only return one",
+    ),
+    (
+        "n = 0",
+        body(n=0),
+        400,
+        "n",
+        "Invalid 'n': integer below minimum value. Expected a value >= 1, but got 0 instead.",
+    ),
+    (
+        "n string",
+        body(n="1"),
+        400,
+        "n",
+        "Invalid type for 'n': expected an integer, but got a string instead.",
+    ),
+    (
+        "stream string",
+        body(stream="true"),
+        400,
+        "stream",
+        "Invalid type for 'stream': expected a boolean, but got a string instead.",
+    ),
+    (
+        "stream int",
+        body(stream=1),
+        400,
+        "stream",
+        "Invalid type for 'stream': expected a boolean, but got an integer instead.",
+    ),
+    (
+        "stream_options not object",
+        body(stream=True, stream_options=True),
+        400,
+        "stream_options",
+        "Invalid type for 'stream_options': expected an object, but got a boolean instead.",
+    ),
+    (
+        "stream_options without stream",
+        body(stream_options={"include_usage": True}),
+        400,
+        "stream_options",
+        "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+    ),
+    (
+        "include_usage string",
+        body(stream=True, stream_options={"include_usage": "yes"}),
+        400,
+        "stream_options.include_usage",
+        "Invalid type for 'stream_options.include_usage': expected a boolean",
+    ),
+    (
+        "max_tokens negative",
+        body(max_tokens=-1),
+        400,
+        "max_tokens",
+        "Invalid 'max_tokens': integer below minimum value. Expected a value >= 1, "
+        "but got -1 instead.",
+    ),
+    (
+        "max_tokens decimal",
+        body(max_tokens=1.5),
+        400,
+        "max_tokens",
+        "Invalid type for 'max_tokens': expected an integer, but got a decimal instead.",
+    ),
+    (
+        "max_tokens bool",
+        body(max_tokens=True),
+        400,
+        "max_tokens",
+        "expected an integer, but got a boolean instead.",
+    ),
+    (
+        "max_completion_tokens zero",
+        body(max_completion_tokens=0),
+        400,
+        "max_completion_tokens",
+        "Invalid 'max_completion_tokens': integer below minimum value.",
+    ),
+    (
+        "temperature string",
+        body(temperature="hot"),
+        400,
+        "temperature",
+        "Invalid type for 'temperature': expected a decimal, but got a string instead.",
+    ),
+    (
+        "temperature too high",
+        body(temperature=2.5),
+        400,
+        "temperature",
+        "Invalid 'temperature': decimal above maximum value. Expected a value <= 2, "
+        "but got 2.5 instead.",
+    ),
+    (
+        "top_p negative",
+        body(top_p=-0.1),
+        400,
+        "top_p",
+        "Invalid 'top_p': decimal below minimum value. Expected a value >= 0, "
+        "but got -0.1 instead.",
+    ),
+    (
+        "huge exponent",
+        body()[:-1] + b', "temperature": 1e400}',
+        400,
+        "temperature",
+        "decimal above maximum value",
+    ),
+    (
+        "reasoning_effort",
+        body(reasoning_effort="extreme"),
+        400,
+        "reasoning_effort",
+        "Invalid value: 'extreme'. Supported values are: 'none', 'minimal', 'low', 'medium', "
+        "'high', and 'xhigh'.",
+    ),
+    (
+        "history_disabled string",
+        body(history_disabled="yes"),
+        400,
+        "history_disabled",
+        "Invalid type for 'history_disabled': expected a boolean",
+    ),
+    (
+        "conversation_id int",
+        body(conversation_id=5),
+        400,
+        "conversation_id",
+        "Invalid type for 'conversation_id': expected a string",
+    ),
+    (
+        "account id int",
+        body(**{"Chatgpt-Account-Id": 5}),
+        400,
+        "Chatgpt-Account-Id",
+        "Invalid type for 'Chatgpt-Account-Id': expected a string",
+    ),
+    (
+        "stop int",
+        body(stop=5),
+        400,
+        "stop",
+        "Invalid type for 'stop': expected one of a string or array of strings",
+    ),
+    (
+        "tools object",
+        body(tools={}),
+        400,
+        "tools",
+        "Invalid type for 'tools': expected an array, but got an object instead.",
+    ),
+    (
+        "presence_penalty",
+        body(presence_penalty=3),
+        400,
+        "presence_penalty",
+        "Invalid 'presence_penalty': decimal above maximum value.",
+    ),
+    (
+        "seed decimal",
+        body(seed=1.5),
+        400,
+        "seed",
+        "Invalid type for 'seed': expected an integer, but got a decimal instead.",
+    ),
+    (
+        "tool_choice int",
+        body(tool_choice=1),
+        400,
+        "tool_choice",
+        "expected a string or an object, but got an integer instead.",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "param", "message"),
+    [case[1:] for case in ERROR_CASES],
+    ids=[case[0] for case in ERROR_CASES],
+)
+def test_validation_errors(raw: bytes, status: int, param: str | None, message: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        parse(raw)
+    error = info.value
+    assert (error.status, error.param) == (status, param)
+    assert message in error.message
+    envelope = error.to_dict()["error"]
+    assert envelope["type"] == "invalid_request_error" and envelope["param"] == param
+
+
+@pytest.mark.parametrize(("depth", "ok"), [(250, True), (257, False), (5000, False)])
+def test_nesting_limit(depth: int, ok: bool) -> None:
+    nested = "[" * depth + "]" * depth
+    raw = body()[:-1] + f', "metadata_x": {nested}}}'.encode()
+    if ok:
+        assert parse(raw).ignored == ("metadata_x",)
+    else:
+        with pytest.raises(InvalidRequest, match="nests deeper than 256 levels"):
+            parse(raw)
+
+
+def test_brackets_inside_strings_do_not_count() -> None:
+    text = "[{" * 10_000 + '\\"' + "[" * 300
+    assert parse(body(messages=[{"role": "user", "content": text}])).messages[0].text == text
+
+
+def test_body_too_large() -> None:
+    raw = body(messages=[{"role": "user", "content": "x" * 2000}])
+    with pytest.raises(PayloadTooLarge) as info:
+        parse_chat_request(raw, max_body_bytes=1000)
+    assert info.value.status == 413
+    assert parse_chat_request(raw, max_body_bytes=len(raw)).messages[0].text == "x" * 2000
+
+
+# --- accepted requests ----------------------------------------------------------------------
+
+
+def test_minimal_request_defaults() -> None:
+    req = parse(body())
+    assert req.model == "gpt-4o"
+    assert req.messages[0].role == "user" and req.messages[0].content == (TextPart(text="hi"),)
+    assert (req.stream, req.include_usage, req.max_tokens, req.reasoning_effort) == (
+        False,
+        False,
+        None,
+        None,
+    )
+    assert (req.conversation_id, req.parent_message_id, req.history_disabled) == (None,) * 3
+    assert req.account_id is None and req.ignored == ()
+
+
+def test_all_fields() -> None:
+    req = parse(
+        body(
+            stream=True,
+            stream_options={"include_usage": True},
+            n=1,
+            max_tokens=10,
+            max_completion_tokens=20,
+            temperature=0.5,
+            top_p=1,
+            reasoning_effort="high",
+            user="u1",
+            stop=["\n"],
+            tools=[],
+            seed=3,
+            response_format={"type": "json_object"},
+            logit_bias={"1": 2},
+            vendor_extension={"x": 1},
+            conversation_id="c-1",
+            parent_message_id="p-1",
+            history_disabled=False,
+            **{"chatgpt-account-id": "acc-1"},
+        )
+    )
+    assert req.stream and req.include_usage
+    assert req.max_tokens == 20  # max_completion_tokens wins
+    assert (req.temperature, req.top_p, req.reasoning_effort, req.user) == (0.5, 1.0, "high", "u1")
+    assert (req.conversation_id, req.parent_message_id, req.history_disabled) == (
+        "c-1",
+        "p-1",
+        False,
+    )
+    assert req.account_id == "acc-1"
+    assert req.ignored == (
+        "logit_bias",
+        "response_format",
+        "seed",
+        "stop",
+        "temperature",
+        "tools",
+        "top_p",
+        "user",
+        "vendor_extension",
+    )
+
+
+@pytest.mark.parametrize("value", [None, {}, {"include_usage": False}])
+def test_stream_options_without_usage(value: Any) -> None:
+    assert parse(body(stream=True, stream_options=value)).include_usage is False
+
+
+def test_nulls_are_absent() -> None:
+    req = parse(body(stream=None, n=None, max_tokens=None, temperature=None, stop=None))
+    assert req.stream is False and req.max_tokens is None and req.ignored == ()
+
+
+def test_messages_normalised() -> None:
+    req = parse(
+        body(
+            messages=[
+                {"role": "developer", "content": "be brief"},
+                {
+                    "role": "user",
+                    "name": "ann",
+                    "content": [
+                        {"type": "text", "text": "look"},
+                        {"type": "image_url", "image_url": {"url": "https://x/a.png"}},
+                        {
+                            "type": "image_url",
+                            "image_url": {"url": "data:image/png;base64,AA", "detail": "low"},
+                        },
+                        {"type": "file", "file": {"file_data": "data:a;base64,AA"}},
+                        {"type": "file", "file": {"file_id": "file-abc", "filename": "a.pdf"}},
+                        {"type": "input_audio", "input_audio": {"data": "AA", "format": "wav"}},
+                    ],
+                },
+                {
+                    "role": "assistant",
+                    "content": [{"type": "refusal", "refusal": "no"}],
+                    "tool_calls": [
+                        {
+                            "id": "c1",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": '{"a":1}'},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "c1", "content": "42"},
+                {"role": "function", "name": "g", "content": None},
+                {"role": "assistant", "content": None, "function_call": {"name": "h"}},
+            ]
+        )
+    )
+    dev, user, assistant, tool, function, legacy = req.messages
+    assert dev.role == "developer" and dev.text == "be brief"
+    assert user.name == "ann"
+    assert user.content == (
+        TextPart(text="look"),
+        ImagePart(url="https://x/a.png"),
+        ImagePart(url="data:image/png;base64,AA", detail="low"),
+        FilePart(file_data="data:a;base64,AA"),
+        FilePart(file_id="file-abc", filename="a.pdf"),
+        InputAudioPart(data="AA", format="wav"),
+    )
+    assert assistant.text == "no"
+    assert assistant.tool_calls == (ToolCall(id="c1", name="f", arguments='{"a":1}'),)
+    assert tool.tool_call_id == "c1" and tool.text == "42"
+    assert function.content == () and function.name == "g"
+    assert legacy.tool_calls == (ToolCall(id=None, name="h", arguments=""),)
+
+
+def test_lone_surrogates_are_replaced() -> None:
+    req = parse(b'{"model":"gpt-4o","messages":[{"role":"user","content":"a\\ud800b"}]}')
+    assert req.messages[0].text == "a\ufffdb"
+    req.messages[0].text.encode("utf-8")  # must be encodable for the upstream body
+
+
+def test_utf8_and_escapes() -> None:
+    raw = json.dumps(
+        {"model": "gpt-4o", "messages": [{"role": "user", "content": "zażółć \u2028 😀"}]},
+        ensure_ascii=False,
+    ).encode()
+    assert parse(raw).messages[0].text == "zażółć \u2028 😀"
+
+
+# --- hypothesis: anything in, only our errors out -------------------------------------------
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=6,
+)
+
+
+def mostly(good: st.SearchStrategy[Any], bad: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """``good`` four times in five: random junk everywhere would stop at the first field."""
+    return st.integers(0, 4).flatmap(lambda k: bad if k == 4 else good)
+
+
+parts = st.lists(
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["text", "image_url", "file", "input_audio", "refusal", "y"])},
+        optional={
+            "text": st.text(max_size=10) | json_values,
+            "image_url": st.fixed_dictionaries({"url": st.text(max_size=10)}) | json_values,
+            "file": st.fixed_dictionaries({"file_data": st.text(max_size=10)}) | json_values,
+            "input_audio": json_values,
+        },
+    ),
+    max_size=3,
+)
+message_like = st.fixed_dictionaries(
+    {
+        "role": mostly(
+            st.sampled_from(["user", "system", "developer", "assistant", "tool", "function"]),
+            json_values,
+        ),
+        "content": mostly(st.text(max_size=20) | parts, json_values),
+    },
+    optional={
+        "name": mostly(st.text(min_size=1, max_size=5), json_values),
+        "tool_call_id": mostly(st.text(min_size=1, max_size=5), json_values),
+        "tool_calls": json_values,
+    },
+)
+OPTIONAL_FIELDS = [
+    "stream",
+    "stream_options",
+    "n",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "reasoning_effort",
+    "stop",
+    "tools",
+    "conversation_id",
+    "history_disabled",
+    "Chatgpt-Account-Id",
+    "user",
+]
+plausible = mostly(st.none() | st.booleans() | st.integers(-1, 3) | st.floats(-1, 3), json_values)
+bodies = st.fixed_dictionaries(
+    {
+        "model": mostly(st.just("gpt-4o"), json_values),
+        "messages": mostly(st.lists(message_like, min_size=1, max_size=3), json_values),
+    },
+    optional={field: plausible for field in OPTIONAL_FIELDS},
+)
+
+
+def check_parse(raw: bytes) -> None:
+    try:
+        result = parse_chat_request(raw, max_body_bytes=1 << 16)
+    except Chat2ApiError as error:
+        assert 400 <= error.status < 500
+        json.dumps(error.to_dict())
+    else:
+        assert isinstance(result, ChatRequest)
+        built = build(result, result.model if isinstance(result.model, str) else "gpt-4o")
+        json.dumps(built, ensure_ascii=False).encode("utf-8")  # sendable upstream
+        assert count_prompt_tokens(result.messages, "gpt-4o") >= 3 + 4 * len(result.messages)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(bodies)
+def test_random_bodies(data: dict[str, Any]) -> None:
+    check_parse(json.dumps(data).encode())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_bytes(raw: bytes) -> None:
+    check_parse(raw)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(min_value=1, max_value=50_000), st.sampled_from([b"[", b'{"a":', b'{"m":[']))
+def test_deep_nesting(depth: int, opener: bytes) -> None:
+    try:
+        parse_chat_request(opener * depth, max_body_bytes=1 << 22)
+    except Chat2ApiError as error:
+        assert error.status == 400
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(min_size=1, max_size=50), st.integers(min_value=0, max_value=60))
+def test_invalid_bytes_spliced_into_valid_body(junk: bytes, at: int) -> None:
+    raw = body()
+    check_parse(raw[:at] + junk + raw[at:])
+
+
+def test_huge_string_within_limit() -> None:
+    text = "a" * 3_000_000
+    req = parse_chat_request(
+        body(messages=[{"role": "user", "content": text}]), max_body_bytes=1 << 23
+    )
+    assert len(req.messages[0].text) == 3_000_000
+
+
+# --- the conversation body ------------------------------------------------------------------
+
+
+def resolved(name: str) -> ResolvedModel:
+    return resolve_model(TABLE, name)
+
+
+def build(req: ChatRequest, name: str = "gpt-4o", **kwargs: Any) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "model": resolved(name),
+        "history_disabled": True,
+        "timezone": "America/New_York",
+        "timezone_offset_min": 300,
+        "rng": random.Random(7),
+    }
+    options.update(kwargs)
+    return build_conversation_body(req, **options)
+
+
+def texts(built: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        (m["author"]["role"], m["content"]["parts"][0])
+        for m in built["messages"]
+        if m["content"]["content_type"] == "text"
+    ]
+
+
+def test_classic_body_shape() -> None:
+    built = build(parse(body()))
+    assert built["action"] == "next"
+    assert built["model"] == "gpt-4o"
+    assert built["parent_message_id"] == "client-created-root"
+    assert "conversation_id" not in built
+    assert built["conversation_mode"] == {"kind": "primary_assistant"}
+    assert built["supported_encodings"] == ["v1"]
+    assert built["system_hints"] == []
+    assert built["force_use_sse"] is True
+    assert built["history_and_training_disabled"] is True
+    assert built["paragen_cot_summary_display_override"] == "allow"
+    assert (built["timezone"], built["timezone_offset_min"]) == ("America/New_York", 300)
+    info = built["client_contextual_info"]
+    assert (
+        info["page_width"] <= info["screen_width"] and info["page_height"] < info["screen_height"]
+    )
+    for key in ("client_prepare_state", "supports_buffering", "force_parallel_switch"):
+        assert key not in built
+    (message,) = built["messages"]
+    assert message["author"] == {"role": "user"}
+    assert message["content"] == {"content_type": "text", "parts": ["hi"]}
+    assert message["metadata"] == {}
+    assert uuid.UUID(message["id"]).version == 4
+    json.dumps(built)
+
+
+def test_deterministic_with_seeded_rng_and_unique_ids() -> None:
+    req = parse(body(messages=[USER, USER, USER]))
+    assert build(req) == build(req)
+    ids = [m["id"] for m in build(req)["messages"]]
+    assert len(set(ids)) == 3
+
+
+def test_browser_profile_contextual_info() -> None:
+    info = {"is_dark_mode": True, "screen_width": 1280}
+    assert build(parse(body()), client_contextual_info=info)["client_contextual_info"] == info
+
+
+@pytest.mark.parametrize(
+    ("role", "mapped"),
+    [
+        ("system", "system"),
+        ("developer", "system"),
+        ("user", "user"),
+        ("assistant", "assistant"),
+    ],
+)
+def test_role_mapping(role: str, mapped: str) -> None:
+    built = build(parse(msg(role=role, content="x")))
+    assert texts(built) == [(mapped, "x")]
+
+
+def test_tool_messages_are_labelled_text() -> None:
+    req = parse(
+        body(
+            messages=[
+                USER,
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": "weather", "arguments": '{"city":"Oslo"}'},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "call_1", "content": "-3C"},
+                {"role": "function", "name": "legacy", "content": "ok"},
+            ]
+        )
+    )
+    assert texts(build(req)) == [
+        ("user", "hi"),
+        ("assistant", '[Tool call (id call_1): weather({"city":"Oslo"})]'),
+        ("user", "[Tool result (function weather, tool_call_id call_1)]\n-3C"),
+        ("user", "[Function result (legacy)]\nok"),
+    ]
+
+
+def test_multipart_text_joined() -> None:
+    req = parse(
+        msg(role="user", content=[{"type": "text", "text": "a"}, {"type": "text", "text": "b"}])
+    )
+    assert texts(build(req)) == [("user", "a\nb")]
+
+
+@pytest.mark.parametrize(
+    ("setting", "override", "expected"),
+    [
+        (True, None, True),
+        (False, None, False),
+        (True, False, False),
+        (False, True, True),
+    ],
+)
+def test_history_flag_override(setting: bool, override: bool | None, expected: bool) -> None:
+    req = parse(body(history_disabled=override))
+    assert build(req, history_disabled=setting)["history_and_training_disabled"] is expected
+
+
+def test_conversation_continuation() -> None:
+    req = parse(body(conversation_id="conv-1", parent_message_id="msg-9"))
+    built = build(req)
+    assert (built["conversation_id"], built["parent_message_id"]) == ("conv-1", "msg-9")
+
+
+def test_gizmo() -> None:
+    built = build(parse(body(model="gpt-4-gizmo-g-abc123")), "gpt-4-gizmo-g-abc123")
+    assert built["conversation_mode"] == {"kind": "gizmo_interaction", "gizmo_id": "g-abc123"}
+    assert built["model"] == "auto"
+
+
+def test_picture_v2() -> None:
+    built = build(parse(body(messages=[USER, USER])), "gpt-4o-image")
+    assert built["system_hints"] == ["picture_v2"]
+    assert built["model"] == "gpt-4o"
+    assert built["messages"][-1]["metadata"]["system_hints"] == ["picture_v2"]
+    assert "system_hints" not in built["messages"][0]["metadata"]
+
+
+def test_2026_fields() -> None:
+    built = build(parse(body()), dialect="2026")
+    assert built["client_prepare_state"] == "success"
+    assert built["supports_buffering"] is True
+    assert built["force_parallel_switch"] == "auto"
+    assert built["client_contextual_info"]["app_name"] == "chatgpt.com"
+    assert "force_paragen" not in built
+    assert "thinking_effort" not in built  # gpt-4o is not a thinking model
+    assert (
+        build(parse(body()), dialect="2026", prepare_state="failure")["client_prepare_state"]
+        == "failure"
+    )
+
+
+@pytest.mark.parametrize(
+    ("effort", "expected"),
+    [
+        ("none", "standard"),
+        ("minimal", "standard"),
+        ("low", "standard"),
+        ("medium", "extended"),
+        ("high", "max"),
+        ("xhigh", "max"),
+        (None, None),
+    ],
+)
+def test_thinking_effort(effort: str | None, expected: str | None) -> None:
+    req = parse(body(model="gpt-5.5-thinking", reasoning_effort=effort))
+    built = build(req, "gpt-5.5-thinking", dialect="2026")
+    assert built.get("thinking_effort") == expected
+    assert built["model"] == "gpt-5-5-thinking"
+    assert "thinking_effort" not in build(req, "gpt-5.5-thinking")  # classic: never
+    assert thinking_effort_for(resolved("gpt-4o"), effort) is None
+
+
+IMAGE = Attachment(
+    file_id="file-img",
+    size=1000,
+    name="a.png",
+    mime_type="image/png",
+    width=640,
+    height=480,
+    is_image=True,
+)
+NEW_IMAGE = Attachment(
+    file_id="file_0000abc",
+    size=2000,
+    name="b.png",
+    mime_type="image/png",
+    width=10,
+    height=20,
+    is_image=True,
+)
+DOC = Attachment(file_id="file-doc", size=3000, name="a.pdf", mime_type="application/pdf")
+
+MEDIA_MESSAGE = {
+    "role": "user",
+    "content": [
+        {"type": "image_url", "image_url": {"url": "https://x/a.png"}},
+        {"type": "text", "text": "what is this?"},
+        {
+            "type": "file",
+            "file": {"file_data": "data:application/pdf;base64,AA", "filename": "a.pdf"},
+        },
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}},
+    ],
+}
+
+
+def test_attachments_become_asset_pointers() -> None:
+    req = parse(body(messages=[MEDIA_MESSAGE]))
+    attachments = {(0, 0): IMAGE, (0, 2): DOC, (0, 3): NEW_IMAGE}
+    (message,) = build(req, attachments_by_part=attachments)["messages"]
+    assert message["content"] == {
+        "content_type": "multimodal_text",
+        "parts": [
+            {
+                "content_type": "image_asset_pointer",
+                "asset_pointer": "file-service://file-img",
+                "size_bytes": 1000,
+                "width": 640,
+                "height": 480,
+            },
+            "what is this?",
+            {
+                "content_type": "image_asset_pointer",
+                "asset_pointer": "sediment://file_0000abc",
+                "size_bytes": 2000,
+                "width": 10,
+                "height": 20,
+            },
+        ],
+    }
+    assert message["metadata"]["attachments"] == [
+        {
+            "id": "file-img",
+            "size": 1000,
+            "name": "a.png",
+            "mime_type": "image/png",
+            "width": 640,
+            "height": 480,
+        },
+        {"id": "file-doc", "size": 3000, "name": "a.pdf", "mime_type": "application/pdf"},
+        {
+            "id": "file_0000abc",
+            "size": 2000,
+            "name": "b.png",
+            "mime_type": "image/png",
+            "width": 10,
+            "height": 20,
+        },
+    ]
+
+
+def test_2026_attachment_fields() -> None:
+    req = parse(body(messages=[MEDIA_MESSAGE]))
+    built = build(req, attachments_by_part={(0, 0): IMAGE}, dialect="2026")
+    (entry,) = built["messages"][0]["metadata"]["attachments"]
+    assert (entry["source"], entry["is_big_paste"]) == ("local", False)
+
+
+def test_document_only_stays_text_with_attachment() -> None:
+    req = parse(
+        msg(
+            role="user",
+            content=[
+                {"type": "text", "text": "summarise"},
+                {"type": "file", "file": {"file_data": "data:a;base64,AA", "filename": "a.pdf"}},
+            ],
+        )
+    )
+    (message,) = build(req, attachments_by_part={(0, 1): DOC})["messages"]
+    assert message["content"] == {"content_type": "text", "parts": ["summarise"]}
+    assert message["metadata"]["attachments"][0]["id"] == "file-doc"
+
+
+def test_missing_uploads_become_notes() -> None:
+    req = parse(body(messages=[MEDIA_MESSAGE]))
+    (message,) = build(req)["messages"]
+    assert message["content"] == {
+        "content_type": "text",
+        "parts": [
+            "[image not attached: https://x/a.png]\nwhat is this?\n"
+            "[file not attached: a.pdf]\n[image not attached: inline data]"
+        ],
+    }
+    assert message["metadata"] == {}
+
+
+def test_prepare_body() -> None:
+    req = parse(
+        body(
+            model="gpt-5.5-thinking",
+            reasoning_effort="medium",
+            conversation_id="conv-1",
+            messages=[{"role": "user", "content": "Hello there"}],
+        )
+    )
+    options: dict[str, Any] = {
+        "model": resolved("gpt-5.5-thinking"),
+        "timezone": "Europe/Warsaw",
+        "timezone_offset_min": -60,
+        "rng": random.Random(1),
+    }
+    first = build_prepare_body(req, **options)
+    assert "messages" not in first and "partial_query" not in first
+    assert first["client_prepare_state"] == "none"
+    assert first["action"] == "next" and first["model"] == "gpt-5-5-thinking"
+    assert first["conversation_id"] == "conv-1"
+    assert first["thinking_effort"] == "extended"
+    assert first["supports_buffering"] is True and first["supported_encodings"] == ["v1"]
+    assert first["conversation_mode"] == {"kind": "primary_assistant"}
+    sent = build_prepare_body(req, prepare_state="sent", **options)
+    assert sent["partial_query"]["content"] == {"content_type": "text", "parts": ["Hello"]}
+    assert sent["partial_query"]["author"] == {"role": "user"}
+
+
+@pytest.mark.parametrize(
+    ("tz", "when", "offset"),
+    [
+        ("America/New_York", datetime(2025, 1, 15, tzinfo=timezone.utc), 300),
+        ("America/New_York", datetime(2025, 7, 15, tzinfo=timezone.utc), 240),
+        ("America/Los_Angeles", datetime(2025, 1, 15, tzinfo=timezone.utc), 480),
+        ("Europe/Warsaw", datetime(2025, 1, 15, tzinfo=timezone.utc), -60),
+        ("Asia/Kolkata", datetime(2025, 1, 15, tzinfo=timezone.utc), -330),
+        ("UTC", datetime(2025, 1, 15, tzinfo=timezone.utc), 0),
+    ],
+)
+def test_timezone_offset_for(tz: str, when: datetime, offset: int) -> None:
+    assert timezone_offset_for(tz, when) == offset
+
+
+@pytest.mark.parametrize(("tz", "offset"), [("", 0), ("UTC", 1000), ("UTC", True)])
+def test_bad_timezone_arguments(tz: str, offset: Any) -> None:
+    with pytest.raises(ValueError):
+        build(parse(body()), timezone=tz, timezone_offset_min=offset)

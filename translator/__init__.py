@@ -1,0 +1,1 @@
+"""Sans-I/O translation between the OpenAI API and the ChatGPT web backend."""

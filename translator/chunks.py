@@ -1,0 +1,199 @@
+"""OpenAI chat-completion output: streamed chunks and the non-streamed object.
+
+Shapes follow ``openai-api.md`` (and the openai SDK's types): every chunk of
+one stream carries the same ``id``, ``created`` and ``model``; the first delta is
+``{"role": "assistant", "content": ""}``; the final chunk has an empty delta and
+the ``finish_reason``; with ``include_usage`` every chunk has ``"usage": null``
+and one last chunk with ``"choices": []`` carries the usage, before
+``data: [DONE]``. A failure after the stream started is one
+``data: {"error": {...}}`` event and no ``[DONE]``, so the SDK raises instead of
+reporting success. Token counting is not done here (see ``translator.usage``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from translator.errors import Chat2ApiError
+
+__all__ = ["ChunkEncoder", "CompletionAggregator", "Usage"]
+
+_DONE = b"data: [DONE]\n\n"
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+        if self.reasoning_tokens is not None:
+            d["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
+        return d
+
+
+class ChunkEncoder:
+    """Encodes one streamed completion as SSE bytes."""
+
+    def __init__(
+        self,
+        completion_id: str,
+        created: int,
+        model: str,
+        include_usage: bool,
+        system_fingerprint: str | None = None,
+        extra_fields: dict[str, Any] | None = None,
+    ) -> None:
+        self.completion_id = completion_id
+        self.created = created
+        self.model = model
+        self.include_usage = include_usage
+        self.system_fingerprint = system_fingerprint
+        self.extra_fields = dict(extra_fields or {})
+        self.started = False
+        self.ended = False
+        # Everything before "choices" is the same in every chunk: serialise it once.
+        head: dict[str, Any] = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+        }
+        if system_fingerprint is not None:
+            head["system_fingerprint"] = system_fingerprint
+        self._head = _dumps(head)[:-1] + ',"choices":'
+        tail = ""
+        if include_usage:
+            tail += ',"usage":null'
+        for key, value in self.extra_fields.items():
+            tail += "," + _dumps(key) + ":" + _dumps(value)
+        self._tail = tail + "}\n\n"
+
+    def _choice(self, delta: dict[str, Any], finish_reason: str | None) -> bytes:
+        choice = _dumps(
+            [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+        )
+        return ("data: " + self._head + choice + self._tail).encode()
+
+    def start(self) -> bytes:
+        """The first chunk (the role). Called implicitly by the other methods."""
+        if self.started:
+            return b""
+        self.started = True
+        return self._choice({"role": "assistant", "content": ""}, None)
+
+    def content(self, text: str) -> bytes:
+        if self.ended or not text:
+            return b""
+        return self.start() + self._choice({"content": text}, None)
+
+    def reasoning(self, text: str) -> bytes:
+        if self.ended or not text:
+            return b""
+        return self.start() + self._choice({"reasoning_content": text}, None)
+
+    def finish(self, reason: str, usage: Usage | None = None) -> bytes:
+        """The final chunk, the usage chunk (with ``include_usage``) and ``[DONE]``."""
+        if self.ended:
+            return b""
+        self.ended = True
+        out = self.start() + self._choice({}, reason)
+        if self.include_usage:
+            obj: dict[str, Any] = {
+                "id": self.completion_id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+            }
+            if self.system_fingerprint is not None:
+                obj["system_fingerprint"] = self.system_fingerprint
+            obj["choices"] = []
+            obj["usage"] = usage.to_dict() if usage is not None else None
+            obj.update(self.extra_fields)
+            out += ("data: " + _dumps(obj) + "\n\n").encode()
+        return out + _DONE
+
+    def error(self, err: Chat2ApiError) -> bytes:
+        """An error after the stream started: one error event, no ``[DONE]``."""
+        if self.ended:
+            return b""
+        self.ended = True
+        return ("data: " + _dumps(err.to_dict()) + "\n\n").encode()
+
+
+class CompletionAggregator:
+    """Collects a completion into the non-streamed ``chat.completion`` object."""
+
+    def __init__(
+        self,
+        completion_id: str,
+        created: int,
+        model: str,
+        system_fingerprint: str | None = None,
+        extra_fields: dict[str, Any] | None = None,
+    ) -> None:
+        self.completion_id = completion_id
+        self.created = created
+        self.model = model
+        self.system_fingerprint = system_fingerprint
+        self.extra_fields = dict(extra_fields or {})
+        self._content: list[str] = []
+        self._reasoning: list[str] = []
+        self.finish_reason: str | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self._content)
+
+    @property
+    def reasoning_text(self) -> str:
+        return "".join(self._reasoning)
+
+    def content(self, text: str) -> None:
+        self._content.append(text)
+
+    def reasoning(self, text: str) -> None:
+        self._reasoning.append(text)
+
+    def finish(self, reason: str) -> None:
+        self.finish_reason = reason
+
+    def build(self, usage: Usage) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": self.text, "refusal": None}
+        if self._reasoning:
+            message["reasoning_content"] = self.reasoning_text
+        obj: dict[str, Any] = {
+            "id": self.completion_id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": self.finish_reason or "stop",
+                }
+            ],
+            "usage": usage.to_dict(),
+        }
+        if self.system_fingerprint is not None:
+            obj["system_fingerprint"] = self.system_fingerprint
+        obj.update(self.extra_fields)
+        return obj

@@ -1,0 +1,224 @@
+"""Bytes to server-sent events, sans I/O.
+
+Two small layers, each with ``feed(...) -> list`` and ``flush()``:
+
+* :class:`LineDecoder`: bytes to text lines. CR, LF and CRLF all end a line, a CR
+  at the end of one chunk followed by LF at the start of the next is one line
+  break, and UTF-8 is decoded only on whole lines (invalid bytes are replaced,
+  never raised), so a character split across chunks is never broken and
+  U+2028 inside data is not a line break.
+* :class:`SSEDecoder`: lines to :class:`ServerSentEvent` values, following the
+  WHATWG event-stream interpretation rules:
+  https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
+
+:class:`EventStream` chains both. Nothing here knows about ChatGPT: ``[DONE]``,
+``delta_encoding`` and JSON are handled by :mod:`translator.backend`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from translator.errors import UpstreamError
+
+__all__ = ["EventStream", "LineDecoder", "SSEDecoder", "ServerSentEvent"]
+
+# A single line longer than this is not an event stream we can trust; buffering it
+# would let one broken upstream connection exhaust the proxy's memory.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ServerSentEvent:
+    """One dispatched event. ``event`` defaults to ``"message"`` as in the spec."""
+
+    event: str = "message"
+    data: str = ""
+    id: str | None = None
+    retry: int | None = None
+
+
+class LineDecoder:
+    """Split a byte stream into decoded lines (without their terminators)."""
+
+    __slots__ = ("_buf", "_skip_lf", "_max")
+
+    def __init__(self, *, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+        self._buf = bytearray()
+        # The previous chunk ended with CR: a LF at the start of the next one
+        # belongs to the same line break.
+        self._skip_lf = False
+        self._max = max_line_bytes
+
+    def feed(self, data: bytes) -> list[str]:
+        if self._skip_lf and data:
+            self._skip_lf = False
+            if data[0] == 0x0A:
+                data = data[1:]
+        if not data:
+            return []
+        if b"\n" not in data and b"\r" not in data:
+            # Common case while a long line trickles in: no copy of the buffer.
+            self._buf += data
+            if len(self._buf) > self._max:
+                self._buf.clear()
+                raise UpstreamError("the backend sent an event stream line that is too long")
+            return []
+        buf = bytes(self._buf) + data if self._buf else data
+        self._buf.clear()
+        # bytes.splitlines breaks only on \r, \n and \r\n (unlike str.splitlines,
+        # which would also break on U+2028, U+0085 and friends).
+        pieces = buf.splitlines(keepends=True)
+        last = pieces[-1]
+        if not last.endswith((b"\n", b"\r")):
+            self._buf += last
+            pieces.pop()
+            if len(self._buf) > self._max:
+                self._buf.clear()
+                raise UpstreamError("the backend sent an event stream line that is too long")
+        elif last.endswith(b"\r"):
+            self._skip_lf = True
+        out: list[str] = []
+        for piece in pieces:
+            if piece.endswith(b"\r\n"):
+                piece = piece[:-2]
+            else:
+                piece = piece[:-1]
+            out.append(piece.decode("utf-8", "replace"))
+        return out
+
+    def flush(self) -> list[str]:
+        """End of input: an unterminated last line is still a line."""
+        self._skip_lf = False
+        if not self._buf:
+            return []
+        line = self._buf.decode("utf-8", "replace")
+        self._buf.clear()
+        return [line]
+
+
+class SSEDecoder:
+    """Turn lines into events by the WHATWG field rules (see the module docstring)."""
+
+    __slots__ = ("_event", "_data", "_has_data", "_last_id", "_retry", "_pending", "_first")
+
+    def __init__(self) -> None:
+        self._first = True
+        self._event = ""
+        self._data: list[str] = []
+        self._has_data = False
+        self._last_id: str | None = None
+        self._retry: int | None = None
+        self._pending = False
+
+    def feed(self, line: str) -> ServerSentEvent | None:
+        """Feed one line (without terminator); returns an event on a blank line."""
+        if self._first:
+            self._first = False
+            if line[:1] == "\ufeff":  # the spec strips one leading BOM
+                line = line[1:]
+        if not line:
+            return self._dispatch()
+        if line[0] == ":":
+            return None  # a comment, for example ": ping - 2024-10-16 ..."
+        field, sep, value = line.partition(":")
+        if sep and value[:1] == " ":
+            value = value[1:]
+        # Trailing spaces (the backend pads some data lines) stay in the value:
+        # JSON parsing in the next layer tolerates them.
+        if field == "data":
+            self._data.append(value)
+            self._has_data = True
+        elif field == "event":
+            self._event = value
+        elif field == "id":
+            if "\x00" not in value:
+                self._last_id = value
+        elif field == "retry":
+            if value.isascii() and value.isdigit():
+                self._retry = int(value)
+        else:
+            return None  # unknown fields are ignored
+        self._pending = True
+        return None
+
+    def feed_lines(self, lines: list[str]) -> list[tuple[str, str]]:
+        """Fast path for many lines: ``(event type, data)`` pairs of the dispatched
+        events (same rules as :meth:`feed`; ``id``/``retry`` are tracked but not
+        returned)."""
+        out: list[tuple[str, str]] = []
+        for line in lines:
+            if not line and not self._first:
+                raw = self._dispatch_raw()
+                if raw is not None:
+                    out.append((raw[0], raw[1]))
+            elif self._first or not line.startswith("data: "):
+                ev = self.feed(line)
+                if ev is not None:
+                    out.append((ev.event, ev.data))
+            else:
+                self._data.append(line[6:])  # the common "data: ..." line
+                self._has_data = True
+                self._pending = True
+        return out
+
+    def _dispatch(self) -> ServerSentEvent | None:
+        raw = self._dispatch_raw()
+        if raw is None:
+            return None
+        return ServerSentEvent(event=raw[0], data=raw[1], id=self._last_id, retry=raw[2])
+
+    def _dispatch_raw(self) -> tuple[str, str, int | None] | None:
+        if not self._pending:
+            return None
+        self._pending = False
+        event, self._event = self._event, ""
+        retry, self._retry = self._retry, None
+        if not self._has_data:
+            # Spec: an empty data buffer dispatches nothing (the event type resets).
+            return None
+        data = self._data[0] if len(self._data) == 1 else "\n".join(self._data)
+        self._data = []
+        self._has_data = False
+        return (event or "message", data, retry)
+
+    def flush(self) -> ServerSentEvent | None:
+        """End of input. The spec discards an event that lacks its final blank
+        line; we dispatch it instead, so that a backend closing right after
+        ``data: [DONE]`` still ends the stream properly (a cut JSON event just
+        fails to parse in the next layer)."""
+        return self._dispatch()
+
+
+class EventStream:
+    """Bytes in, :class:`ServerSentEvent` values out."""
+
+    __slots__ = ("_lines", "_sse")
+
+    def __init__(self, *, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+        self._lines = LineDecoder(max_line_bytes=max_line_bytes)
+        self._sse = SSEDecoder()
+
+    def feed(self, data: bytes) -> list[ServerSentEvent]:
+        out: list[ServerSentEvent] = []
+        sse = self._sse
+        for line in self._lines.feed(data):
+            ev = sse.feed(line)
+            if ev is not None:
+                out.append(ev)
+        return out
+
+    def feed_pairs(self, data: bytes) -> list[tuple[str, str]]:
+        """Like :meth:`feed`, as ``(event type, data)`` pairs (the hot path)."""
+        return self._sse.feed_lines(self._lines.feed(data))
+
+    def flush(self) -> list[ServerSentEvent]:
+        out: list[ServerSentEvent] = []
+        for line in self._lines.flush():
+            ev = self._sse.feed(line)
+            if ev is not None:
+                out.append(ev)
+        ev = self._sse.flush()
+        if ev is not None:
+            out.append(ev)
+        return out

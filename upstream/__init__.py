@@ -1,0 +1,1 @@
+"""Calls to the ChatGPT web backend: HTTP through curl_cffi, dialects, failures."""

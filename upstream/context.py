@@ -1,0 +1,102 @@
+"""Who is calling the backend, from where, looking like which browser."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import uuid
+from dataclasses import dataclass
+
+from accounts.pool import Credential, Source
+from pow import BrowserProfile, pick_profile
+
+# uuid5 namespace for device ids derived from an account (stable, token-free).
+_DEVICE_NS = uuid.UUID("5f2b1c8e-7f43-4f0e-9a53-0c6b8e2a7d10")
+
+
+def identity_of(token: str) -> str:
+    """A short stable id for a token that reveals nothing of it."""
+    return hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TurnContext:
+    origin: str  # e.g. https://chatgpt.com
+    credential: Credential
+    profile: BrowserProfile
+    device_id: str
+    language: str
+    auth_key: str | None = None
+    proxy: str | None = None
+
+    @property
+    def anonymous(self) -> bool:
+        return self.credential.access_token is None
+
+    @property
+    def label(self) -> str:
+        """A secret-free name of the account, for logs."""
+        return self.credential.entry_id or self.credential.source.value
+
+    @property
+    def base(self) -> str:
+        root = "/backend-anon" if self.anonymous else "/backend-api"
+        return self.origin + root
+
+    def headers(self, *, accept: str = "*/*") -> dict[str, str]:
+        """The browser-like headers every backend call carries (§1 of the backend doc)."""
+        p = self.profile
+        h = {
+            "accept": accept,
+            "accept-language": f"{self.language},{self.language.split('-')[0]};q=0.9",
+            "content-type": "application/json",
+            "origin": self.origin,
+            "referer": self.origin + "/",
+            "priority": "u=1, i",
+            "sec-fetch-dest": "empty",
+            "sec-fetch-mode": "cors",
+            "sec-fetch-site": "same-origin",
+            "user-agent": p.user_agent,
+            "oai-device-id": self.device_id,
+            "oai-language": self.language,
+        }
+        if p.sec_ch_ua:
+            h["sec-ch-ua"] = p.sec_ch_ua
+            h["sec-ch-ua-mobile"] = p.sec_ch_ua_mobile
+            h["sec-ch-ua-platform"] = p.sec_ch_ua_platform
+        if self.credential.access_token:
+            h["authorization"] = f"Bearer {self.credential.access_token}"
+        if self.credential.account_id:
+            h["chatgpt-account-id"] = self.credential.account_id
+        if self.auth_key:
+            h["authkey"] = self.auth_key
+        return h
+
+
+def make_context(
+    *,
+    origins: tuple[str, ...],
+    credential: Credential,
+    language: str,
+    auth_key: str | None,
+    proxy: str | None,
+    rng: random.Random,
+) -> TurnContext:
+    """A context with a browser profile and device id stable per account."""
+    if credential.source is Source.ANONYMOUS or credential.token is None:
+        profile = pick_profile(rng)
+        device_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    else:
+        # One browser and one device per account, stable across restarts.
+        identity = identity_of(credential.token)
+        profile = pick_profile(random.Random(identity))
+        device_id = str(uuid.uuid5(_DEVICE_NS, identity))
+    return TurnContext(
+        origin=rng.choice(origins),
+        credential=credential,
+        profile=profile,
+        device_id=device_id,
+        language=language,
+        auth_key=auth_key,
+        proxy=proxy,
+    )
