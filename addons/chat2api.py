@@ -30,13 +30,15 @@ from addons.admin import TokenAdmin  # noqa: E402
 from service import runtime as rt  # noqa: E402
 from service.api import Reply, StreamReply, error_reply  # noqa: E402
 from service.bridge import BridgeJob  # noqa: E402
-from settings import SettingsError, load_settings  # noqa: E402
+from settings import Settings, SettingsError, load_settings  # noqa: E402
 from settings.load import describe  # noqa: E402
 from translator.errors import Chat2ApiError, UpstreamUnavailable  # noqa: E402
 
 log = logging.getLogger("chat2api")
 
 DEFAULT_CONFIG = ROOT / "config.yaml"
+# The reverse listener's target when chat2api answers everything itself: never dialled.
+UNUSED_TARGET = "http://127.0.0.1:9"
 BRIDGE_TAG = "chat2api.bridge"
 
 
@@ -44,6 +46,7 @@ class Chat2Api:
     def __init__(self, admin: TokenAdmin) -> None:
         self.admin = admin
         self.runtime: rt.Runtime | None = None
+        self._listeners_chosen = False
         self.intercept: frozenset[str] = frozenset()
 
     def load(self, loader: Loader) -> None:
@@ -71,10 +74,31 @@ class Chat2Api:
             rt.CURRENT = self.runtime
             self.intercept = frozenset(settings.intercept_hosts)
             log.info("chat2api settings: %s", describe(settings))
+            if not self._listeners_chosen:
+                self._listeners_chosen = True
+                self._default_listeners(settings)
         # An addon-answered request must never make mitmproxy dial the real
         # host first (mitmproxy-notes.md §2): no connection until one is needed.
         if ctx.options.connection_strategy != "lazy":
             ctx.options.connection_strategy = "lazy"
+
+    def _default_listeners(self, settings: Settings) -> None:
+        """Plain ``mitmdump -s addons/chat2api.py``: listen where the settings say.
+
+        Only mitmproxy's own defaults are replaced (one regular listener on
+        all interfaces); modes or a listen address given on the command line win.
+        """
+        updates: dict[str, object] = {}
+        if list(ctx.options.mode) == ["regular"] and ctx.options.listen_port is None:
+            target = settings.chatgpt_base_url[0] if settings.enable_gateway else UNUSED_TARGET
+            updates["mode"] = [
+                f"regular@{settings.host}:{settings.proxy_port}",
+                f"reverse:{target}@{settings.host}:{settings.port}",
+            ]
+        if not ctx.options.listen_host:
+            updates["listen_host"] = settings.host
+        if updates:
+            ctx.options.update(**updates)
 
     async def running(self) -> None:
         if self.runtime is not None:
