@@ -11,6 +11,7 @@ without TLS interception.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # plain `mitmdump -s addons/chat2api.py` puts only addons/ there
     sys.path.insert(0, str(ROOT))
 
-from mitmproxy import ctx, exceptions, http, tls  # noqa: E402
+from mitmproxy import connection, ctx, exceptions, http, tls  # noqa: E402
 from mitmproxy.addonmanager import Loader  # noqa: E402
 from mitmproxy.proxy import mode_specs  # noqa: E402
 
@@ -40,6 +41,7 @@ DEFAULT_CONFIG = ROOT / "config.yaml"
 # The reverse listener's target when chat2api answers everything itself: never dialled.
 UNUSED_TARGET = "http://127.0.0.1:9"
 BRIDGE_TAG = "chat2api.bridge"
+BRIDGE_TOKEN = "chat2api.bridge_token"
 
 
 class Chat2Api:
@@ -48,6 +50,10 @@ class Chat2Api:
         self.runtime: rt.Runtime | None = None
         self._listeners_chosen = False
         self.intercept: frozenset[str] = frozenset()
+        # Per client connection: answers being worked out, and streamed answers
+        # not yet claimed from the bridge; both are dropped when it hangs up.
+        self._working: dict[str, set[asyncio.Task[Reply | StreamReply]]] = {}
+        self._unclaimed: dict[str, set[str]] = {}
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
@@ -98,7 +104,7 @@ class Chat2Api:
         if not ctx.options.listen_host:
             updates["listen_host"] = settings.host
         if updates:
-            ctx.options.update(**updates)
+            ctx.options.update(**updates)  # type: ignore[no-untyped-call]
 
     async def running(self) -> None:
         if self.runtime is not None:
@@ -148,12 +154,13 @@ class Chat2Api:
         try:
             path = flow.request.path.split("?", 1)[0]
             headers = {k.lower(): v for k, v in flow.request.headers.items(multi=False)}  # type: ignore[no-untyped-call]
-            reply = await self.runtime.api.handle(
-                flow.request.method, path, headers, flow.request.raw_content or b""
-            )
+            reply = await self._handle(flow, path, headers)
         except Exception:  # noqa: BLE001 - an escaping exception would leave the flow unanswered
             log.exception("chat2api failed on %s %s", flow.request.method, flow.request.path)
             reply = error_reply(Chat2ApiError("internal error in chat2api; see its log"))
+        if reply is None:  # the client hung up first; nobody reads this
+            log.info("%s %s: the client went away, answer abandoned", flow.request.method, path)
+            reply = error_reply(Chat2ApiError("the client went away", status=499))
         if isinstance(reply, StreamReply):
             self._bridge(flow, reply)
         else:
@@ -167,6 +174,39 @@ class Chat2Api:
             (time.monotonic() - started) * 1000,
         )
 
+    async def _handle(
+        self, flow: http.HTTPFlow, path: str, headers: dict[str, str]
+    ) -> Reply | StreamReply | None:
+        """The API's answer; None when the client hangs up before it is ready.
+
+        mitmproxy does not cancel a hook when its client goes away, so without
+        this a backend call would run to its end for nobody (``client_disconnected``
+        cancels it, which closes its backend stream).
+        """
+        assert self.runtime is not None
+        task = asyncio.ensure_future(
+            self.runtime.api.handle(
+                flow.request.method, path, headers, flow.request.raw_content or b""
+            )
+        )
+        working = self._working.setdefault(flow.client_conn.id, set())
+        working.add(task)
+        try:
+            await asyncio.wait({task})
+        finally:
+            working.discard(task)
+            if not task.done():
+                task.cancel()
+        return None if task.cancelled() else task.result()
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        for task in self._working.pop(client.id, ()):
+            task.cancel()
+        unclaimed = self._unclaimed.pop(client.id, ())
+        if unclaimed and self.runtime is not None:
+            for token in unclaimed:
+                self.runtime.bridge.drop(token)
+
     def _reply(self, flow: http.HTTPFlow, reply: Reply) -> None:
         flow.response = http.Response.make(reply.status, reply.body, reply.headers)
 
@@ -176,6 +216,8 @@ class Chat2Api:
             BridgeJob(status=reply.status, headers=reply.headers, body=reply.body)
         )
         flow.metadata[BRIDGE_TAG] = True
+        flow.metadata[BRIDGE_TOKEN] = url.rsplit("/", 1)[1]
+        self._unclaimed.setdefault(flow.client_conn.id, set()).add(flow.metadata[BRIDGE_TOKEN])
         flow.metadata.update({f"chat2api.{k}": v for k, v in reply.metadata.items()})
         # The client's key must not travel further, not even over loopback.
         flow.request.headers.pop("authorization", None)
@@ -185,6 +227,10 @@ class Chat2Api:
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if flow.metadata.get(BRIDGE_TAG) and flow.response is not None:
             flow.response.stream = True
+            token = flow.metadata.get(BRIDGE_TOKEN, "")
+            self._unclaimed.get(flow.client_conn.id, set()).discard(token)
+            if self.runtime is not None:
+                self.runtime.bridge.forwarded(token)
 
 
 _admin = TokenAdmin()

@@ -238,7 +238,9 @@ def test_models_list_and_retrieve(mitm: Mitm, token: str) -> None:
     assert result["missing"]["error_class"] == "NotFoundError"
 
 
-def test_unknown_route_is_an_openai_404_and_never_forwarded(emulator: Emulator, mitm: Mitm) -> None:
+def test_unknown_route_is_an_openai_404_and_never_forwarded(
+    emulator: Emulator, mitm: Mitm, token: str
+) -> None:
     script = """
     import openai
     client = openai.OpenAI(max_retries=0)
@@ -263,7 +265,9 @@ def test_unknown_route_is_an_openai_404_and_never_forwarded(emulator: Emulator, 
         ({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}], "n": 2}, "n"),
     ],
 )
-def test_bad_requests_are_openai_400s(mitm: Mitm, body: dict[str, Any], param: str) -> None:
+def test_bad_requests_are_openai_400s(
+    mitm: Mitm, token: str, body: dict[str, Any], param: str
+) -> None:
     proc = subprocess.run(
         [
             "curl",
