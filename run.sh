@@ -44,7 +44,7 @@ else
   reverse_target=http://127.0.0.1:9
 fi
 scripts=(-s "$ROOT/addons/chat2api.py")
-[ -f "$ROOT/addons/admin.py" ] && scripts+=(-s "$ROOT/addons/admin.py")
+# addons/chat2api.py loads the token admin (addons/admin.py) itself, ahead of its own.
 [ -n "$C2A_GATEWAY" ] && [ -f "$ROOT/addons/mirror.py" ] && scripts+=(-s "$ROOT/addons/mirror.py")
 
 ca="$C2A_CONFDIR/mitmproxy-ca-cert.pem"
@@ -62,7 +62,9 @@ or through the base URL:
 
 INFO
 
-exec .venv/bin/mitmdump \
+# mitmdump itself, with a cheaper hook dispatch (service/launcher.py, README
+# "Performance"); `.venv/bin/mitmdump -s addons/chat2api.py` works as well.
+exec .venv/bin/python -m service.launcher \
   --mode "regular@$C2A_HOST:$C2A_PROXY_PORT" \
   --mode "reverse:$reverse_target@$C2A_HOST:$C2A_PORT" \
   --set confdir="$C2A_CONFDIR" \

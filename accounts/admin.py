@@ -31,6 +31,7 @@ from typing import Any
 
 from accounts.pool import Pool
 from accounts.store import State
+from translator.chunks import json_bytes
 from translator.errors import (
     AuthenticationFailed,
     Chat2ApiError,
@@ -60,7 +61,7 @@ class AdminResponse:
 def json_response(
     status: int, data: Any, headers: Mapping[str, str] | None = None
 ) -> AdminResponse:
-    body = json.dumps(data, ensure_ascii=False).encode()
+    body = json_bytes(data)
     return AdminResponse(
         status=status,
         headers={**_SECURITY, "content-type": "application/json", **(headers or {})},
@@ -101,7 +102,7 @@ class AdminApi:
         scheme, _, given = value.partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
             raise AuthenticationFailed("Missing admin key (Authorization: Bearer <key>).")
-        raw = given.strip().encode()
+        raw = given.strip().encode("utf-8", "surrogateescape")  # the bytes as sent
         ok = False
         for key in keys:
             ok |= hmac.compare_digest(key.encode(), raw)

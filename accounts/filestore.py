@@ -8,6 +8,9 @@ Files (compatible with an original chat2api ``data/`` folder, reference §11.7):
 * ``refresh_map.json``: ``{RT: {"token": AT, "timestamp": unix}}`` as in the
   original, plus ``"expires"`` and rotation aliases ``{"rotated_to": RT2}``.
 * ``health.json``: ``{entry_id: {"state", "until", "reason", ...}}``.
+* ``seeds.json``: ``{seed_key: {"entry_id", "token", "created"}}`` (the mirror's
+  seeds, keyed by digest; the original's ``seed_map.json`` kept the seeds).
+* ``conversations.json``: ``{conversation_id: {"owner": seed_key, "created"}}``.
 
 Every write is atomic (a temporary file in the same directory, fsync, rename,
 fsync of the directory) and runs in a worker thread, one writer per file at a
@@ -29,7 +32,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from accounts.store import CachedAccess, Health
+from accounts.store import CachedAccess, Health, SeedRecord
 from accounts.tokens import normalise_line, token_id
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,8 @@ TOKENS = "token.txt"
 ERRORS = "error_token.txt"
 REFRESH = "refresh_map.json"
 HEALTH = "health.json"
+SEEDS = "seeds.json"
+CONVERSATIONS = "conversations.json"
 _ALIAS_SECONDS = 30 * 24 * 3600.0
 
 
@@ -88,6 +93,11 @@ def _is_entry(line: str) -> bool:
     return bool(stripped) and not stripped.startswith("#")
 
 
+def _created(info: dict[str, Any]) -> float:
+    value = info.get("created")
+    return float(value) if isinstance(value, (int, float)) else 0.0
+
+
 class FileStore:
     """Account state in files under ``data_dir``; see the module docstring."""
 
@@ -103,10 +113,15 @@ class FileStore:
         self._counters: dict[str, int] = {}
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._ids: dict[str, str] = {}
+        self._seeds: dict[str, SeedRecord] = {}
+        self._owners: dict[str, dict[str, Any]] = {}
+        self._owned: dict[str, list[str]] = {}  # owner → ids, oldest first (an index)
         self._w_tokens = _Writer(self.dir / TOKENS, self._render_tokens)
         self._w_errors = _Writer(self.dir / ERRORS, self._render_errors)
         self._w_refresh = _Writer(self.dir / REFRESH, self._render_refresh)
         self._w_health = _Writer(self.dir / HEALTH, self._render_health)
+        self._w_seeds = _Writer(self.dir / SEEDS, self._render_seeds)
+        self._w_owners = _Writer(self.dir / CONVERSATIONS, self._render_owners)
 
     # -- loading --------------------------------------------------------------
     async def open(self) -> None:
@@ -121,6 +136,19 @@ class FileStore:
             for k, v in self._load_json(HEALTH, files[HEALTH]).items()
             if isinstance(v, dict)
         }
+        self._seeds = {
+            k: SeedRecord.from_dict(v)
+            for k, v in self._load_json(SEEDS, files[SEEDS]).items()
+            if isinstance(v, dict)
+        }
+        self._owners = {
+            k: v
+            for k, v in self._load_json(CONVERSATIONS, files[CONVERSATIONS]).items()
+            if isinstance(v, dict) and isinstance(v.get("owner"), str)
+        }
+        self._owned = {}
+        for cid, info in sorted(self._owners.items(), key=lambda kv: _created(kv[1])):
+            self._owned.setdefault(info["owner"], []).append(cid)
         self._reindex()
 
     def _read_all(self) -> dict[str, str]:
@@ -129,7 +157,7 @@ class FileStore:
             with contextlib.suppress(OSError):
                 stale.unlink()
         out = {}
-        for name in (TOKENS, ERRORS, REFRESH, HEALTH):
+        for name in (TOKENS, ERRORS, REFRESH, HEALTH, SEEDS, CONVERSATIONS):
             path = self.dir / name
             out[name] = path.read_text("utf-8", errors="replace") if path.exists() else ""
         return out
@@ -164,6 +192,12 @@ class FileStore:
     def _render_health(self) -> bytes:
         data = {k: v.to_dict() for k, v in self._health.items() if k in self._ids}
         return json.dumps(data, indent=2).encode()
+
+    def _render_seeds(self) -> bytes:
+        return json.dumps({k: v.to_dict() for k, v in self._seeds.items()}, indent=2).encode()
+
+    def _render_owners(self) -> bytes:
+        return json.dumps(self._owners, indent=2).encode()
 
     # -- pool -----------------------------------------------------------------
     async def tokens(self) -> list[str]:
@@ -299,6 +333,39 @@ class FileStore:
 
     async def set_limit(self, model: str, entry_id: str, until: float) -> None:
         self._limits.setdefault(model, {})[entry_id] = until
+
+    # -- mirror seeds and conversation ownership -----------------------------------
+    async def seeds(self) -> dict[str, SeedRecord]:
+        return dict(self._seeds)
+
+    async def seed(self, key: str) -> SeedRecord | None:
+        return self._seeds.get(key)
+
+    async def put_seed(self, key: str, record: SeedRecord) -> None:
+        self._seeds[key] = record
+        await self._w_seeds.commit()
+
+    async def remove_seed(self, key: str) -> bool:
+        if self._seeds.pop(key, None) is None:
+            return False
+        await self._w_seeds.commit()
+        return True
+
+    async def own_conversation(self, conversation_id: str, owner: str) -> bool:
+        current = self._owners.get(conversation_id)
+        if current is not None:
+            return bool(current["owner"] == owner)
+        self._owners[conversation_id] = {"owner": owner, "created": self._clock()}
+        self._owned.setdefault(owner, []).append(conversation_id)
+        await self._w_owners.commit()
+        return True
+
+    async def conversation_owner(self, conversation_id: str) -> str | None:
+        info = self._owners.get(conversation_id)
+        return None if info is None else str(info["owner"])
+
+    async def owned_conversations(self, owner: str) -> list[str]:
+        return list(reversed(self._owned.get(owner, [])))
 
     # -- coordination -------------------------------------------------------------
     async def next_counter(self, name: str) -> int:

@@ -2,8 +2,9 @@
 
 A client's bearer is an AUTHORIZATION code (pick from the pool), a direct
 access or refresh token (optionally ``token,account_id``), or nothing (anonymous
-when no codes are configured). Pool selection (reference §2.3, §11.3, fixing
-§15.3 #17):
+when no codes are configured). A code whose pool has no usable entry is
+anonymous too; ``allow_anonymous=False`` refuses both instead. Pool selection
+(reference §2.3, §11.3, fixing §15.3 #17):
 
 * ``random_token``: a uniform choice among the eligible entries;
 * otherwise round robin in the stable order of ``token.txt``, one counter per
@@ -175,6 +176,7 @@ class Pool:
         random_token: bool = True,
         retry_times: int = 3,
         enable_limit: bool = True,
+        allow_anonymous: bool = True,
         cooldowns: Cooldowns | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
@@ -185,6 +187,7 @@ class Pool:
         self.random_token = random_token
         self.retry_times = retry_times
         self.enable_limit = enable_limit
+        self.allow_anonymous = allow_anonymous
         self.cooldowns = cooldowns or Cooldowns()
         self.rng = rng or random.SystemRandom()
         self.clock = clock
@@ -239,7 +242,7 @@ class Pool:
         if code is not None:
             return _Target(code_key="rr:" + token_id(code))
         if not bearer:
-            if self._codes:
+            if self._codes or not self.allow_anonymous:
                 raise AuthenticationFailed("Missing API key (an AUTHORIZATION code or a token).")
             return None
         try:
@@ -287,14 +290,21 @@ class Pool:
         exclude: set[str],
         after: str | None,
     ) -> Credential | None:
-        """A pool credential; ANONYMOUS if the pool has no usable entry; None if a
-        retry has nothing left. Dead refresh tokens met on the way are marked."""
+        """A pool credential; ANONYMOUS if the pool has no usable entry (with
+        ``allow_anonymous``); None if a retry has nothing left: a retry never falls
+        back to anonymous use. Dead refresh tokens met on the way are marked."""
         retry = bool(exclude)
         exclude = set(exclude)
         while True:
             entry = await self._pick(code_key, model, exclude, after, retry=retry)
-            if entry is None or entry is _EMPTY:
-                return None if entry is None else ANONYMOUS
+            if entry is None or (entry is _EMPTY and retry):
+                return None
+            if entry is _EMPTY:
+                if not self.allow_anonymous:
+                    raise UpstreamUnavailable(
+                        "The token pool has no usable account, and anonymous use is off."
+                    )
+                return ANONYMOUS
             at = entry.token
             if entry.kind is TokenKind.REFRESH:
                 assert self.refresher is not None

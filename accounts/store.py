@@ -15,12 +15,17 @@ State kept here:
 * the refresh cache: refresh token → access token, with rotation aliases;
 * the rate-limit memory: (model slug, entry id) → until (reference §11.6);
 * round-robin counters per AUTHORIZATION code, and named locks (the refresh
-  lock; across instances for a shared store).
+  lock; across instances for a shared store);
+* the mirror's seeds: seed key → :class:`SeedRecord` (a pool entry id or a
+  direct credential), and conversation ownership: conversation id → seed key.
+  Seed keys are :func:`seed_key` digests, so the seeds themselves are never
+  stored.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
@@ -113,6 +118,32 @@ class CachedAccess:
         return expires - margin > now
 
 
+def seed_key(seed: str) -> str:
+    """The storage key of a mirror seed: a SHA-256 digest, never the seed itself."""
+    return hashlib.sha256(b"chat2api-seed\0" + seed.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SeedRecord:
+    """What a mirror seed maps to: a pool entry (by id) or a direct credential line."""
+
+    entry_id: str | None = None
+    token: str | None = None
+    created: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"entry_id": self.entry_id, "token": self.token, "created": self.created}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SeedRecord:
+        entry_id, token, created = data.get("entry_id"), data.get("token"), data.get("created")
+        return cls(
+            entry_id=entry_id if isinstance(entry_id, str) else None,
+            token=token if isinstance(token, str) else None,
+            created=float(created) if isinstance(created, (int, float)) else 0.0,
+        )
+
+
 class Store(Protocol):
     """Async storage for all account state. See the module docstring."""
 
@@ -180,6 +211,31 @@ class Store(Protocol):
         ...
 
     async def set_limit(self, model: str, entry_id: str, until: float) -> None: ...
+
+    # -- mirror seeds and conversation ownership ----------------------------
+    async def seeds(self) -> dict[str, SeedRecord]:
+        """Every seed record by seed key (:func:`seed_key`)."""
+        ...
+
+    async def seed(self, key: str) -> SeedRecord | None: ...
+
+    async def put_seed(self, key: str, record: SeedRecord) -> None:
+        """Create or replace a seed record durably."""
+
+    async def remove_seed(self, key: str) -> bool:
+        """Forget a seed (its conversations stay owned by its key); False if unknown."""
+        ...
+
+    async def own_conversation(self, conversation_id: str, owner: str) -> bool:
+        """Record ``owner`` (a seed key) for a conversation unless another owns it
+        already; True when ``owner`` owns it afterwards."""
+        ...
+
+    async def conversation_owner(self, conversation_id: str) -> str | None: ...
+
+    async def owned_conversations(self, owner: str) -> list[str]:
+        """The conversation ids ``owner`` owns, newest first."""
+        ...
 
     # -- coordination -----------------------------------------------------
     async def next_counter(self, name: str) -> int:

@@ -65,4 +65,8 @@ class TokenAdmin:
         return answer
 
 
-addons = [TokenAdmin()]
+# No module-level instance: addons/chat2api.py creates the one TokenAdmin and
+# loads it ahead of itself. A second one from `-s addons/admin.py` would clash
+# with it by name ("An addon called 'tokenadmin' already exists") and stop
+# mitmdump at start-up, so loading this file as a script is a harmless no-op.
+addons: list[object] = []

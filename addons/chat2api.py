@@ -12,6 +12,7 @@ without TLS interception.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -33,7 +34,7 @@ from service.api import Reply, StreamReply, error_reply  # noqa: E402
 from service.bridge import BridgeJob  # noqa: E402
 from settings import Settings, SettingsError, load_settings  # noqa: E402
 from settings.load import describe  # noqa: E402
-from translator.errors import Chat2ApiError, UpstreamUnavailable  # noqa: E402
+from translator.errors import Chat2ApiError, UpstreamUnavailable, printable  # noqa: E402
 
 log = logging.getLogger("chat2api")
 
@@ -151,15 +152,17 @@ class Chat2Api:
             return
         flow.metadata["chat2api"] = True
         started = time.monotonic()
+        path = flow.request.path.split("?", 1)[0]
+        shown = self._loggable(path)
         try:
-            path = flow.request.path.split("?", 1)[0]
             headers = {k.lower(): v for k, v in flow.request.headers.items(multi=False)}  # type: ignore[no-untyped-call]
             reply = await self._handle(flow, path, headers)
         except Exception:  # noqa: BLE001 - an escaping exception would leave the flow unanswered
-            log.exception("chat2api failed on %s %s", flow.request.method, flow.request.path)
             reply = error_reply(Chat2ApiError("internal error in chat2api; see its log"))
+            with contextlib.suppress(Exception):  # (mitmproxy's log handler can raise)
+                log.exception("chat2api failed on %s %s", flow.request.method, shown)
         if reply is None:  # the client hung up first; nobody reads this
-            log.info("%s %s: the client went away, answer abandoned", flow.request.method, path)
+            log.info("%s %s: the client went away, answer abandoned", flow.request.method, shown)
             reply = error_reply(Chat2ApiError("the client went away", status=499))
         if isinstance(reply, StreamReply):
             self._bridge(flow, reply)
@@ -168,11 +171,19 @@ class Chat2Api:
         log.info(
             "%s %s -> %d%s in %.0f ms",
             flow.request.method,
-            path if not isinstance(reply, StreamReply) else path,
+            shown,
             reply.status,
             " (streaming)" if isinstance(reply, StreamReply) else "",
             (time.monotonic() - started) * 1000,
         )
+
+    def _loggable(self, path: str) -> str:
+        """``path`` for the log: without the secret API_PREFIX, and encodable (raw
+        bytes in a request line become lone surrogates, which the log cannot print)."""
+        prefix = self.runtime.settings.api_prefix if self.runtime is not None else None
+        if prefix and (path == f"/{prefix}" or path.startswith(f"/{prefix}/")):
+            path = "/<api_prefix>" + path[len(prefix) + 1 :]
+        return printable(path)
 
     async def _handle(
         self, flow: http.HTTPFlow, path: str, headers: dict[str, str]

@@ -55,6 +55,7 @@ from pow.config import ConfigValue
 
 __all__ = [
     "DEFAULT_MAX_ITERATIONS",
+    "INLINE_THRESHOLD",
     "PARALLEL_THRESHOLD",
     "PROOF_PREFIX",
     "REQUIREMENTS_DIFFICULTY",
@@ -89,6 +90,11 @@ DEFAULT_MAX_ITERATIONS = 500_000
 #: ``solve_async`` spreads a search over processes when its expected number of
 #: iterations exceeds this (about 0.2 s of work on one core).
 PARALLEL_THRESHOLD = 50_000
+#: ... and right on the event loop when it is at most this (a few hundred
+#: microseconds; the search there stops after ``_INLINE_CAP`` iterations and
+#: goes on in a thread, so the loop is never held for more than about 2 ms).
+INLINE_THRESHOLD = 64
+_INLINE_CAP = 512
 
 _MAX_DIFFICULTY_DIGITS = 128  # a SHA3-512 digest has 128 hex digits
 _BLOCK = 8192  # nonces between two looks at the stop flag
@@ -597,18 +603,29 @@ async def solve_async(
 ) -> str:
     """``solve`` without blocking the event loop.
 
-    A challenge whose expected work is at most ``parallel_threshold`` iterations runs
-    on a thread.  A harder one is split over one process per core: each takes every
-    n-th block of nonces, so the nonce found stays close to the work done; the first
-    answer sets a shared flag and the others stop within one block.  Cancelling the
-    caller stops the workers the same way.
+    A challenge whose expected work is at most ``INLINE_THRESHOLD`` iterations is
+    solved in place (bounded, see there); one whose expected work is at most
+    ``parallel_threshold`` iterations runs on a thread.  A harder one is split over
+    one process per core: each takes every n-th block of nonces, so the nonce found
+    stays close to the work done; the first answer sets a shared flag and the others
+    stop within one block.  Cancelling the caller stops the workers the same way.
     """
     difficulty = parse_difficulty(difficulty)
     config = list(config)
     if _work(difficulty, algorithm) is None:
         raise _exhausted(difficulty, max_iterations)
+    work = expected_work(difficulty, algorithm=algorithm)
+    if work <= INLINE_THRESHOLD:
+        # A thread hand-off costs more than the search (about 16 hashes for the
+        # usual 0fffff): solve on the loop, for at most _INLINE_CAP iterations.
+        cap = min(max_iterations, _INLINE_CAP)
+        answer = _search(config, seed, difficulty, algorithm, cap)
+        if answer is not None:
+            return answer
+        if cap >= max_iterations:
+            raise _exhausted(difficulty, max_iterations)
     workers = _workers()
-    if workers < 2 or expected_work(difficulty, algorithm=algorithm) <= parallel_threshold:
+    if workers < 2 or work <= parallel_threshold:
         return await asyncio.to_thread(
             solve, config, seed, difficulty, algorithm=algorithm, max_iterations=max_iterations
         )

@@ -3,6 +3,8 @@
 set -euo pipefail
 need=()
 command -v curl >/dev/null || need+=(curl)
+# Headless browser for the page tests (the mirror's and the token page's).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "chat2api: installing ${need[*]}" >&2
   if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi

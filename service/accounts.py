@@ -42,6 +42,7 @@ class AccountsService:
             random_token=settings.random_token,
             retry_times=settings.retry_times,
             enable_limit=settings.enable_limit,
+            allow_anonymous=settings.allow_anonymous,
         )
         self._tasks: list[asyncio.Task[Any]] = []
         self._opened = False
@@ -64,6 +65,8 @@ class AccountsService:
         for task in self._tasks:
             task.cancel()
         self._tasks = []
+        if self._opened:
+            await self.store.close()  # the best-effort health notes (last use)
 
     def session(
         self,

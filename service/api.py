@@ -7,7 +7,6 @@ streamed through the loopback bridge.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -15,7 +14,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.completions import CompletionService, error_answer
-from translator.errors import Chat2ApiError, InvalidRequest, NotFound
+from service.images import ImagesService
+from service.uploads import MediaFetcher
+from translator.chunks import json_bytes
+from translator.errors import (
+    AuthenticationFailed,
+    Chat2ApiError,
+    InvalidRequest,
+    NotFound,
+    printable,
+)
 from translator.models import ModelTable, get_model, list_models, resolve_model
 from translator.request import parse_chat_request
 
@@ -41,7 +49,7 @@ def json_reply(status: int, obj: Any, headers: Mapping[str, str] | None = None) 
     h = {"content-type": "application/json"}
     if headers:
         h.update(headers)
-    return Reply(status=status, headers=h, body=json.dumps(obj, ensure_ascii=False).encode())
+    return Reply(status=status, headers=h, body=json_bytes(obj))
 
 
 def error_reply(error: Chat2ApiError) -> Reply:
@@ -55,7 +63,10 @@ def bearer_of(headers: Mapping[str, str]) -> str | None:
     scheme, _, credentials = value.partition(" ")
     if scheme.lower() != "bearer":
         return None
-    return credentials.strip() or None
+    key = credentials.strip()
+    if key != printable(key):  # bytes that are not UTF-8: no token or code looks like that
+        raise AuthenticationFailed("Incorrect API key provided: it is not valid UTF-8.")
+    return key or None
 
 
 class ApiApp:
@@ -68,6 +79,8 @@ class ApiApp:
         completions: CompletionService,
         max_body_bytes: int,
         history_disabled: bool,
+        media: MediaFetcher | None = None,
+        images: ImagesService | None = None,
     ) -> None:
         self.api_root = api_root
         self.models = models
@@ -75,6 +88,8 @@ class ApiApp:
         self.completions = completions
         self.max_body_bytes = max_body_bytes
         self.history_disabled = history_disabled
+        self.media = media
+        self.images = images
         self.created = int(time.time())
 
     def owns(self, path: str) -> bool:
@@ -100,14 +115,21 @@ class ApiApp:
             if method != "POST":
                 raise NotFound(f"Unknown request URL: {method} {path}. Use POST.")
             return await self._chat(headers, body)
+        if route == "/images/generations" and self.images is not None:
+            if method != "POST":
+                raise NotFound(f"Unknown request URL: {method} {path}. Use POST.")
+            result = await self.images.generate(
+                body, bearer=bearer_of(headers), header_account_id=headers.get("chatgpt-account-id")
+            )
+            return json_reply(200, result)
         if route == "/models" and method == "GET":
             return json_reply(200, {"object": "list", "data": list_models(self.models)})
         if route.startswith("/models/") and method == "GET":
             model_id = route[len("/models/") :]
             return json_reply(200, get_model(self.models, model_id))
         raise NotFound(
-            f"Unknown request URL: {method} {path}. chat2api serves /chat/completions "
-            "and /models under this prefix."
+            f"Unknown request URL: {method} {path}. chat2api serves /chat/completions, "
+            "/images/generations and /models under this prefix."
         )
 
     async def _chat(self, headers: Mapping[str, str], body: bytes) -> Reply | StreamReply:
@@ -116,11 +138,16 @@ class ApiApp:
             raise InvalidRequest("Invalid content type: expected application/json.", param=None)
         req = parse_chat_request(body, max_body_bytes=self.max_body_bytes)
         model = resolve_model(self.models, req.model, unknown=self.unknown_model)
+        blobs = None
+        if self.media is not None:  # image, file and audio parts → bytes, before any account
+            req = self.media.prepare(req)
+            blobs = await self.media.fetch_all(req)
         primed = await self.completions.prime(
             req,
             model,
             bearer=bearer_of(headers),
             header_account_id=headers.get("chatgpt-account-id"),
+            blobs=blobs,
         )
         if req.stream:
             return StreamReply(

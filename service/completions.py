@@ -9,12 +9,14 @@ The order of work:
    retried on another account; after it, failures become an in-stream
    ``{"error": ...}`` event;
 4. stream (or gather) the translated pieces as OpenAI chunks, counting usage.
+
+Throughout 3 and 4, a backend stream that breaks or stalls before its end is
+resumed where it stopped when the dialect can do it (``_backend_chunks``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import secrets
@@ -22,18 +24,21 @@ import string
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from accounts.pool import Credential, Outcome, PoolSession
 from service.media import MediaResolver
+from service.uploads import Blobs, Uploader
 from translator import answer as tr
 from translator import chunks as oa
 from translator.errors import Chat2ApiError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from translator.models import ResolvedModel
-from translator.request import ChatRequest
+from translator.request import Attachments, ChatRequest
 from translator.stream import Translation
 from translator.usage import count_prompt_tokens, count_text_tokens
 from upstream.context import TurnContext
+from upstream.dialect import Dialect, ResumeRefused, Turn, TurnBodies
 from upstream.failures import outcome_of
 from upstream.http import StreamAnswer
 
@@ -59,22 +64,19 @@ class Accounts(Protocol):
     ) -> PoolSession: ...
 
 
-class Dialect(Protocol):
-    name: str
-
-    async def open_conversation(
-        self, ctx: TurnContext, body: dict[str, Any], rng: random.Random
-    ) -> StreamAnswer: ...
-
-
 class ContextFactory(Protocol):
     def __call__(self, credential: Credential, rng: random.Random) -> TurnContext: ...
 
 
 class BodyBuilder(Protocol):
     def __call__(
-        self, req: ChatRequest, model: ResolvedModel, ctx: TurnContext, rng: random.Random
-    ) -> dict[str, Any]: ...
+        self,
+        req: ChatRequest,
+        model: ResolvedModel,
+        ctx: TurnContext,
+        rng: random.Random,
+        attachments: Attachments | None = None,
+    ) -> TurnBodies: ...
 
 
 @dataclass(kw_only=True)
@@ -83,6 +85,8 @@ class Limits:
     idle_timeout: float
     total_timeout: float
     inline_reasoning: bool
+    #: Resumes in a row that bring no new event before a broken stream is given up.
+    resume_attempts: int = 5
 
 
 @dataclass(kw_only=True)
@@ -96,6 +100,8 @@ class Primed:
     credential: Credential
     deadline: float
     started: float = field(default_factory=time.monotonic)
+    #: The dialect's handle on the turn; ``stream`` is its current (maybe resumed) stream.
+    turn: Turn | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,12 +123,14 @@ class CompletionService:
         build_body: BodyBuilder,
         media: MediaResolver,
         limits: Limits,
+        uploader: Uploader | None = None,
     ) -> None:
         self.accounts = accounts
         self.dialect = dialect
         self.make_context = make_context
         self.build_body = build_body
         self.media = media
+        self.uploader = uploader
         self.limits = limits
         self.rng = random.SystemRandom()
 
@@ -133,6 +141,7 @@ class CompletionService:
         *,
         bearer: str | None,
         header_account_id: str | None,
+        blobs: Blobs | None = None,
     ) -> Primed:
         """Open a backend stream that has produced its first piece, retrying before that."""
         session = self.accounts.session(bearer, header_account_id, req.account_id, model=model.slug)
@@ -141,7 +150,7 @@ class CompletionService:
         while (credential := await session.next()) is not None:
             try:
                 primed = await asyncio.wait_for(
-                    self._attempt(req, model, credential, deadline),
+                    self._attempt(req, model, credential, deadline, blobs),
                     timeout=max(0.1, deadline - time.monotonic()),
                 )
             except (asyncio.TimeoutError, TimeoutError):
@@ -172,48 +181,67 @@ class CompletionService:
         raise last_error
 
     async def _attempt(
-        self, req: ChatRequest, model: ResolvedModel, credential: Credential, deadline: float
+        self,
+        req: ChatRequest,
+        model: ResolvedModel,
+        credential: Credential,
+        deadline: float,
+        blobs: Blobs | None = None,
     ) -> Primed:
         ctx = self.make_context(credential, self.rng)
-        body = self.build_body(req, model, ctx, self.rng)
-        stream = await self.dialect.open_conversation(ctx, body, self.rng)
-        translation = Translation(inline_reasoning=self.limits.inline_reasoning)
-        pieces: list[Any] = []
+        attachments: Attachments | None = None
+        if blobs:
+            # Files belong to the account that answers: uploaded once per attempt.
+            if self.uploader is None:
+                raise UpstreamError("media parts need the upload service, which is not set up")
+            offset = ctx.profile.timezone_offset_min(datetime.now(UTC))
+            attachments = await self.uploader.upload_all(ctx, blobs, timezone_offset_min=offset)
+        bodies = self.build_body(req, model, ctx, self.rng, attachments)
+        turn = await self.dialect.open_conversation(ctx, bodies, self.rng)
+        primed = Primed(
+            stream=turn.stream,
+            turn=turn,
+            translation=Translation(inline_reasoning=self.limits.inline_reasoning),
+            pieces=[],
+            ctx=ctx,
+            credential=credential,
+            deadline=deadline,
+        )
+        translation, pieces = primed.translation, primed.pieces
         try:
-            async for chunk in stream.chunks(idle_timeout=self.limits.idle_timeout):
+            async for chunk in self._backend_chunks(primed):
                 pieces.extend(translation.feed(chunk))
                 if any(_is_first_output(p) for p in pieces):
                     break
             else:
                 pieces.extend(translation.finish())
         except BaseException:
-            await stream.close()
+            await primed.stream.close()
             raise
         failure = next((p for p in pieces if isinstance(p, tr.Failure)), None)
         if failure is not None and not any(isinstance(p, (tr.Text, tr.Reasoning)) for p in pieces):
-            await stream.close()
+            await primed.stream.close()
             raise failure.error
-        return Primed(
-            stream=stream,
-            translation=translation,
-            pieces=pieces,
-            ctx=ctx,
-            credential=credential,
-            deadline=deadline,
-        )
+        return primed
 
     async def pieces(self, primed: Primed) -> AsyncIterator[Any]:
         """Every piece of the answer, primed ones first; ends with Finish or Failure."""
         try:
             for piece in primed.pieces:
+                if _is_async(piece):
+                    async for p in self._follow(primed, piece):
+                        yield p
+                    return
                 yield _terminal(piece)
                 if isinstance(piece, _TERMINAL):
                     return
-            remaining = primed.deadline - time.monotonic()
-            idle = min(self.limits.idle_timeout, max(0.1, remaining))
             try:
-                async for chunk in primed.stream.chunks(idle_timeout=idle):
+                async for chunk in self._backend_chunks(primed):
                     for piece in primed.translation.feed(chunk):
+                        if _is_async(piece):
+                            async for p in self._follow(primed, piece):
+                                yield p
+                            return
                         yield _terminal(piece)
                         if isinstance(piece, _TERMINAL):
                             return
@@ -223,6 +251,10 @@ class CompletionService:
                 yield tr.Failure(error=e)
                 return
             for piece in primed.translation.finish():
+                if _is_async(piece):
+                    async for p in self._follow(primed, piece):
+                        yield p
+                    return
                 yield _terminal(piece)
                 if isinstance(piece, _TERMINAL):
                     return
@@ -231,6 +263,90 @@ class CompletionService:
             )
         finally:
             await primed.stream.close()
+
+    async def _backend_chunks(self, primed: Primed) -> AsyncIterator[bytes]:
+        """The answer's bytes, across resumed streams (``chatgpt-backend-2026.md`` §2.6).
+
+        When the stream breaks, stalls or ends before ``[DONE]`` with the answer
+        unfinished, and the dialect can resume the turn, the rest is fetched from
+        the number of events already translated: nothing is repeated or lost and
+        the client does not notice. Up to ``resume_attempts`` resumes in a row that
+        bring no new event, with the page's backoff; then the failure stands as it
+        would have without resuming. The caller feeds every chunk to
+        ``primed.translation`` before asking for the next one.
+
+        Temporary chats (``history_disabled``, chat2api's default) are resumed too,
+        although the page does not resume them: resume is a read that never posts
+        the prompt again, so it cannot duplicate anything, and a backend that keeps
+        no such stream answers 404, which ends in the error the client would have
+        got anyway. Skipping them would turn the feature off by default.
+        """
+        translation = primed.translation
+        failures = 0
+        while True:
+            idle = min(self.limits.idle_timeout, max(0.1, primed.deadline - time.monotonic()))
+            consumed = translation.events_consumed
+            error: UpstreamError | None = None
+            try:
+                async for chunk in primed.stream.chunks(idle_timeout=idle):
+                    yield chunk
+            except UpstreamError as e:  # the stream broke or stalled
+                error = e
+            if translation.finished or translation.saw_done:
+                if error is not None:
+                    raise error
+                return
+            if translation.events_consumed > consumed:
+                failures = 0  # the page's counter resets on every event received
+            resumed = None
+            resumable = primed.turn is not None and primed.turn.resumer is not None
+            if resumable:
+                await primed.stream.close()
+            while resumable and resumed is None and failures < self.limits.resume_attempts:
+                failures += 1
+                try:
+                    resumed = await self._resume(primed, failures, error)
+                except ResumeRefused as e:
+                    log.info("resume refused: %s", e.message)
+                    break
+                except Chat2ApiError as e:
+                    log.info("resume attempt %d failed: %s", failures, e.message)
+            if resumed is None:
+                if error is not None:
+                    raise error
+                return  # the caller's translation.finish() reports the early end
+            primed.stream = resumed
+            if primed.turn is not None:
+                primed.turn.stream = resumed
+            translation.resume()
+
+    async def _resume(
+        self, primed: Primed, attempt: int, cause: UpstreamError | None
+    ) -> StreamAnswer:
+        """One resume call, after the page's backoff."""
+        translation = primed.translation
+        token = translation.resume_token
+        resumer = primed.turn.resumer if primed.turn is not None else None
+        conversation_id = translation.conversation_id
+        if conversation_id is None and token is not None:
+            conversation_id = token.conversation_id
+        if resumer is None or token is None or not conversation_id:
+            raise ResumeRefused("this turn cannot be resumed")
+        # min(300 * 1.5^(n-1), 5000) ms, times U[0.5, 1) (chatgpt-backend-2026.md §2.6).
+        delay = min(0.3 * 1.5 ** (attempt - 1), 5.0) * self.rng.uniform(0.5, 1.0)
+        if time.monotonic() + delay >= primed.deadline:
+            raise ResumeRefused("no time is left to resume the answer")
+        await asyncio.sleep(delay)
+        offset = translation.events_consumed
+        why = cause.message if cause is not None else "the stream ended before [DONE]"
+        log.info("resuming conversation %s at event %d (%s)", conversation_id, offset, why)
+        return await resumer(conversation_id=conversation_id, offset=offset, token=token.token)
+
+    async def _follow(self, primed: Primed, pending: Any) -> AsyncIterator[Any]:
+        """An asynchronous image turn: the stream is over, the images come by polling."""
+        await primed.stream.close()
+        async for piece in self.media.follow_async(primed.ctx, pending, deadline=primed.deadline):
+            yield piece
 
     async def render(self, piece: Any, primed: Primed) -> tuple[str, str]:
         """A piece as (content text, reasoning text); media pieces are resolved here."""
@@ -242,9 +358,10 @@ class CompletionService:
             return await self.media.image_markdown(primed.ctx, piece), ""
         if isinstance(piece, tr.SandboxLink):
             return await self.media.sandbox_markdown(primed.ctx, piece), ""
-        progress = getattr(tr, "Progress", None)
-        if progress is not None and isinstance(piece, progress):
-            return "", piece.text
+        if isinstance(piece, tr.Progress):
+            # Status lines, one per line in the reasoning.
+            text = piece.text.strip()
+            return "", f"{text}\n" if text else ""
         return "", ""
 
     # -- the two answer shapes -------------------------------------------------
@@ -293,7 +410,7 @@ class CompletionService:
             if isinstance(piece, tr.Finish):
                 aggregator.finish(piece.reason)
                 usage = _usage(req, model, [aggregator.text], [aggregator.reasoning_text])
-                body = json.dumps(aggregator.build(usage), ensure_ascii=False).encode()
+                body = oa.json_bytes(aggregator.build(usage))
                 return Answer(status=200, headers={"content-type": "application/json"}, body=body)
             content, reasoning = await self.render(piece, primed)
             if content:
@@ -316,6 +433,10 @@ def _terminal(piece: Any) -> Any:
             )
         )
     return piece
+
+
+def _is_async(piece: Any) -> bool:
+    return isinstance(piece, tr.Pending) and piece.kind == "async"
 
 
 def _is_first_output(piece: Any) -> bool:
@@ -347,5 +468,5 @@ def error_answer(error: Chat2ApiError) -> Answer:
     return Answer(
         status=error.status,
         headers=headers,
-        body=json.dumps(error.to_dict(), ensure_ascii=False).encode(),
+        body=oa.json_bytes(error.to_dict()),
     )

@@ -18,13 +18,24 @@ from service.accounts import AccountsService
 from service.api import ApiApp
 from service.bridge import Bridge
 from service.completions import CompletionService, Limits
+from service.images import ImagesService
 from service.media import MediaResolver
+from service.uploads import MediaFetcher, MediaLimits, Uploader
 from settings import Settings
 from translator.models import ResolvedModel
-from translator.request import ChatRequest, build_conversation_body
+from translator.request import (
+    Attachments,
+    ChatRequest,
+    build_conversation_body,
+    build_prepare_body,
+    contextual_info,
+)
+from upstream.auto import AutoDialect
 from upstream.classic import ClassicDialect
-from upstream.classic import Limits as DialectLimits
+from upstream.common import Limits as DialectLimits
 from upstream.context import TurnContext, make_context
+from upstream.d2026 import Dialect2026
+from upstream.dialect import Dialect, PrepareState, TurnBodies, Wire
 from upstream.http import BackendHttp
 
 log = logging.getLogger(__name__)
@@ -51,17 +62,27 @@ class Runtime:
 CURRENT: Runtime | None = None
 
 
+def make_dialect(settings: Settings, http: BackendHttp) -> Dialect:
+    """The backend dialect ``backend_dialect`` names (README, "Backend dialects")."""
+    limits = DialectLimits(
+        pow_threshold=settings.pow_difficulty,
+        pow_algorithm=None if settings.pow_algorithm == "auto" else settings.pow_algorithm,
+        first_byte_timeout=settings.timeouts.first_byte,
+    )
+    only = settings.conversation_only
+    classic = ClassicDialect(http, limits, conversation_only=only)
+    if settings.backend_dialect == "classic":
+        return classic
+    newer = Dialect2026(http, limits, conversation_only=only)
+    if settings.backend_dialect == "2026":
+        return newer
+    return AutoDialect(newer, classic)
+
+
 def build_runtime(settings: Settings) -> Runtime:
     http = BackendHttp(proxies=settings.proxy_url, connect_timeout=settings.timeouts.connect)
     accounts = AccountsService(settings, http)
-    dialect = ClassicDialect(
-        http,
-        DialectLimits(
-            pow_threshold=settings.pow_difficulty,
-            first_byte_timeout=settings.timeouts.first_byte,
-        ),
-        conversation_only=settings.conversation_only,
-    )
+    dialect = make_dialect(settings, http)
 
     def context_for(credential: Credential, rng: random.Random) -> TurnContext:
         return make_context(
@@ -74,31 +95,64 @@ def build_runtime(settings: Settings) -> Runtime:
         )
 
     def body_for(
-        req: ChatRequest, model: ResolvedModel, ctx: TurnContext, rng: random.Random
-    ) -> dict[str, Any]:
+        req: ChatRequest,
+        model: ResolvedModel,
+        ctx: TurnContext,
+        rng: random.Random,
+        attachments: Attachments | None = None,
+    ) -> TurnBodies:
         history_disabled = (
             settings.history_disabled if req.history_disabled is None else req.history_disabled
         )
-        return build_conversation_body(
-            req,
-            model=model,
-            history_disabled=history_disabled,
-            timezone=ctx.profile.timezone,
-            timezone_offset_min=ctx.profile.timezone_offset_min(datetime.now(UTC)),
-            rng=rng,
-        )
+        timezone = ctx.profile.timezone
+        offset = ctx.profile.timezone_offset_min(datetime.now(UTC))
+        info = contextual_info(rng)  # one browser window for both bodies of the turn
 
+        def conversation(wire: Wire, prepare_state: PrepareState) -> dict[str, Any]:
+            return build_conversation_body(
+                req,
+                model=model,
+                history_disabled=history_disabled,
+                attachments_by_part=attachments,
+                timezone=timezone,
+                timezone_offset_min=offset,
+                rng=rng,
+                dialect=wire,
+                client_contextual_info=info,
+                prepare_state=prepare_state,
+            )
+
+        def prepare() -> dict[str, Any]:
+            return build_prepare_body(
+                req,
+                model=model,
+                timezone=timezone,
+                timezone_offset_min=offset,
+                rng=rng,
+                client_contextual_info=info,
+            )
+
+        return TurnBodies(conversation=conversation, prepare=prepare)
+
+    media = MediaResolver(
+        http,
+        async_timeout=settings.media_async_timeout,
+        poll_interval=settings.media_poll_interval,
+        max_image_bytes=settings.media_max_bytes,
+    )
     completions = CompletionService(
         accounts=accounts,
         dialect=dialect,
         make_context=context_for,
         build_body=body_for,
-        media=MediaResolver(http),
+        media=media,
+        uploader=Uploader(http),
         limits=Limits(
             retry_times=settings.retry_times,
             idle_timeout=settings.timeouts.idle,
             total_timeout=settings.timeouts.total,
             inline_reasoning=settings.reasoning_inline,
+            resume_attempts=settings.resume_attempts,
         ),
     )
     api = ApiApp(
@@ -108,5 +162,20 @@ def build_runtime(settings: Settings) -> Runtime:
         completions=completions,
         max_body_bytes=settings.max_body_bytes,
         history_disabled=settings.history_disabled,
+        media=MediaFetcher(
+            MediaLimits(
+                max_bytes=settings.media_max_bytes,
+                fetch_timeout=settings.media_fetch_timeout,
+                allow_hosts=settings.media_allow_hosts,
+                upload_by_url=settings.upload_by_url,
+            ),
+            export_proxy=settings.export_proxy_url,
+        ),
+        images=ImagesService(
+            completions=completions,
+            media=media,
+            models=settings.models,
+            max_body_bytes=settings.max_body_bytes,
+        ),
     )
     return Runtime(settings=settings, http=http, bridge=Bridge(), accounts=accounts, api=api)

@@ -166,6 +166,19 @@ def _parse_schedule(value: Any) -> str:
     return text
 
 
+def _parse_ban_list(value: Any) -> tuple[str, ...]:
+    # Comma-separated in the environment would split regexes like {1,3}: a YAML
+    # list there, or one entry per line in the environment variable.
+    if isinstance(value, list):
+        entries = tuple(str(item).strip() for item in value if str(item).strip())
+    else:
+        entries = tuple(s.strip() for s in str(value or "").splitlines() if s.strip())
+    from gateway.paths import parse_ban_rules  # lazily, like the model table below
+
+    parse_ban_rules(entries)
+    return entries
+
+
 def _parse_models(value: Any) -> Any:
     # The table's own parser lives with the model mapping; imported lazily so
     # that settings stay importable on their own.
@@ -190,6 +203,8 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "proxy_url": _parse_proxies,
     "export_proxy_url": _parse_optional_proxy,
     "backend_dialect": _one_of("classic", "2026", "auto"),
+    "pow_algorithm": _one_of("auto", "sha3", "fnv1a"),
+    "resume_attempts": _parse_int(0, 50),
     "oai_language": _parse_str,
     "history_disabled": parse_bool,
     "pow_difficulty": _parse_hex,
@@ -203,6 +218,11 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "unknown_model": _one_of("default", "reject"),
     "max_body_bytes": _parse_int(1024, 1024 * 1024 * 1024),
     "models": _parse_models,
+    "media_max_bytes": _parse_int(1024, 1024 * 1024 * 1024),
+    "media_fetch_timeout": _parse_seconds,
+    "media_allow_hosts": _parse_hosts,
+    "media_async_timeout": _parse_seconds,
+    "media_poll_interval": _parse_seconds,
     "scheduled_refresh": parse_bool,
     "refresh_schedule": _parse_schedule,
     "refresh_url": _parse_url,
@@ -210,6 +230,11 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "refresh_redirect_uri": _parse_str,
     "enable_gateway": parse_bool,
     "auto_seed": parse_bool,
+    "gateway_blocked_paths": _parse_ban_list,
+    "gateway_assets_url": _parse_url,
+    "gateway_files_url": _parse_url,
+    "gateway_sandbox_url": _parse_url,
+    "gateway_statsig_url": _parse_url,
     "timeout_connect": _parse_seconds,
     "timeout_first_byte": _parse_seconds,
     "timeout_idle": _parse_seconds,
@@ -269,7 +294,7 @@ def _check_consistency(s: Settings) -> None:
 
 def describe(settings: Settings) -> dict[str, Any]:
     """The settings as plain data with every secret masked, for logs."""
-    secret = {"authorization", "admin_key", "auth_key"}
+    secret = {"authorization", "admin_key", "auth_key", "api_prefix"}
     out: dict[str, Any] = {}
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
@@ -277,5 +302,13 @@ def describe(settings: Settings) -> dict[str, Any]:
             continue
         if f.name in secret and value:
             value = f"<{len(value) if isinstance(value, tuple) else 1} set>"
+        elif isinstance(value, str):
+            value = _USERINFO.sub(r"\1***@", value)
+        elif isinstance(value, tuple):
+            value = tuple(_USERINFO.sub(r"\1***@", v) if isinstance(v, str) else v for v in value)
         out[f.name] = value
     return out
+
+
+# The user:password@ part of a URL (proxy credentials).
+_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)

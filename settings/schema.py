@@ -6,7 +6,33 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Dialect = Literal["classic", "2026", "auto"]
+PowAlgorithm = Literal["auto", "sha3", "fnv1a"]
 UnknownModel = Literal["default", "reject"]
+
+
+# The mirror's ban list for seed users: reference §13.4, plus writes to the account's
+# settings and profile, and the endpoints that list every conversation or share of
+# the shared account. Regexes matched at the start of the canonical path (no leading
+# "/"); "write:" limits an entry to methods other than GET, HEAD and OPTIONS.
+DEFAULT_GATEWAY_BLOCKED_PATHS: tuple[str, ...] = (
+    "backend-api/accounts/logout_all",
+    "backend-api/accounts/deactivate",
+    "backend-api/payments",
+    "backend-api/subscriptions",
+    "backend-api/user_system_messages",
+    "backend-api/memories",
+    "backend-api/settings/clear_account_user_memory",
+    "backend-api/conversations/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+    "backend-api/accounts/mfa_info",
+    "backend-api/accounts/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/invites",
+    "admin",
+    "write:backend-api/settings",
+    "write:backend-api/accounts",
+    "write:backend-api/me",
+    "write:backend-api/conversations",
+    "backend-api/conversations/search",
+    "backend-api/shared_conversations",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,6 +64,10 @@ class Settings:
     proxy_url: tuple[str, ...] = ()
     export_proxy_url: str | None = None
     backend_dialect: Dialect = "classic"
+    # the hash of proof-of-work challenges; auto = the dialect's own (classic sha3, 2026 fnv1a)
+    pow_algorithm: PowAlgorithm = "auto"
+    # resumes in a row that bring nothing new before a broken 2026 stream is given up; 0 = never
+    resume_attempts: int = 5
     oai_language: str = "en-US"
     timeouts: Timeouts = field(default_factory=Timeouts)
     # behaviour
@@ -52,6 +82,12 @@ class Settings:
     reasoning_inline: bool = False
     unknown_model: UnknownModel = "default"
     max_body_bytes: int = 25 * 1024 * 1024
+    # media (service/uploads.py, service/media.py)
+    media_max_bytes: int = 20 * 1024 * 1024
+    media_fetch_timeout: float = 30.0
+    media_allow_hosts: tuple[str, ...] = ()
+    media_async_timeout: float = 300.0
+    media_poll_interval: float = 2.0
     models: Any = None
     # accounts
     scheduled_refresh: bool = False
@@ -62,6 +98,11 @@ class Settings:
     # mirror
     enable_gateway: bool = False
     auto_seed: bool = True
+    gateway_blocked_paths: tuple[str, ...] = DEFAULT_GATEWAY_BLOCKED_PATHS
+    gateway_assets_url: str = "https://cdn.oaistatic.com"
+    gateway_files_url: str = "https://files.oaiusercontent.com"
+    gateway_sandbox_url: str = "https://web-sandbox.oaiusercontent.com"
+    gateway_statsig_url: str = "https://ab.chatgpt.com"
 
     @property
     def api_root(self) -> str:

@@ -210,6 +210,35 @@ def test_empty_or_dead_pool_is_anonymous(tmp_path: Path) -> None:
     assert anon.source is Source.ANONYMOUS and anon.access_token is None
 
 
+def test_a_retry_never_falls_back_to_anonymous(tmp_path: Path) -> None:
+    """The only pool token fails with 401: the request ends with that error instead
+    of a silent second attempt without an account; the next request is anonymous."""
+    pool, _, _ = make_pool(tmp_path, [ATS[0]])
+
+    async def main() -> tuple[Credential | None, Credential]:
+        session = pool.session("code-1")
+        first = await session.next()
+        assert first is not None and first.entry_id == A
+        await session.report(Outcome.UNAUTHORIZED)
+        return await session.next(), await pool.resolve("code-1")
+
+    retry, later = asyncio.run(main())
+    assert retry is None
+    assert later.source is Source.ANONYMOUS
+
+
+def test_allow_anonymous_off(tmp_path: Path) -> None:
+    pool, _, _ = make_pool(tmp_path, [], allow_anonymous=False)
+    with pytest.raises(UpstreamUnavailable):
+        asyncio.run(pool.resolve("code-1"))
+    bare, _, _ = make_pool(tmp_path / "bare", [], codes=[], allow_anonymous=False)
+    with pytest.raises(AuthenticationFailed):
+        asyncio.run(bare.resolve(None))
+    assert asyncio.run(bare.resolve(ATS[0])).source is Source.DIRECT
+    on, _, _ = make_pool(tmp_path / "on", [], codes=[])
+    assert asyncio.run(on.resolve(None)).source is Source.ANONYMOUS
+
+
 def test_expired_access_tokens_are_skipped(tmp_path: Path) -> None:
     old = make_jwt(NOW - 1)
     pool, _, _ = make_pool(tmp_path, [old, ATS[0]])

@@ -141,3 +141,14 @@ def test_unwired_addon_answers_503_then_set_pool_wires_it(tmp_path: Path) -> Non
             assert flow.response.status_code == 200
 
     asyncio.run(main())
+
+
+def test_loading_admin_py_as_a_script_adds_nothing() -> None:
+    """chat2api.py owns the one TokenAdmin (ahead of itself); ``-s addons/admin.py``
+    next to it must not register a second one: mitmproxy refuses two addons of
+    the same name and stops at start-up."""
+    from addons import chat2api
+
+    assert admin_addon.addons == []
+    kinds = [type(a).__name__ for a in chat2api.addons]
+    assert kinds == ["TokenAdmin", "Chat2Api"]

@@ -26,6 +26,7 @@ from tests.fakechatgpt.harness import (
     run_emulator,
 )
 from tests.support.clients import proxy_env, reverse_env, run_client
+from tests.support.dialects import DIALECTS, emulator_options, mitm_env
 from tests.support.mitm import Mitm, start_mitm
 from tests.support.sdk import ask, chat
 from tests.test_translator_captures import COMPLETE, FIXTURES, ref_answer
@@ -33,16 +34,25 @@ from tests.test_translator_captures import COMPLETE, FIXTURES, ref_answer
 MODES = ["proxy", "reverse"]
 
 
+@pytest.fixture(scope="module", params=DIALECTS)
+def dialect(request: pytest.FixtureRequest) -> str:
+    """Every test here runs against a backend speaking only this dialect."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator() as emu:
+def emulator(dialect: str) -> Iterator[Emulator]:
+    with run_emulator(**emulator_options(dialect)) as emu:
         yield emu
 
 
 @pytest.fixture(scope="module")
-def mitm(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
+def mitm(
+    emulator: Emulator, dialect: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Mitm]:
     env = {
         "CHATGPT_BASE_URL": emulator.url,
+        **mitm_env(dialect),
         # Short enough that stall tests stay quick, long enough for a loaded CI box.
         "TIMEOUT_IDLE": "3",
         "TIMEOUT_FIRST_BYTE": "4",
@@ -76,7 +86,7 @@ def conversation_calls(emulator: Emulator) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
 @pytest.mark.parametrize("mode", MODES)
 def test_generated_answer_arrives_exactly(
-    emulator: Emulator, mitm: Mitm, token: str, mode: str, stream: bool
+    emulator: Emulator, mitm: Mitm, token: str, dialect: str, mode: str, stream: bool
 ) -> None:
     prompt = f"Tell me about Paris ({mode}, {stream})"
     extra = {"stream_options": {"include_usage": True}} if stream else {}
@@ -95,7 +105,10 @@ def test_generated_answer_arrives_exactly(
     headers = {k.lower(): v for k, v in call["headers"].items()}
     assert headers["authorization"] == f"Bearer {token}"
     assert headers["openai-sentinel-chat-requirements-token"]
-    assert headers["openai-sentinel-proof-token"].startswith("gAAAAAB")
+    if dialect == "classic":
+        assert headers["openai-sentinel-proof-token"].startswith("gAAAAAB")
+    else:
+        assert call["path"].endswith("/f/conversation") and headers["x-conduit-token"]
     body = json.loads(call["body"])
     assert body["model"] == "gpt-4o"
     assert body["messages"][-1]["content"]["parts"] == [prompt]
@@ -380,8 +393,12 @@ MID_STREAM = [
 
 @pytest.mark.parametrize("name, plan", MID_STREAM, ids=[m[0] for m in MID_STREAM])
 def test_mid_stream_failures_raise_instead_of_a_fake_success(
-    emulator: Emulator, mitm: Mitm, token: str, name: str, plan: dict[str, Any]
+    emulator: Emulator, mitm: Mitm, token: str, dialect: str, name: str, plan: dict[str, Any]
 ) -> None:
+    if dialect == "2026":
+        # The 2026 dialect resumes broken streams (tests/test_e2e_dialects.py);
+        # here the resume is refused, so the break must reach the client.
+        plan = {**plan, "resume_fail": True}
     next_plan(emulator.url, **plan)
     result = chat(env_for(mitm, "proxy", token), **ask(f"break {name}", stream=True))
     assert result.get("error", {}).get("error_class") == "APIError", result

@@ -13,18 +13,35 @@ reporting success. Token counting is not done here (see ``translator.usage``).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from translator.errors import Chat2ApiError
 
-__all__ = ["ChunkEncoder", "CompletionAggregator", "Usage"]
+__all__ = ["ChunkEncoder", "CompletionAggregator", "Usage", "json_bytes"]
 
 _DONE = b"data: [DONE]\n\n"
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON that encodes to UTF-8: lone surrogates (the backend may send
+    ``\\ud800`` escapes) stay escaped instead of breaking the answer."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    if _SURROGATE.search(text):
+        return json.dumps(obj, separators=(",", ":"))
+    return text
+
+
+def json_bytes(obj: Any) -> bytes:
+    """``obj`` as a UTF-8 JSON body (non-ASCII text kept readable where it can be)."""
+    text = json.dumps(obj, ensure_ascii=False)
+    if _SURROGATE.search(text):
+        text = json.dumps(obj)
+    return text.encode("utf-8")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

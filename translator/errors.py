@@ -24,6 +24,17 @@ from __future__ import annotations
 from typing import Any
 
 
+def printable(text: str) -> str:
+    """``text`` with any lone surrogate (from ``\\ud800`` escapes in JSON a client or
+    the backend sent) written as ``\\ud800``: such a string cannot be encoded as
+    UTF-8, so it could be neither sent in an answer nor logged."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 class Chat2ApiError(Exception):
     """Base class: an internal error (500)."""
 
@@ -39,6 +50,7 @@ class Chat2ApiError(Exception):
         code: str | None = None,
         status: int | None = None,
     ) -> None:
+        message = printable(message)
         super().__init__(message)
         self.message = message
         self.param = param

@@ -189,6 +189,23 @@ class Attachment:
 Attachments = Mapping[tuple[int, int], AttachmentLike]
 
 
+_LEADING_URL = re.compile(r"\s*(https?://[^\s]+)(?:\s+|$)", re.IGNORECASE)
+
+
+def split_leading_urls(text: str) -> tuple[tuple[str, ...], str]:
+    """``UPLOAD_BY_URL`` (reference §7.3): the URLs a text starts with, and the rest.
+
+    ``"https://a/x.png https://b/y.pdf what are these?"`` gives both URLs and
+    ``"what are these?"``; a text that does not start with ``http`` is left whole.
+    """
+    urls: list[str] = []
+    rest = text
+    while (match := _LEADING_URL.match(rest)) is not None:
+        urls.append(match.group(1))
+        rest = rest[match.end() :]
+    return tuple(urls), (rest if urls else text)
+
+
 # --- parsing --------------------------------------------------------------------------------
 
 

@@ -66,6 +66,18 @@ class LineDecoder:
             return []
         buf = bytes(self._buf) + data if self._buf else data
         self._buf.clear()
+        if b"\r" not in buf:
+            # The backend's own line ends: decode once, split once. (0x0A never
+            # occurs inside a UTF-8 sequence, so this decodes exactly as line by
+            # line would, replacement characters included.)
+            end = buf.rfind(b"\n") + 1
+            if end < len(buf):
+                self._buf += buf[end:]
+                if len(self._buf) > self._max:
+                    self._buf.clear()
+                    raise UpstreamError("the backend sent an event stream line that is too long")
+            lines = buf[: end - 1].decode("utf-8", "replace").split("\n")
+            return lines
         # bytes.splitlines breaks only on \r, \n and \r\n (unlike str.splitlines,
         # which would also break on U+2028, U+0085 and friends).
         pieces = buf.splitlines(keepends=True)

@@ -129,12 +129,17 @@ def _build(spec: EncodingSpec) -> tiktoken.Encoding:
         if line:
             token, rank = line.split()
             ranks[base64.b64decode(token)] = int(rank)
-    return tiktoken.Encoding(
+    encoding = tiktoken.Encoding(
         name=spec.name,
         pat_str=spec.pat_str,
         mergeable_ranks=ranks,
         special_tokens=dict(spec.special_tokens),
     )
+    # The Rust core keeps its own copy of the ranks; tiktoken holds on to the Python
+    # dict only to pickle the Encoding, which chat2api never does. Without it,
+    # o200k_base takes about 27 MB less memory (README, "Performance").
+    encoding._mergeable_ranks = {}
+    return encoding
 
 
 def get_encoding(name: str) -> tiktoken.Encoding:

@@ -3,22 +3,25 @@
 ``chatgpt-backend.md`` §2-§4: ``POST {base}/sentinel/chat-requirements`` with
 the requirements token, solve the proof of work it asks for, then ``POST
 {base}/conversation`` with the sentinel headers and ``accept:
-text/event-stream``.
+text/event-stream``. Its streams cannot be resumed.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
 from typing import Any
 
 import pow
-from accounts.pool import Outcome
-from translator.errors import Chat2ApiError, UpstreamError, UpstreamUnavailable
+from pow.ahead import AheadOfTime
+from translator.errors import UpstreamError
+from upstream.common import Limits, SentinelTokens, open_event_stream, solve_challenge
 from upstream.context import TurnContext
+from upstream.dialect import Turn, TurnBodies
 from upstream.failures import classify
-from upstream.http import BackendHttp, StreamAnswer
+from upstream.http import BackendHttp
+
+__all__ = ["DEFAULT_SCRIPT", "ClassicDialect", "Limits", "SentinelTokens"]
 
 log = logging.getLogger(__name__)
 
@@ -26,20 +29,10 @@ log = logging.getLogger(__name__)
 DEFAULT_SCRIPT = "https://chatgpt.com/backend-api/sentinel/sdk.js"
 
 
-@dataclass(frozen=True, kw_only=True)
-class Limits:
-    pow_threshold: str
-    pow_max_iterations: int = 500_000
-    sentinel_timeout: float = 15.0
-    first_byte_timeout: float = 60.0
-
-
-@dataclass(frozen=True, kw_only=True)
-class SentinelTokens:
-    chat_requirements: str
-    proof: str | None
-    turnstile: str | None = None
-    persona: str | None = None
+def _requirements(profile: pow.BrowserProfile, rng: random.Random) -> tuple[list[Any], str]:
+    config = pow.classic_config(profile, script_src=DEFAULT_SCRIPT, build_id=None, rng=rng)
+    # The requirements token is solved locally with SHA3 whatever the challenge hash is.
+    return config, pow.requirements_token(config, algorithm="sha3", rng=rng)
 
 
 class ClassicDialect:
@@ -49,10 +42,12 @@ class ClassicDialect:
         self.http = http
         self.limits = limits
         self.conversation_only = conversation_only
+        self.algorithm: pow.Algorithm = limits.pow_algorithm or "sha3"
+        self._requirements = AheadOfTime(_requirements)
 
     async def sentinel(self, ctx: TurnContext, rng: random.Random) -> SentinelTokens:
-        config = pow.classic_config(ctx.profile, script_src=DEFAULT_SCRIPT, build_id=None, rng=rng)
-        p = pow.requirements_token(config, algorithm="sha3", rng=rng)
+        # Made ahead of time, fresh and used once (pow/ahead.py).
+        config, p = self._requirements.take(ctx.profile, rng)
         answer = await self.http.request(
             "POST",
             f"{ctx.base}/sentinel/chat-requirements",
@@ -73,39 +68,13 @@ class ClassicDialect:
                 raise KeyError("token")
         except (ValueError, KeyError, TypeError):
             raise UpstreamError("ChatGPT's chat-requirements answer has no token") from None
-        proof = await self._solve(config, data.get("proofofwork"), rng)
+        solved = await solve_challenge(config, data.get("proofofwork"), self.limits, self.algorithm)
+        proof = pow.as_proof_token(solved) if solved is not None else None
         return SentinelTokens(chat_requirements=token, proof=proof, persona=data.get("persona"))
 
-    async def _solve(self, config: list[Any], challenge: Any, rng: random.Random) -> str | None:
-        if not isinstance(challenge, dict) or not challenge.get("required"):
-            return None
-        seed, difficulty = challenge.get("seed"), challenge.get("difficulty")
-        if not isinstance(seed, str) or not isinstance(difficulty, str):
-            raise UpstreamError("ChatGPT asked for a proof of work without seed or difficulty")
-        try:
-            if pow.too_hard(difficulty, self.limits.pow_threshold):
-                error: Chat2ApiError = UpstreamUnavailable(
-                    f"ChatGPT asked for a proof of work of difficulty {difficulty}, at least as "
-                    f"hard as the POW_DIFFICULTY threshold {self.limits.pow_threshold}"
-                )
-                error.outcome = Outcome.FORBIDDEN_UNUSUAL  # type: ignore[attr-defined]
-                raise error
-            answer = await pow.solve_async(
-                config,
-                seed,
-                difficulty,
-                algorithm="sha3",
-                max_iterations=self.limits.pow_max_iterations,
-            )
-        except pow.ProofOfWorkError as e:
-            raise UpstreamUnavailable(f"proof of work failed: {e}") from None
-        except ValueError as e:
-            raise UpstreamError(f"ChatGPT sent an invalid proof-of-work challenge: {e}") from None
-        return pow.as_proof_token(answer)
-
     async def open_conversation(
-        self, ctx: TurnContext, body: dict[str, Any], rng: random.Random
-    ) -> StreamAnswer:
+        self, ctx: TurnContext, bodies: TurnBodies, rng: random.Random
+    ) -> Turn:
         """Run the sentinel and start the conversation stream (status 200 only)."""
         headers = ctx.headers(accept="text/event-stream")
         if not self.conversation_only:
@@ -115,27 +84,13 @@ class ClassicDialect:
                 headers["openai-sentinel-proof-token"] = tokens.proof
             if tokens.turnstile:
                 headers["openai-sentinel-turnstile-token"] = tokens.turnstile
-        stream = await self.http.open_stream(
+        stream = await open_event_stream(
+            self.http,
+            ctx,
             f"{ctx.base}/conversation",
             headers=headers,
-            json_body=body,
-            impersonate=ctx.profile.impersonate,
-            first_byte_timeout=self.limits.first_byte_timeout,
-            proxy=ctx.proxy,
+            body=bodies.conversation("classic", "none"),
+            limits=self.limits,
+            what="conversation",
         )
-        if stream.status != 200:
-            try:
-                raw = await stream.read_all()
-            finally:
-                await stream.close()
-            raise classify(
-                stream.status, stream.headers.get("content-type", ""), raw, what="conversation"
-            )
-        content_type = stream.headers.get("content-type", "")
-        if "event-stream" not in content_type:
-            try:
-                raw = await stream.read_all()
-            finally:
-                await stream.close()
-            raise classify(502, content_type, raw, what="conversation")
-        return stream
+        return Turn(stream=stream, wire="classic")

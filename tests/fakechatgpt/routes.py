@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from . import faults
+from . import faults, site
 from .conversation import Conversations, Sentinel, detail
 from .http11 import Request, Response, json_response
 from .state import FAKE_PNG, State
@@ -113,6 +113,8 @@ class App:
         entry = st.log_request(req.method, req.path, req.raw_query, req.headers, req.body)
         if req.path.startswith("/_blob/"):
             return self._blob(req)
+        if req.path == "/" or req.path.startswith("/assets/"):
+            return site.serve(req)
         if req.path in ("/oauth/token", "/api/oauth/token"):
             return self._oauth(req) if req.method == "POST" else detail(405, "Method Not Allowed")
         m = re.match(r"^/(backend-api|backend-anon)/(.+?)/?$", req.path)

@@ -68,7 +68,11 @@ def start_mitm(
     scripts: tuple[str, ...] = ("addons/chat2api.py",),
     extra_args: tuple[str, ...] = (),
     reverse_target: str = "http://127.0.0.1:9",
+    command: tuple[str, ...] = (str(MITMDUMP),),
+    flow_detail: int = 0,
 ) -> Iterator[Mitm]:
+    """``command`` is what runs mitmdump: its path, or run.sh's launcher
+    (``(sys.executable, "-m", "service.launcher")``)."""
     tmp.mkdir(parents=True, exist_ok=True)
     confdir = tmp / "confdir"
     data_dir = tmp / "data"
@@ -84,7 +88,7 @@ def start_mitm(
     full_env.pop("HTTPS_PROXY", None)
     full_env.pop("HTTP_PROXY", None)
     args = [
-        str(MITMDUMP),
+        *command,
         "--mode",
         f"regular@127.0.0.1:{free_port()}",
         "--mode",
@@ -94,7 +98,7 @@ def start_mitm(
         "--set",
         "connection_strategy=lazy",
         "--set",
-        "flow_detail=0",
+        f"flow_detail={flow_detail}",  # 1 is mitmdump's default, as run.sh leaves it
     ]
     for script in scripts:
         args += ["-s", str(ROOT / script)]

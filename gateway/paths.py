@@ -1,0 +1,136 @@
+"""Canonical request paths and the ban list (reference §13.4, fixing its tricks).
+
+The original matched its ban regexes against the raw path, so ``/backend-api//payments``,
+``/Backend-API/payments``, ``/backend-api/%70ayments`` or ``/x/../backend-api/payments``
+walked past it. Here every decision (bans, stubs, ownership, upstream choice) is taken
+on one canonical form, and that same form is what goes upstream, so what was checked is
+what the backend sees:
+
+* the query and fragment are cut off (and forwarded unchanged);
+* percent-encoding is decoded until stable (``%252F`` → ``%2F`` → ``/``), ``\\``
+  counts as ``/``; control characters are refused;
+* empty and ``.`` segments are dropped, ``..`` removes the previous segment;
+* for matching only, the path is case-folded (NFKC) and has no trailing slash.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from urllib.parse import quote, unquote
+
+# Characters kept unencoded in a forwarded path segment (RFC 3986 pchar minus "%").
+_SEGMENT_SAFE = "-._~!$&'()*+,;=:@"
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class BadPath(ValueError):
+    """A path that cannot be made canonical (control characters, endless encoding)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CanonicalPath:
+    """``forward``: the decoded, normalised path to send upstream (re-encoded);
+    ``match``: its case-folded form without trailing slash, for every decision;
+    ``query``: the raw query string ("" if none)."""
+
+    forward: str
+    match: str
+    query: str
+
+    @property
+    def forward_target(self) -> str:
+        return self.forward + ("?" + self.query if self.query else "")
+
+
+def canonical(target: str) -> CanonicalPath:
+    """The canonical form of a request target (``/path?query``); raises BadPath."""
+    path, _, query = target.partition("?")
+    path = path.partition("#")[0]
+    query = query.partition("#")[0]
+    decoded = path
+    for _ in range(4):
+        try:
+            once = unquote(decoded, errors="strict")
+        except UnicodeDecodeError:
+            raise BadPath("percent-encoding that is not UTF-8") from None
+        if once == decoded:
+            break
+        decoded = once
+    else:
+        raise BadPath("too many levels of percent-encoding")
+    if any(unicodedata.category(c) == "Cc" for c in decoded):
+        raise BadPath("control characters in the path")
+    segments: list[str] = []
+    for segment in decoded.replace("\\", "/").split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(segment)
+    trailing = decoded.endswith(("/", "\\")) and bool(segments)
+    forward = "/" + "/".join(quote(s, safe=_SEGMENT_SAFE) for s in segments)
+    if trailing:
+        forward += "/"
+    match = unicodedata.normalize("NFKC", "/" + "/".join(segments)).casefold()
+    return CanonicalPath(forward=forward, match=match, query=query)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BanRule:
+    """One ban-list entry: a regex matched at the start of the canonical path
+    (without its leading ``/``), for every method or, with ``write:``, for every
+    method but GET, HEAD and OPTIONS."""
+
+    pattern: re.Pattern[str]
+    writes_only: bool
+    source: str
+
+    def matches(self, method: str, match_path: str) -> bool:
+        if self.writes_only and method.upper() in _READ_METHODS:
+            return False
+        return self.pattern.match(match_path.lstrip("/")) is not None
+
+
+def parse_ban_rules(entries: Iterable[str]) -> tuple[BanRule, ...]:
+    """Parse ``[write:]regex`` entries; raises ValueError naming the bad entry."""
+    rules = []
+    for raw in entries:
+        text = raw.strip()
+        writes_only = text.lower().startswith("write:")
+        if writes_only:
+            text = text[len("write:") :].strip()
+        text = text.lstrip("/")
+        if not text:
+            raise ValueError(f"empty ban-list entry {raw!r}")
+        try:
+            # Paths are matched case-folded, so the rules are too.
+            pattern = re.compile(text, re.IGNORECASE)
+        except re.error as e:
+            raise ValueError(f"ban-list entry {raw!r} is not a valid regex: {e}") from None
+        rules.append(BanRule(pattern=pattern, writes_only=writes_only, source=raw.strip()))
+    return tuple(rules)
+
+
+def banned(rules: Sequence[BanRule], method: str, path: CanonicalPath) -> BanRule | None:
+    """The first rule that forbids ``method`` on ``path``, or None."""
+    for rule in rules:
+        if rule.matches(method, path.match):
+            return rule
+    return None
+
+
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_CONVERSATION_PATH = re.compile(
+    rf"^/backend-(?:api|alt)/(?:f/)?conversation/(?:gen_title/)?({_UUID})(?:/|$)"
+)
+
+
+def conversation_in_path(path: CanonicalPath) -> str | None:
+    """The conversation id a path reads or changes (``/backend-api/conversation/<id>…``)."""
+    m = _CONVERSATION_PATH.match(path.match)
+    return m.group(1) if m else None

@@ -1,0 +1,428 @@
+"""The mirror's decisions: one request in, a local :class:`Answer` or a :class:`Forward`.
+
+For every request on the reverse listener that the API and the token admin leave
+alone (reference §13, with the weaknesses of §15.3 closed):
+
+1. The path is made canonical (:mod:`gateway.paths`); every decision uses that form.
+2. Local pages: ``/login`` (GET the page, POST the form), ``/?token=…`` (sets the
+   cookie and redirects to ``/``), ``/logout`` and ``/auth/logout`` (back to
+   ``/login``), ``/seedtoken`` (admin key), telemetry stubs.
+3. The login value is the bearer, or the ``token`` cookie when the bearer is absent
+   or the session marker :data:`SESSION_BEARER` that ``/api/auth/session`` hands to
+   the front-end (so no real token or seed is ever readable by page scripts). No
+   value: a navigation goes to ``/login``, anything else gets 401. The gateway is
+   never an open proxy.
+4. Seed users (:class:`gateway.seeds.Identity` ``restricted``): identity stubs, then
+   the ban list (403), then conversation ownership (404), and their conversation
+   list is filtered to what they own.
+5. Everything else is forwarded (:mod:`gateway.rewrite`) with the real access token.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from http.cookies import CookieError, SimpleCookie
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode
+
+from gateway import stubs
+from gateway.paths import BadPath, BanRule, CanonicalPath, banned, canonical, conversation_in_path
+from gateway.rewrite import (
+    COOKIE_NAME,
+    HostRewriter,
+    Upstreams,
+    origin_of,
+    request_headers,
+    response_headers,
+    rewritable,
+)
+from gateway.seedapi import SeedApi
+from gateway.seeds import Identity, LoginFailed, Seeds
+
+log = logging.getLogger(__name__)
+
+SESSION_BEARER = "chat2api-session"
+COOKIE_MAX_AGE = 400 * 24 * 3600  # the longest lifetime browsers keep (RFC 6265bis)
+LIST_PAGE = 100  # the backend's largest conversation page
+_HOST = re.compile(r"[A-Za-z0-9.-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
+_CONVERSATION_POST = re.compile(r"^/backend-(?:api|alt)/(?:f/)?conversation$")
+_SECURITY = [
+    ("cache-control", "no-store"),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+]
+_PAGE_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+LOGIN_PAGE = Path(__file__).with_name("login.html").read_text("utf-8")
+_ERRORS = {
+    "invalid": "That seed or token was not accepted. Try again.",
+    "unavailable": "No account is available right now. Try again later.",
+    "signin": "Please sign in.",
+}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True, repr=False)
+class MirrorRequest:
+    method: str
+    target: str  # path and query as received
+    headers: Sequence[tuple[str, str]]
+    body: bytes = b""
+    host: str = ""  # the Host header the browser sent
+    secure: bool = False  # https between the browser and the gateway
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+    def __repr__(self) -> str:  # headers and body hold credentials
+        return f"MirrorRequest({self.method} {self.target.partition('?')[0]})"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Answer:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+    reason: str = ""  # for flow.metadata and logs
+    scrub_query: bool = False  # the query held a secret: drop it from the flow
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ListWindow:
+    owned: frozenset[str]
+    offset: int
+    limit: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True, repr=False)
+class Forward:
+    url: str
+    headers: list[tuple[str, str]]
+    upstream: str
+    gateway_origin: str
+    secure: bool
+    record_for: str | None = None  # seed key: note the conversation id of the stream
+    window: ListWindow | None = None  # filter a conversation list to these ids
+    rewrite_json: bool = True
+    reason: str = "forward"
+    path: str = field(default="")
+
+    def __repr__(self) -> str:
+        return f"Forward({self.upstream} {self.path})"
+
+
+def json_answer(status: int, data: Any, reason: str, **extra: str) -> Answer:
+    headers = [("content-type", "application/json"), *_SECURITY, *extra.items()]
+    body = b"" if status == 204 else stubs.dumps(data)
+    return Answer(status=status, headers=headers, body=body, reason=reason)
+
+
+def redirect(location: str, reason: str, *cookies: str, status: int = 302) -> Answer:
+    headers = [("location", location), *_SECURITY, *(("set-cookie", c) for c in cookies)]
+    return Answer(status=status, headers=headers, reason=reason)
+
+
+def login_page(status: int = 200, error: str | None = None) -> Answer:
+    message = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
+    body = LOGIN_PAGE.replace("{{error}}", message).encode()
+    headers = [
+        ("content-type", "text/html; charset=utf-8"),
+        ("content-security-policy", _PAGE_CSP),
+        ("x-frame-options", "DENY"),
+        *_SECURITY,
+    ]
+    return Answer(status=status, headers=headers, body=body, reason="login")
+
+
+def session_cookie(value: str, *, secure: bool) -> str:
+    parts = [
+        f"{COOKIE_NAME}={quote(value, safe='')}",
+        "Path=/",
+        f"Max-Age={COOKIE_MAX_AGE}",
+        "HttpOnly",
+        "SameSite=Lax",
+    ]
+    if secure:
+        parts.append("Secure")
+    return "; ".join(parts)
+
+
+def clear_cookie(*, secure: bool) -> str:
+    tail = "; Secure" if secure else ""
+    return f"{COOKIE_NAME}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{tail}"
+
+
+def cookie_value(req: MirrorRequest) -> str | None:
+    for name, value in req.headers:
+        if name.lower() != "cookie":
+            continue
+        jar: SimpleCookie = SimpleCookie()
+        try:
+            jar.load(value)
+        except CookieError:
+            # A neighbour cookie SimpleCookie dislikes; find ours by hand.
+            for pair in value.split(";"):
+                key, _, raw = pair.strip().partition("=")
+                if key == COOKIE_NAME and raw:
+                    return unquote(raw)
+            continue
+        if COOKIE_NAME in jar and jar[COOKIE_NAME].value:
+            return unquote(jar[COOKIE_NAME].value)
+    return None
+
+
+def bearer_of(req: MirrorRequest) -> str | None:
+    scheme, _, value = (req.header("authorization") or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return value.strip() or None
+
+
+def is_navigation(req: MirrorRequest) -> bool:
+    if req.method.upper() not in ("GET", "HEAD"):
+        return False
+    if req.header("sec-fetch-mode") == "navigate":
+        return True
+    return "text/html" in (req.header("accept") or "")
+
+
+def gateway_origin(req: MirrorRequest, fallback: str = "127.0.0.1") -> str:
+    host = req.host if _HOST.fullmatch(req.host or "") else fallback
+    return f"{'https' if req.secure else 'http'}://{host}"
+
+
+class Gateway:
+    def __init__(
+        self,
+        *,
+        upstreams: Upstreams,
+        rules: Sequence[BanRule],
+        seeds: Seeds,
+        seed_api: SeedApi,
+    ) -> None:
+        self.upstreams = upstreams
+        self.rules = tuple(rules)
+        self.seeds = seeds
+        self.seed_api = seed_api
+        self.rewriter = HostRewriter(upstreams.host_map())
+
+    # -- requests ------------------------------------------------------------------
+    async def handle(self, req: MirrorRequest) -> Answer | Forward:
+        try:
+            path = canonical(req.target)
+        except BadPath as e:
+            return json_answer(400, {"detail": str(e)}, "bad path")
+        method = req.method.upper()
+        local = await self._local(req, method, path)
+        if local is not None:
+            return local
+        value = bearer_of(req)
+        sent_bearer = value is not None
+        from_cookie = value is None or value == SESSION_BEARER
+        if from_cookie:
+            value = cookie_value(req)
+        if path.match == "/api/auth/session" and value is None:
+            return json_answer(200, {}, "session")
+        if value is None:
+            if is_navigation(req):
+                return redirect("/login", "login required")
+            return json_answer(401, {"detail": "Sign in at /login first."}, "login required")
+        try:
+            identity = await self.seeds.resolve(value)
+        except LoginFailed as e:
+            if is_navigation(req):
+                code = "invalid" if e.status == 401 else "unavailable"
+                cookies = [clear_cookie(secure=req.secure)] if from_cookie else []
+                return redirect(f"/login?error={code}", "login failed", *cookies)
+            return json_answer(e.status, {"detail": e.message}, "login failed")
+        if path.match == "/api/auth/session":
+            return json_answer(200, stubs.session(SESSION_BEARER), "session")
+        window: ListWindow | None = None
+        if identity.restricted:
+            refused = await self._restrict(req, method, path, identity)
+            if isinstance(refused, Answer):
+                return refused
+            window = refused
+        return self._forward(req, method, path, identity, window, bearer=sent_bearer)
+
+    async def _local(self, req: MirrorRequest, method: str, path: CanonicalPath) -> Answer | None:
+        m = path.match
+        if m == "/login":
+            if method == "POST":
+                return await self._login_form(req)
+            error = dict(parse_qsl(path.query)).get("error")
+            return login_page(error=_ERRORS.get(error or ""))
+        if m in ("/logout", "/auth/logout"):
+            return redirect("/login", "logout", clear_cookie(secure=req.secure))
+        if m == "/seedtoken" or m.startswith("/seedtoken/"):
+            a = await self.seed_api.handle(method, m, dict(req.headers), req.body)
+            return Answer(
+                status=a.status, headers=list(a.headers.items()), body=a.body, reason="seedtoken"
+            )
+        if m == "/" and method == "GET":
+            token = dict(parse_qsl(path.query)).get("token")
+            if token is not None:
+                return await self._token_login(req, token)
+        answer = stubs.telemetry(method, m)
+        if answer is not None:
+            return json_answer(answer[0], answer[1], "telemetry")
+        return None
+
+    async def _login_form(self, req: MirrorRequest) -> Answer:
+        if len(req.body) > 64 * 1024:
+            return login_page(413, "That is too long for a seed or token.")
+        fields = dict(parse_qsl(req.body.decode("utf-8", "replace")))
+        value = fields.get("token", "").strip()
+        try:
+            await self.seeds.resolve(value)
+        except LoginFailed as e:
+            return login_page(e.status, e.message)
+        cookie = session_cookie(value, secure=req.secure)
+        return redirect("/", "login", cookie, status=303)
+
+    async def _token_login(self, req: MirrorRequest, token: str) -> Answer:
+        token = token.strip()
+        try:
+            await self.seeds.resolve(token)
+        except LoginFailed as e:
+            code = "invalid" if e.status == 401 else "unavailable"
+            answer = redirect(f"/login?error={code}", "login failed")
+        else:
+            answer = redirect("/", "login", session_cookie(token, secure=req.secure))
+        return replace(answer, scrub_query=True)
+
+    async def _restrict(
+        self, req: MirrorRequest, method: str, path: CanonicalPath, identity: Identity
+    ) -> Answer | ListWindow | None:
+        assert identity.key is not None
+        stub = stubs.SEED_STUBS.get((method, path.match))
+        if stub is not None:
+            return json_answer(200, stub, "stub")
+        rule = banned(self.rules, method, path)
+        if rule is not None:
+            log.info(
+                "blocked %s %s for seed %s (%s)", method, path.match, identity.key[:12], rule.source
+            )
+            return json_answer(403, {"detail": "Not available through the mirror."}, "blocked")
+        cid = conversation_in_path(path) or _conversation_in_body(method, req)
+        if cid is not None and not await self.seeds.owns(identity.key, cid):
+            return json_answer(404, {"detail": f"Can't load conversation {cid}"}, "not owner")
+        if method == "GET" and path.match == "/backend-api/conversations":
+            query = dict(parse_qsl(path.query))
+            owned = frozenset(await self.seeds.owned(identity.key))
+            return ListWindow(
+                owned=owned,
+                offset=_int(query.get("offset"), 0, 0, 10**6),
+                limit=_int(query.get("limit"), 28, 1, LIST_PAGE),
+            )
+        return None
+
+    def _forward(
+        self,
+        req: MirrorRequest,
+        method: str,
+        path: CanonicalPath,
+        identity: Identity,
+        window: ListWindow | None,
+        *,
+        bearer: bool,
+    ) -> Forward:
+        """The real access token replaces a bearer the browser sent; requests without
+        one (page loads) get none, as on the real site."""
+        if window is not None:
+            query = [(k, v) for k, v in parse_qsl(path.query, keep_blank_values=True)]
+            query = [(k, v) for k, v in query if k not in ("offset", "limit")]
+            query += [("offset", "0"), ("limit", str(LIST_PAGE))]
+            path = replace(path, query=urlencode(query))
+        upstream, url = self.upstreams.pick(path)
+        record = identity.key if method == "POST" and _CONVERSATION_POST.match(path.match) else None
+        gw = gateway_origin(req)
+        cred = identity.credential
+        headers = request_headers(
+            req.headers,
+            upstream=upstream,
+            site_origin=origin_of(url) if upstream.credentials else self.upstreams.site_origin(),
+            gateway_origin=gw,
+            access_token=cred.access_token if bearer else None,
+            account_id=cred.account_id,
+            keep_account_header=not identity.restricted,
+            identity_encoding=record is not None or window is not None,
+        )
+        return Forward(
+            url=url,
+            headers=headers,
+            upstream=upstream.name,
+            gateway_origin=gw,
+            secure=req.secure,
+            record_for=record,
+            window=window,
+            rewrite_json=not path.match.startswith("/backend-api/conversation/"),
+            path=path.forward,
+        )
+
+    # -- responses -----------------------------------------------------------------
+    def response_headers(
+        self, fwd: Forward, fields: Sequence[tuple[str, str]]
+    ) -> list[tuple[str, str]]:
+        return response_headers(
+            fields, rewriter=self.rewriter, gateway_origin=fwd.gateway_origin, secure=fwd.secure
+        )
+
+    def wants_body(self, fwd: Forward, content_type: str) -> bool:
+        """Whether the answer is buffered (to rewrite it) rather than streamed."""
+        return fwd.window is not None or rewritable(content_type)
+
+    def rewrite_text(self, fwd: Forward, content_type: str, text: str) -> str:
+        if content_type.endswith("json") and not fwd.rewrite_json:
+            return text
+        return self.rewriter.rewrite(text, fwd.gateway_origin)
+
+    @staticmethod
+    def filter_list(window: ListWindow, data: Any) -> Any:
+        """A seed's page of ``GET /backend-api/conversations``: only what it owns."""
+        if not isinstance(data, dict) or not isinstance(data.get("items"), list):
+            return {"items": [], "total": 0, "limit": window.limit, "offset": window.offset}
+        mine = [
+            item
+            for item in data["items"]
+            if isinstance(item, dict) and str(item.get("id", "")).lower() in window.owned
+        ]
+        return {
+            **data,
+            "items": mine[window.offset : window.offset + window.limit],
+            "total": len(mine),
+            "limit": window.limit,
+            "offset": window.offset,
+            "has_missing_conversations": False,
+        }
+
+
+def _int(value: str | None, default: int, lo: int, hi: int) -> int:
+    try:
+        number = int(value) if value is not None else default
+    except ValueError:
+        number = default
+    return max(lo, min(hi, number))
+
+
+def _conversation_in_body(method: str, req: MirrorRequest) -> str | None:
+    """A write's ``conversation_id`` (continuing, sharing, …), which must be owned."""
+    if method in ("GET", "HEAD", "OPTIONS") or not req.body.lstrip().startswith(b"{"):
+        return None
+    try:
+        data = json.loads(req.body)
+    except ValueError:
+        return None
+    cid = data.get("conversation_id") if isinstance(data, dict) else None
+    return cid if isinstance(cid, str) and cid else None

@@ -1,0 +1,296 @@
+"""The 2026 dialect: two-step sentinel, FNV-1a proofs, conduit, ``/f/conversation``, resume.
+
+One turn (``chatgpt-backend-2026.md`` §2.1, aurora's order):
+
+1. ``POST {base}/sentinel/chat-requirements/prepare`` ``{"p"}`` → ``prepare_token``
+   and the challenges (§2.2);
+2. solve the proof of work (FNV-1a by default, ``POW_ALGORITHM``);
+3. ``POST …/finalize`` ``{prepare_token, proofofwork?, turnstile?}``, keys left out
+   when not required (§2.3) → the chat-requirements ``token``. A fresh pair for
+   every conversation: a report saw 403 for a reused one (§2.1), and the finalized
+   material is valid for about 540 s anyway;
+4. ``POST {base}/f/conversation/prepare`` with the body minus messages and an empty
+   ``x-conduit-token`` → ``conduit_token`` (§2.4);
+5. ``POST {base}/f/conversation`` with the conduit token, the sentinel headers and
+   ``x-oai-turn-trace-id`` (§2.5).
+
+The stream starts with a ``resume_conversation_token``; :meth:`Dialect2026.resume`
+re-opens a broken stream with ``POST {base}/f/conversation/resume``
+``{conversation_id, offset}`` (§2.6). Turnstile and the session observer (SO) are
+not solved (§2.2 calls them a moving target): when the site requires them, the
+turn goes on without, as the classic dialect always has.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import re
+import time
+import uuid
+from typing import Any
+
+import pow
+from translator.errors import Chat2ApiError, UpstreamError
+from upstream.common import Limits, SentinelTokens, open_event_stream, solve_challenge
+from upstream.context import TurnContext
+from upstream.dialect import DialectNotSpoken, ResumeRefused, Turn, TurnBodies
+from upstream.failures import classify
+from upstream.http import BackendHttp, HttpAnswer, StreamAnswer
+
+log = logging.getLogger(__name__)
+
+#: Statuses after which the page tries the resume call again (§2.6, cgb-resume);
+#: any other refusal ends resuming.
+RESUME_RETRY_STATUSES = frozenset({408, 409, 425, 429, 502, 504})
+# ``<html data-build="prod-…">`` of the home page: the page's oai-client-version (§2.5).
+_DATA_BUILD = re.compile(rb'data-build="([A-Za-z0-9._-]{1,100})"')
+_BUILD_TTL = 3600.0  # how long a learnt build is used
+_NO_BUILD_TTL = 600.0  # how long to go without one before asking again
+_SESSION_NS = uuid.UUID("0b6f5d4e-2a51-4c1e-9f3a-7c28e0d5a911")
+
+
+class Dialect2026:
+    name = "2026"
+
+    def __init__(self, http: BackendHttp, limits: Limits, *, conversation_only: bool = False):
+        self.http = http
+        self.limits = limits
+        self.conversation_only = conversation_only
+        self.algorithm: pow.Algorithm = limits.pow_algorithm or "fnv1a"
+        self._builds: dict[str, tuple[str | None, float]] = {}
+        # One simulated page load per device for this process: oai-session-id.
+        self._boot = uuid.uuid4().hex
+        self._warned: set[str] = set()
+
+    # ------------------------------------------------------------------ the turn
+
+    async def open_conversation(
+        self, ctx: TurnContext, bodies: TurnBodies, rng: random.Random
+    ) -> Turn:
+        """Sentinel, conduit and conversation call; the stream once it is a 200."""
+        trace_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        build = await self.client_build(ctx)
+        tokens = None if self.conversation_only else await self.sentinel(ctx, rng, build)
+        conduit = await self.conduit(ctx, bodies, trace_id, build)
+        headers = self._headers(ctx, "/f/conversation", trace_id, build)
+        headers["x-conduit-token"] = conduit
+        if tokens is not None:
+            # Only the requirements token: the page sends it or the prepare token, never
+            # both (§2.5).
+            headers["openai-sentinel-chat-requirements-token"] = tokens.chat_requirements
+            if tokens.proof:
+                headers["openai-sentinel-proof-token"] = tokens.proof
+            if tokens.turnstile:
+                headers["openai-sentinel-turnstile-token"] = tokens.turnstile
+        stream = await open_event_stream(
+            self.http,
+            ctx,
+            f"{ctx.base}/f/conversation",
+            headers=headers,
+            body=bodies.conversation("2026", "success"),
+            limits=self.limits,
+            what="conversation",
+        )
+        resumer = functools.partial(self.resume, ctx, trace_id=trace_id, build=build)
+        return Turn(stream=stream, wire="2026", resumer=resumer)
+
+    async def resume(
+        self,
+        ctx: TurnContext,
+        *,
+        trace_id: str,
+        build: str | None,
+        conversation_id: str,
+        offset: int,
+        token: str,
+    ) -> StreamAnswer:
+        """The rest of a turn's stream after its first ``offset`` counted events (§2.6).
+
+        A read: the prompt is never posted again. Raises :class:`ResumeRefused`
+        when the backend will not serve it, another error when trying again may help.
+        """
+        headers = self._headers(ctx, "/f/conversation/resume", trace_id, build)
+        headers["x-conduit-token"] = token
+
+        def refused(status: int, content_type: str, body: bytes) -> Chat2ApiError:
+            if status in RESUME_RETRY_STATUSES:
+                return classify(status, content_type, body, what="conversation resume")
+            return ResumeRefused(f"ChatGPT would not resume the answer (HTTP {status})")
+
+        return await open_event_stream(
+            self.http,
+            ctx,
+            f"{ctx.base}/f/conversation/resume",
+            headers=headers,
+            body={"conversation_id": conversation_id, "offset": offset},
+            limits=self.limits,
+            what="conversation resume",
+            classify_error=refused,
+        )
+
+    # ------------------------------------------------------------------ the calls
+
+    async def sentinel(
+        self, ctx: TurnContext, rng: random.Random, build: str | None
+    ) -> SentinelTokens:
+        """prepare → solve → finalize (§2.2-2.3)."""
+        config = pow.config_2026(ctx.profile, device_id=ctx.device_id, build_id=build, rng=rng)
+        # The 2026 requirements token is not searched for (§2.2): element 3 is 1, then "~S".
+        p = pow.requirements_token(config, algorithm="fnv1a", rng=rng)
+        prepared = self._json(
+            await self._post(ctx, "/sentinel/chat-requirements/prepare", {"p": p}),
+            "chat-requirements/prepare",
+            spoken=True,
+        )
+        prepare_token = prepared.get("prepare_token")
+        if not isinstance(prepare_token, str) or not prepare_token:
+            raise UpstreamError("ChatGPT's chat-requirements/prepare answer has no prepare_token")
+        for challenge in ("turnstile", "so"):
+            self._unsolved(challenge, prepared.get(challenge))
+        answer = await solve_challenge(
+            config, prepared.get("proofofwork"), self.limits, self.algorithm
+        )
+        finalize: dict[str, Any] = {"prepare_token": prepare_token}
+        proof = None
+        if answer is not None:
+            # The 2026 token form whatever the hash: the site checks the form by its suffix.
+            proof = pow.PROOF_PREFIX + answer + pow.SUFFIX_2026
+            finalize["proofofwork"] = proof
+        final = self._json(
+            await self._post(ctx, "/sentinel/chat-requirements/finalize", finalize),
+            "chat-requirements/finalize",
+        )
+        token = final.get("token")
+        if not isinstance(token, str) or not token:
+            raise UpstreamError("ChatGPT's chat-requirements/finalize answer has no token")
+        persona = final.get("persona") or prepared.get("persona")
+        return SentinelTokens(
+            chat_requirements=token,
+            proof=proof,
+            persona=persona if isinstance(persona, str) else None,
+        )
+
+    async def conduit(
+        self, ctx: TurnContext, bodies: TurnBodies, trace_id: str, build: str | None
+    ) -> str:
+        """The conduit token of ``f/conversation/prepare`` (§2.4); "" when it gave none.
+
+        One call, as aurora's first: an empty ``x-conduit-token`` and state ``none``;
+        no sentinel headers (aurora's test asserts that).
+        """
+        headers = self._headers(ctx, "/f/conversation/prepare", trace_id, build, accept="*/*")
+        headers["x-conduit-token"] = ""
+        data = self._json(
+            await self._post(ctx, "/f/conversation/prepare", bodies.prepare(), headers=headers),
+            "f/conversation/prepare",
+            spoken=True,
+        )
+        token = data.get("conduit_token")
+        return token if isinstance(token, str) else ""
+
+    async def client_build(self, ctx: TurnContext) -> str | None:
+        """The home page's ``data-build`` (``oai-client-version``, config element 6).
+
+        Learnt per upstream and kept for an hour; None (header left out, as a page
+        that could not tell would) when the page cannot be read.
+        """
+        now = time.monotonic()
+        cached = self._builds.get(ctx.origin)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        p = ctx.profile
+        headers = {
+            "accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+            "accept-language": ctx.headers()["accept-language"],
+            "user-agent": p.user_agent,
+            "sec-fetch-dest": "document",
+            "sec-fetch-mode": "navigate",
+            "sec-fetch-site": "none",
+            "upgrade-insecure-requests": "1",
+        }
+        if p.sec_ch_ua:
+            headers["sec-ch-ua"] = p.sec_ch_ua
+            headers["sec-ch-ua-mobile"] = p.sec_ch_ua_mobile
+            headers["sec-ch-ua-platform"] = p.sec_ch_ua_platform
+        build: str | None = None
+        try:
+            page = await self.http.request(
+                "GET",
+                ctx.origin + "/",
+                headers=headers,
+                impersonate=p.impersonate,
+                timeout=self.limits.sentinel_timeout,
+                proxy=ctx.proxy,
+            )
+        except Chat2ApiError as e:
+            log.info("could not read the home page of %s for its build: %s", ctx.origin, e)
+        else:
+            found = _DATA_BUILD.search(page.body) if page.status == 200 else None
+            build = found.group(1).decode() if found else None
+        self._builds[ctx.origin] = (build, now + (_BUILD_TTL if build else _NO_BUILD_TTL))
+        return build
+
+    # ------------------------------------------------------------------ helpers
+
+    def _headers(
+        self,
+        ctx: TurnContext,
+        path: str,
+        trace_id: str,
+        build: str | None,
+        *,
+        accept: str = "text/event-stream",
+    ) -> dict[str, str]:
+        """ctx's browser headers plus the 2026 set (§2.5 table)."""
+        h = ctx.headers(accept=accept)
+        target = ctx.base[len(ctx.origin) :] + path
+        h["x-openai-target-path"] = target
+        h["x-openai-target-route"] = target
+        h["x-oai-turn-trace-id"] = trace_id
+        h["oai-session-id"] = str(uuid.uuid5(_SESSION_NS, f"{ctx.device_id}:{self._boot}"))
+        if build:
+            h["oai-client-version"] = build
+        return h
+
+    async def _post(
+        self,
+        ctx: TurnContext,
+        path: str,
+        body: Any,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> HttpAnswer:
+        return await self.http.request(
+            "POST",
+            ctx.base + path,
+            headers=headers if headers is not None else ctx.headers(),
+            json_body=body,
+            impersonate=ctx.profile.impersonate,
+            timeout=self.limits.sentinel_timeout,
+            proxy=ctx.proxy,
+        )
+
+    def _json(self, answer: HttpAnswer, what: str, *, spoken: bool = False) -> dict[str, Any]:
+        """The JSON object of a 200; ``spoken`` marks an endpoint only this dialect has."""
+        if spoken and answer.status in (404, 405):
+            raise DialectNotSpoken(self.name, what, answer.status)
+        if answer.status != 200:
+            raise classify(answer.status, answer.content_type, answer.body, what=what)
+        try:
+            data = answer.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise UpstreamError(f"ChatGPT's {what} answer is not a JSON object")
+        return data
+
+    def _unsolved(self, name: str, challenge: Any) -> None:
+        if isinstance(challenge, dict) and challenge.get("required") and name not in self._warned:
+            self._warned.add(name)
+            log.warning(
+                "ChatGPT asks for a %s token, which chat2api does not solve; "
+                "going on without it (the backend may refuse the turn)",
+                name,
+            )
