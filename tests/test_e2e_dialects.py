@@ -105,11 +105,10 @@ def test_answer_arrives_exactly_in_each_dialect(
     assert is_conversation_call(dialect, conversations[0])
 
 
+@pytest.mark.parametrize("dialect", ["2026"], indirect=True)  # resumes and the 2026 flow
 def test_2026_turn_is_prepared_finalized_and_conduited(
     emulator: Emulator, mitm: Mitm, dialect: str, token: str
 ) -> None:
-    if dialect != "2026":
-        pytest.skip("the 2026 flow only")
     prompt = "Think about the 2026 flow"
     spec = ask(prompt, model="o3-mini", stream=True, extra={"reasoning_effort": "high"})
     out = chat(reverse_env(mitm, token), **spec)
@@ -146,13 +145,12 @@ def test_2026_turn_is_prepared_finalized_and_conduited(
 # -- resuming (2026) -------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("dialect", ["2026"], indirect=True)  # resumes and the 2026 flow
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
 @pytest.mark.parametrize("where", ["early", "middle", "late"])
 def test_dropped_stream_is_resumed_exactly_once(
     emulator: Emulator, mitm: Mitm, dialect: str, token: str, where: str, stream: bool
 ) -> None:
-    if dialect != "2026":
-        pytest.skip("classic streams cannot be resumed")
     prompt = f"A long answer that breaks {where}"
     total = total_events(emulator, mitm, token, prompt)
     drop = {"early": 3, "middle": total // 2, "late": total - 2}[where]
@@ -174,11 +172,10 @@ def test_dropped_stream_is_resumed_exactly_once(
     assert resume["headers"]["x-oai-turn-trace-id"] == conv["headers"]["x-oai-turn-trace-id"]
 
 
+@pytest.mark.parametrize("dialect", ["2026"], indirect=True)  # resumes and the 2026 flow
 def test_stalled_stream_is_resumed(
     emulator: Emulator, mitm: Mitm, dialect: str, token: str
 ) -> None:
-    if dialect != "2026":
-        pytest.skip("classic streams cannot be resumed")
     prompt = "An answer that stalls half way"
     total = total_events(emulator, mitm, token, prompt)
     next_plan(emulator.url, stall_after_events=total // 2, stall_ms=8000)
@@ -189,12 +186,11 @@ def test_stalled_stream_is_resumed(
     assert out["elapsed"] < 7
 
 
+@pytest.mark.parametrize("dialect", ["2026"], indirect=True)  # resumes and the 2026 flow
 @pytest.mark.parametrize("where", ["early", "late"])
 def test_refused_resume_ends_in_the_openai_error(
     emulator: Emulator, mitm: Mitm, dialect: str, token: str, where: str
 ) -> None:
-    if dialect != "2026":
-        pytest.skip("classic streams cannot be resumed")
     prompt = f"An answer that breaks {where} for good"
     total = total_events(emulator, mitm, token, prompt)
     next_plan(
