@@ -57,6 +57,8 @@ chat2api
 Point a client at it, either through the proxy:
   export HTTPS_PROXY=http://$C2A_HOST:$C2A_PROXY_PORT
   export SSL_CERT_FILE=$ca
+  (SSL_CERT_FILE replaces the system CAs; for clients that also reach other HTTPS
+   hosts, use a bundle: cat /etc/ssl/certs/ca-certificates.crt $ca > bundle.pem)
 or through the base URL:
   export OPENAI_BASE_URL=http://$C2A_HOST:$C2A_PORT$C2A_API_ROOT
 
