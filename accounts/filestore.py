@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from accounts.store import CachedAccess, Health, SeedRecord
+from accounts.store import CachedAccess, Health, SeedRecord, Snapshot
 from accounts.tokens import normalise_line, token_id
 
 log = logging.getLogger(__name__)
@@ -386,3 +386,39 @@ class FileStore:
                 del self._locks[name]  # keep the table as small as the set of busy names
             else:
                 self._locks[name] = (lock, users - 1)
+
+    # -- copying ------------------------------------------------------------------
+    async def export_state(self) -> Snapshot:
+        return Snapshot(
+            tokens=list(self._lines),
+            errors=list(self._errors),
+            health={k: v for k, v in self._health.items() if k in self._ids},
+            refresh={
+                k: CachedAccess.from_dict(v)
+                for k, v in self._refresh.items()
+                if isinstance(v, dict)
+            },
+            seeds=dict(self._seeds),
+            owners={
+                cid: (str(info["owner"]), _created(info)) for cid, info in self._owners.items()
+            },
+        )
+
+    async def import_state(self, snapshot: Snapshot) -> None:
+        await self.add_tokens(snapshot.tokens)
+        new_errors = [t for t in dict.fromkeys(snapshot.errors) if t not in self._errors]
+        self._errors.extend(new_errors)
+        self._health.update({k: v for k, v in snapshot.health.items() if k in self._ids})
+        self._refresh.update({k: v.to_dict() for k, v in snapshot.refresh.items()})
+        self._seeds.update(snapshot.seeds)
+        for cid, (owner, created) in sorted(snapshot.owners.items(), key=lambda kv: kv[1][1]):
+            if cid not in self._owners:
+                self._owners[cid] = {"owner": owner, "created": created}
+                self._owned.setdefault(owner, []).append(cid)
+        await asyncio.gather(
+            self._w_errors.commit(),
+            self._w_health.commit(),
+            self._w_refresh.commit(),
+            self._w_seeds.commit(),
+            self._w_owners.commit(),
+        )

@@ -279,13 +279,21 @@ async def run_schedule(
             log.exception("scheduled refresh failed")
 
 
+async def _startup_refresh(refresher: Refresher) -> RefreshSummary:
+    try:
+        return await refresher.refresh_all()
+    except Chat2ApiError as exc:  # e.g. the shared store is unreachable at start-up
+        log.warning("start-up refresh of all tokens skipped: %s", exc)
+        return RefreshSummary()
+
+
 def start_background(
     refresher: Refresher, schedule: Schedule | None = None
 ) -> list[asyncio.Task[Any]]:
     """The start-up refresh of all (not forced) and, with ``SCHEDULED_REFRESH``,
     the scheduled forced one (§11.2). Keep the tasks; cancel them on shutdown."""
     loop = asyncio.get_running_loop()
-    tasks: list[asyncio.Task[Any]] = [loop.create_task(refresher.refresh_all())]
+    tasks: list[asyncio.Task[Any]] = [loop.create_task(_startup_refresh(refresher))]
     if schedule is not None:
         tasks.append(loop.create_task(run_schedule(refresher, schedule)))
     return tasks

@@ -1,10 +1,13 @@
 """The storage interface behind the pool, the refresher and the admin API.
 
-All account state goes through :class:`Store`, so that a shared (Redis) store
-can replace :class:`accounts.filestore.FileStore` without touching the pool
+All account state goes through :class:`Store`: :class:`accounts.filestore.FileStore`
+(files under ``DATA_DIR``, one instance) or :class:`accounts.redisstore.RedisStore`
+(``REDIS_URL``, several instances sharing one pool), without touching the pool
 logic. Every method is async; a method returns only once its change is durable
-(for the file store: written, fsynced and renamed into place), except
-:meth:`Store.touch` and the rate-limit memory, which are best effort.
+(for the file store: written, fsynced and renamed into place; for Redis:
+acknowledged by the server), except :meth:`Store.touch` and the rate-limit
+memory, which are best effort. A store that cannot write raises
+:class:`translator.errors.UpstreamUnavailable` (503) instead of losing a change.
 
 State kept here:
 
@@ -28,7 +31,7 @@ import enum
 import hashlib
 from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 #: The original's refresh-cache lifetime (reference §11.1), used when an access
@@ -117,6 +120,26 @@ class CachedAccess:
         )
         return expires - margin > now
 
+    def to_dict(self) -> dict[str, Any]:
+        """The ``refresh_map.json`` form: ``{"token", "timestamp"[, "expires"]}`` or,
+        for a rotation alias, ``{"rotated_to", "timestamp"}``."""
+        if self.rotated_to is not None:
+            return {"rotated_to": self.rotated_to, "timestamp": int(self.timestamp)}
+        entry: dict[str, Any] = {"token": self.token, "timestamp": int(self.timestamp)}
+        if self.expires is not None:
+            entry["expires"] = self.expires
+        return entry
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> CachedAccess:
+        token, ts, exp, rot = (raw.get(k) for k in ("token", "timestamp", "expires", "rotated_to"))
+        return cls(
+            token=token if isinstance(token, str) else None,
+            timestamp=float(ts) if isinstance(ts, (int, float)) else 0.0,
+            expires=float(exp) if isinstance(exp, (int, float)) else None,
+            rotated_to=rot if isinstance(rot, str) else None,
+        )
+
 
 def seed_key(seed: str) -> str:
     """The storage key of a mirror seed: a SHA-256 digest, never the seed itself."""
@@ -142,6 +165,22 @@ class SeedRecord:
             token=token if isinstance(token, str) else None,
             created=float(created) if isinstance(created, (int, float)) else 0.0,
         )
+
+
+@dataclass(kw_only=True, slots=True)
+class Snapshot:
+    """All durable account state, for copying it between stores (``accounts.migrate``).
+
+    The rate-limit memory, counters and locks are not part of it.
+    """
+
+    tokens: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    health: dict[str, Health] = field(default_factory=dict)
+    refresh: dict[str, CachedAccess] = field(default_factory=dict)
+    seeds: dict[str, SeedRecord] = field(default_factory=dict)
+    # conversation id → (owner seed key, created)
+    owners: dict[str, tuple[str, float]] = field(default_factory=dict)
 
 
 class Store(Protocol):
@@ -245,3 +284,13 @@ class Store(Protocol):
     def lock(self, name: str) -> AbstractAsyncContextManager[None]:
         """A named mutual-exclusion lock (across instances for a shared store)."""
         ...
+
+    # -- copying ------------------------------------------------------------
+    async def export_state(self) -> Snapshot:
+        """Everything durable, for :meth:`import_state` into another store."""
+        ...
+
+    async def import_state(self, snapshot: Snapshot) -> None:
+        """Merge a snapshot in: pool and error entries are added (order kept), and
+        health, refresh-cache entries, seeds and owners replace those with the same
+        key (an owned conversation keeps its owner)."""

@@ -195,20 +195,34 @@ class Chat2Api:
         cancels it, which closes its backend stream).
         """
         assert self.runtime is not None
+        client = flow.client_conn
+        if client.timestamp_end is not None:  # gone already
+            return None
         task = asyncio.ensure_future(
             self.runtime.api.handle(
                 flow.request.method, path, headers, flow.request.raw_content or b""
             )
         )
-        working = self._working.setdefault(flow.client_conn.id, set())
+        working = self._working.setdefault(client.id, set())
         working.add(task)
         try:
             await asyncio.wait({task})
         finally:
             working.discard(task)
+            if not working:
+                self._working.pop(client.id, None)
             if not task.done():
                 task.cancel()
-        return None if task.cancelled() else task.result()
+        if task.cancelled():
+            return None
+        reply = task.result()
+        if client.timestamp_end is not None and isinstance(reply, StreamReply):
+            # The client left as the answer was ready: nobody will claim it.
+            aclose = getattr(reply.body, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            return None
+        return reply
 
     def client_disconnected(self, client: connection.Client) -> None:
         for task in self._working.pop(client.id, ()):

@@ -5,6 +5,8 @@ need=()
 command -v curl >/dev/null || need+=(curl)
 # Headless browser for the page tests (the mirror's and the token page's).
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# The Redis server the shared-state tests start on a free port (tests/support/redis.py).
+command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || need+=(redis-server)
 if [ ${#need[@]} -gt 0 ]; then
   echo "chat2api: installing ${need[*]}" >&2
   if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi

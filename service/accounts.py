@@ -1,8 +1,13 @@
 """The account pool as the API path and the admin page see it.
 
-Builds the :class:`accounts.pool.Pool` over its store and refresher from the
-settings, runs the start-up and scheduled refreshes, and gives each request a
+Builds the :class:`accounts.pool.Pool` over its store (files under ``DATA_DIR``,
+or Redis with ``REDIS_URL``) and refresher from the settings, runs the start-up
+and scheduled refreshes, and gives each request a
 :class:`accounts.pool.PoolSession` (its first account and its retries).
+
+With Redis, an empty shared pool imports ``DATA_DIR``'s state at start-up when
+``DATA_DIR/token.txt`` exists (:func:`accounts.migrate.import_files`), so going
+from one instance to several needs no extra step.
 """
 
 from __future__ import annotations
@@ -14,10 +19,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from accounts.filestore import FileStore
+from accounts.migrate import import_files, make_store
 from accounts.pool import Pool, PoolSession
+from accounts.redisstore import RedisStore
 from accounts.refresh import Refresher, Schedule, start_background
+from accounts.store import Store
 from settings import Settings
+from translator.errors import UpstreamUnavailable
 from upstream.http import BackendHttp
 
 log = logging.getLogger(__name__)
@@ -27,7 +35,7 @@ class AccountsService:
     def __init__(self, settings: Settings, http: BackendHttp) -> None:
         self.settings = settings
         self.http = http
-        self.store = FileStore(Path(settings.data_dir).expanduser())
+        self.store: Store = make_store(settings)
         self.refresher = Refresher(
             self.store,
             self._post_json,
@@ -52,14 +60,33 @@ class AccountsService:
             return
         await self.store.open()
         self._opened = True
+        data_dir = Path(self.settings.data_dir).expanduser()
+        if isinstance(self.store, RedisStore) and not await self._import(data_dir):
+            self._tasks.append(asyncio.get_running_loop().create_task(self._import_later(data_dir)))
         schedule = (
             Schedule.parse(self.settings.refresh_schedule)
             if self.settings.scheduled_refresh
             else None
         )
-        self._tasks = start_background(self.refresher, schedule)
-        count = len(await self.store.tokens())
-        log.info("token pool: %d token(s) in %s", count, self.settings.data_dir)
+        self._tasks += start_background(self.refresher, schedule)
+        where = self.store if isinstance(self.store, RedisStore) else data_dir
+        try:
+            log.info("token pool: %d token(s) in %s", len(await self.store.tokens()), where)
+        except UpstreamUnavailable:
+            pass  # the store logged the outage
+
+    async def _import(self, data_dir: Path) -> bool:
+        """Import DATA_DIR into an empty shared pool; False if Redis is unreachable."""
+        assert isinstance(self.store, RedisStore)
+        try:
+            await import_files(self.store, data_dir)
+        except UpstreamUnavailable:
+            return False
+        return True
+
+    async def _import_later(self, data_dir: Path) -> None:
+        while not await self._import(data_dir):
+            await asyncio.sleep(2)
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -1,17 +1,33 @@
-"""``python -m service.launcher [mitmdump arguments]``: mitmdump, with a cheaper hook dispatch.
+"""``python -m service.launcher [mitmdump arguments]``: a lean mitmdump.
 
 ``run.sh`` starts chat2api this way; ``mitmdump -s addons/chat2api.py`` works
-just the same, only slower. The arguments, options, ``config.yaml`` handling,
-default addons and their order are mitmdump's own (the same
-``mitmproxy.tools.main.run`` with mitmdump's parser and ``DumpMaster``); the one
-difference is how an event reaches the addons.
+just the same, only slower. The arguments, ``--set`` options and ``config.yaml``
+handling are mitmdump's own (the same ``mitmproxy.tools.main.run`` with
+mitmdump's parser). Two things differ:
 
-mitmproxy's :class:`~mitmproxy.addonmanager.AddonManager` walks its whole chain
-for every event of every flow: about 40 default addons, each through a
+**The addons** (:class:`LeanMaster`). mitmdump loads about 40 addons and
+dispatches every event of every flow through all of them. chat2api needs a
+handful: the log output to the terminal (errors, the "listening at" lines and
+chat2api's own lines, but not the per-flow dump), ``core`` (the core options
+and commands), ``block`` (mitmproxy's refusal of clients from public addresses
+when listening on all interfaces), ``proxyserver``, the ``-s`` script loader,
+``next_layer``, ``tlsconfig``, ``keepserving`` and ``errorcheck`` (exit when an
+error is logged during startup), in mitmdump's order. Termination on SIGINT and
+SIGTERM is the entry point's. The options of the addons left out are still
+defined, with mitmdump's types and defaults (:class:`Compat`), so every
+mitmdump flag and ``--set`` parses: the ones that only shape output or replay
+(``flow_detail``, ``keepserving``, filter expressions, ``onboarding`` ...) are
+accepted and have no effect; setting one that would change what the proxy does
+(``proxyauth``, ``modify_headers``, ``save_stream_file``, ``rfile`` ...) to
+anything but its default is refused at startup with a pointer to plain
+``mitmdump``, rather than silently ignored.
+
+**The hook dispatch** (:class:`FastAddonManager`). mitmproxy's
+:class:`~mitmproxy.addonmanager.AddonManager` walks its whole chain for every event of every flow:
+each addon through a
 recursive generator, a ``safecall`` context manager and a coroutine, whether
 or not the addon has a method for that event, and once more for the ``update``
-event that follows each flow event. Profiled under load (``bench/proxy.py``)
-that walk was the largest single cost of a request. :class:`FastAddonManager`
+event that follows each flow event. :class:`FastAddonManager`
 keeps, per event name, the list of methods the chain has for it, and calls
 just those, in the same order, with the same error handling (an exception in
 an addon is logged as "Addon error" and the next top-level addon still runs;
@@ -28,10 +44,42 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mitmproxy import addonmanager, exceptions, hooks, options
+from mitmproxy import addonmanager, ctx, exceptions, hooks, master, options
+from mitmproxy.addons import (
+    anticache,
+    anticomp,
+    block,
+    blocklist,
+    clientplayback,
+    command_history,
+    core,
+    dns_resolver,
+    dumper,
+    errorcheck,
+    export,
+    keepserving,
+    maplocal,
+    mapremote,
+    modifybody,
+    modifyheaders,
+    next_layer,
+    onboarding,
+    proxyauth,
+    proxyserver,
+    readfile,
+    save,
+    savehar,
+    script,
+    serverplayback,
+    stickyauth,
+    stickycookie,
+    strip_dns_https_records,
+    tlsconfig,
+    update_alt_svc,
+    upstream_auth,
+)
 from mitmproxy.tools import cmdline
 from mitmproxy.tools import main as mitm_main
-from mitmproxy.tools.dump import DumpMaster
 
 # Per top-level addon: the hook methods of it and its sub-addons, or None when
 # one of them is not callable (mitmproxy reports that as an addon error).
@@ -137,12 +185,122 @@ class FastAddonManager(addonmanager.AddonManager):
                 return
 
 
-class Chat2ApiMaster(DumpMaster):
-    """mitmdump's master with :class:`FastAddonManager`."""
+# mitmdump's addons that LeanMaster leaves out; Compat defines their options.
+_ABSENT: tuple[Callable[[], Any], ...] = (
+    anticache.AntiCache,
+    anticomp.AntiComp,
+    blocklist.BlockList,
+    clientplayback.ClientPlayback,
+    command_history.CommandHistory,
+    dns_resolver.DnsResolver,
+    dumper.Dumper,
+    export.Export,
+    maplocal.MapLocal,
+    mapremote.MapRemote,
+    modifybody.ModifyBody,
+    modifyheaders.ModifyHeaders,
+    onboarding.Onboarding,
+    proxyauth.ProxyAuth,
+    readfile.ReadFile,
+    save.Save,
+    savehar.SaveHar,
+    serverplayback.ServerPlayback,
+    stickyauth.StickyAuth,
+    stickycookie.StickyCookie,
+    strip_dns_https_records.StripDnsHttpsRecords,
+    update_alt_svc.UpdateAltSvc,
+    upstream_auth.UpstreamAuth,
+)
 
-    def __init__(self, opts: options.Options, *args: Any, **kwargs: Any) -> None:
-        super().__init__(opts, *args, **kwargs)
+# Options of those addons that change what the proxy does: refused unless left
+# at their default. All their other options (output, replay tuning, DNS mode,
+# the onboarding app, ...) are accepted and have no effect.
+REFUSED = frozenset(
+    {
+        "anticache",
+        "anticomp",
+        "block_list",
+        "client_replay",
+        "hardump",
+        "map_local",
+        "map_remote",
+        "modify_body",
+        "modify_headers",
+        "proxyauth",
+        "rfile",
+        "save_stream_file",
+        "server_replay",
+        "stickyauth",
+        "stickycookie",
+        "upstream_auth",
+    }
+)
+
+
+class _OptionRecorder:
+    """The part of a ``Loader`` the absent addons' ``load`` uses: options only."""
+
+    def __init__(self, loader: addonmanager.Loader) -> None:
+        self.loader = loader
+
+    def add_option(
+        self,
+        name: str,
+        typespec: Any,
+        default: Any,
+        help: str,
+        choices: Sequence[str] | None = None,
+    ) -> None:
+        if name not in ctx.options:
+            self.loader.add_option(name, typespec, default, help, choices)
+
+    def add_command(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+class Compat:
+    """mitmdump's options for the addons :class:`LeanMaster` does not load."""
+
+    def load(self, loader: addonmanager.Loader) -> None:
+        recorder = _OptionRecorder(loader)
+        for make in _ABSENT:
+            addon = make()
+            load = getattr(addon, "load", None)
+            if load is not None:
+                load(recorder)
+
+    def configure(self, updated: set[str]) -> None:
+        opts = ctx.options
+        refused = sorted(
+            name
+            for name in updated & REFUSED
+            if name in opts and getattr(opts, name) != opts.default(name)
+        )
+        if refused:
+            raise exceptions.OptionsError(  # type: ignore[no-untyped-call]
+                f"{', '.join(refused)}: not available in chat2api's lean launcher "
+                "(python -m service.launcher); run mitmdump -s addons/chat2api.py instead"
+            )
+
+
+class LeanMaster(master.Master):
+    """mitmdump's master with only the addons chat2api needs, and
+    :class:`FastAddonManager`."""
+
+    def __init__(self, opts: options.Options, event_loop: Any = None) -> None:
+        super().__init__(opts, event_loop=event_loop, with_termlog=True)
         FastAddonManager.adopt(self.addons)
+        self.addons.add(  # type: ignore[no-untyped-call]
+            core.Core(),
+            block.Block(),
+            proxyserver.Proxyserver(),  # type: ignore[no-untyped-call]
+            script.ScriptLoader(),  # type: ignore[no-untyped-call]
+            next_layer.NextLayer(),
+            tlsconfig.TlsConfig(),
+            Compat(),
+            keepserving.KeepServing(),
+            errorcheck.ErrorCheck(),
+        )
 
 
 def _extra(args: Any) -> dict[str, Any]:
@@ -155,7 +313,7 @@ def _extra(args: Any) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     arguments = list(sys.argv[1:] if argv is None else argv)
-    mitm_main.run(Chat2ApiMaster, cmdline.mitmdump, arguments, _extra)
+    mitm_main.run(LeanMaster, cmdline.mitmdump, arguments, _extra)
 
 
 if __name__ == "__main__":

@@ -131,6 +131,33 @@ def _parse_hex(value: Any) -> str:
     return text
 
 
+def _parse_redis_url(value: Any) -> str | None:
+    text = _parse_optional_str(value)
+    if text is None:
+        return None
+    parts = urlsplit(text)
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ValueError(f"expected unix:///path/to/redis.sock, got {text!r}")
+    elif parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        shown = _USERINFO.sub(r"\1***@", text)
+        raise ValueError(
+            f"expected redis://HOST:PORT/DB, rediss://HOST:PORT/DB or unix:///PATH, got {shown!r}"
+        )
+    try:
+        parts.port  # noqa: B018 - validates the port
+    except ValueError:
+        raise ValueError("the port is not a number from 0 to 65535") from None
+    return text
+
+
+def _parse_redis_prefix(value: Any) -> str:
+    text = _parse_str(value)
+    if not re.fullmatch(r"[A-Za-z0-9._:{}-]{1,64}", text):
+        raise ValueError("expected 1 to 64 letters, digits, '.', '_', ':', '{', '}', '-'")
+    return text
+
+
 def _parse_prefix(value: Any) -> str | None:
     text = _parse_optional_str(value)
     if text is None:
@@ -194,6 +221,8 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "port": _parse_int(0, 65535),
     "confdir": _parse_str,
     "data_dir": _parse_str,
+    "redis_url": _parse_redis_url,
+    "redis_prefix": _parse_redis_prefix,
     "intercept_hosts": _parse_hosts,
     "api_prefix": _parse_prefix,
     "authorization": _parse_list,

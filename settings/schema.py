@@ -53,6 +53,9 @@ class Settings:
     port: int = 5005
     confdir: str = "~/.mitmproxy"
     data_dir: str = "./data"
+    # shared state for several instances (accounts/redisstore.py); None = files in data_dir
+    redis_url: str | None = None
+    redis_prefix: str = "chat2api"
     intercept_hosts: tuple[str, ...] = ("api.openai.com",)
     # security
     api_prefix: str | None = None

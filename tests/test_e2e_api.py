@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -462,3 +463,27 @@ def test_non_intercepted_host_keeps_its_own_certificate(
             timeout=30,
         )
         assert intercepted.returncode != 0  # mitmproxy's CA does not sign it
+
+
+# -- run.sh's launcher ----------------------------------------------------------
+
+
+def test_run_sh_launcher_streams_an_sdk_answer(
+    emulator: Emulator, dialect: str, token: str, tmp_path: Path
+) -> None:
+    """chat2api started as run.sh starts it (``python -m service.launcher``, the lean
+    master) answers the SDK through both listeners, usage included."""
+    env = {"CHATGPT_BASE_URL": emulator.url, **mitm_env(dialect)}
+    command = (sys.executable, "-m", "service.launcher")
+    with start_mitm(tmp_path, env, command=command, flow_detail=1) as launched:
+        for mode in MODES:
+            prompt = f"Tell me about Lyon ({mode})"
+            extra = {"stream_options": {"include_usage": True}}
+            result = chat(env_for(launched, mode, token), **ask(prompt, stream=True, extra=extra))
+            assert "error" not in result, result
+            assert result["text"] == expected_answer(prompt, "gpt-4o")
+            assert result["finish_reason"] == "stop"
+            assert result["usage"]["completion_tokens"] > 0
+        log = launched.log()
+    assert "Loading script" in log and "chat2api" in log
+    assert "<< 200" not in log  # no per-flow dump (flow_detail is accepted, no dumper)
