@@ -17,12 +17,13 @@ resumed where it stopped when the dialect can do it (``_backend_chunks``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import secrets
 import string
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -227,42 +228,39 @@ class CompletionService:
     async def pieces(self, primed: Primed) -> AsyncIterator[Any]:
         """Every piece of the answer, primed ones first; ends with Finish or Failure."""
         try:
-            for piece in primed.pieces:
-                if _is_async(piece):
-                    async for p in self._follow(primed, piece):
-                        yield p
-                    return
-                yield _terminal(piece)
-                if isinstance(piece, _TERMINAL):
-                    return
-            try:
-                async for chunk in self._backend_chunks(primed):
-                    for piece in primed.translation.feed(chunk):
-                        if _is_async(piece):
-                            async for p in self._follow(primed, piece):
-                                yield p
-                            return
-                        yield _terminal(piece)
-                        if isinstance(piece, _TERMINAL):
-                            return
-                    if time.monotonic() > primed.deadline:
-                        raise UpstreamTimeout("the answer took longer than the total deadline")
-            except Chat2ApiError as e:
-                yield tr.Failure(error=e)
-                return
-            for piece in primed.translation.finish():
-                if _is_async(piece):
-                    async for p in self._follow(primed, piece):
-                        yield p
-                    return
-                yield _terminal(piece)
-                if isinstance(piece, _TERMINAL):
-                    return
+            async with contextlib.aclosing(self._translated(primed)) as translated:
+                async for piece in translated:
+                    if _is_async(piece):
+                        async for p in self._follow(primed, piece):
+                            yield p
+                        return
+                    yield _terminal(piece)
+                    if isinstance(piece, _TERMINAL):
+                        return
             yield tr.Failure(
                 error=UpstreamError("the ChatGPT backend stream ended without an answer")
             )
         finally:
             await primed.stream.close()
+
+    async def _translated(self, primed: Primed) -> AsyncGenerator[Any, None]:
+        """The raw pieces: primed ones, then the rest of the stream, then its end.
+
+        A backend failure while reading becomes a Failure piece.
+        """
+        for piece in primed.pieces:
+            yield piece
+        try:
+            async for chunk in self._backend_chunks(primed):
+                for piece in primed.translation.feed(chunk):
+                    yield piece
+                if time.monotonic() > primed.deadline:
+                    raise UpstreamTimeout("the answer took longer than the total deadline")
+        except Chat2ApiError as e:
+            yield tr.Failure(error=e)
+            return
+        for piece in primed.translation.finish():
+            yield piece
 
     async def _backend_chunks(self, primed: Primed) -> AsyncIterator[bytes]:
         """The answer's bytes, across resumed streams (``chatgpt-backend-2026.md`` §2.6).

@@ -78,12 +78,7 @@ class ClassicDialect:
         """Run the sentinel and start the conversation stream (status 200 only)."""
         headers = ctx.headers(accept="text/event-stream")
         if not self.conversation_only:
-            tokens = await self.sentinel(ctx, rng)
-            headers["openai-sentinel-chat-requirements-token"] = tokens.chat_requirements
-            if tokens.proof:
-                headers["openai-sentinel-proof-token"] = tokens.proof
-            if tokens.turnstile:
-                headers["openai-sentinel-turnstile-token"] = tokens.turnstile
+            headers.update((await self.sentinel(ctx, rng)).headers())
         stream = await open_event_stream(
             self.http,
             ctx,

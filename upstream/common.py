@@ -34,6 +34,15 @@ class SentinelTokens:
     turnstile: str | None = None
     persona: str | None = None
 
+    def headers(self) -> dict[str, str]:
+        """The ``openai-sentinel-*`` headers of a conversation call."""
+        h = {"openai-sentinel-chat-requirements-token": self.chat_requirements}
+        if self.proof:
+            h["openai-sentinel-proof-token"] = self.proof
+        if self.turnstile:
+            h["openai-sentinel-turnstile-token"] = self.turnstile
+        return h
+
 
 async def solve_challenge(
     config: list[Any], challenge: Any, limits: Limits, algorithm: pow.Algorithm

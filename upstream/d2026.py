@@ -79,11 +79,7 @@ class Dialect2026:
         if tokens is not None:
             # Only the requirements token: the page sends it or the prepare token, never
             # both (§2.5).
-            headers["openai-sentinel-chat-requirements-token"] = tokens.chat_requirements
-            if tokens.proof:
-                headers["openai-sentinel-proof-token"] = tokens.proof
-            if tokens.turnstile:
-                headers["openai-sentinel-turnstile-token"] = tokens.turnstile
+            headers.update(tokens.headers())
         stream = await open_event_stream(
             self.http,
             ctx,
