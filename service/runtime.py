@@ -7,6 +7,7 @@ same account pool), kept in :data:`CURRENT`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from service.images import ImagesService
 from service.media import MediaResolver
 from service.uploads import MediaFetcher, MediaLimits, Uploader
 from settings import Settings
+from translator import usage
 from translator.models import ResolvedModel
 from translator.request import (
     Attachments,
@@ -48,10 +50,16 @@ class Runtime:
     bridge: Bridge
     accounts: AccountsService
     api: ApiApp
+    _warm_up: asyncio.Future[Any] | None = None
 
     async def start(self) -> None:
         await self.bridge.start()
         await self.accounts.start()
+        # Building the tokenizer takes about a second: do it now, off the loop,
+        # rather than in the first request's usage count.
+        self._warm_up = asyncio.ensure_future(
+            asyncio.to_thread(usage.get_encoding, usage.encoding_name_for("gpt-4o"))
+        )
 
     async def stop(self) -> None:
         await self.bridge.stop()
