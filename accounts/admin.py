@@ -70,7 +70,10 @@ def json_response(
 
 
 def error_response(error: Chat2ApiError) -> AdminResponse:
-    return json_response(error.status, error.to_dict(), error.headers())
+    headers = error.headers()
+    if error.status == 401:  # the admin plane authenticates with a bearer key
+        headers["www-authenticate"] = "Bearer"
+    return json_response(error.status, error.to_dict(), headers)
 
 
 class AdminApi:
@@ -120,10 +123,7 @@ class AdminApi:
         try:
             return await self._dispatch(method.upper(), route, lower, body)
         except Chat2ApiError as exc:
-            resp = error_response(exc)
-            if exc.status == 401:
-                resp.headers["www-authenticate"] = "Bearer"
-            return resp
+            return error_response(exc)
 
     async def _dispatch(
         self, method: str, route: str, headers: dict[str, str], body: bytes

@@ -45,10 +45,7 @@ class SeedApi:
             self.admin.authorised(lower)
             return await self._dispatch(method.upper(), route, lower, body)
         except Chat2ApiError as e:
-            resp = error_response(e)
-            if e.status == 401:
-                resp.headers["www-authenticate"] = "Bearer"
-            return resp
+            return error_response(e)
 
     async def _dispatch(
         self, method: str, route: str, headers: dict[str, str], body: bytes

@@ -45,7 +45,6 @@ class TurnContext:
 
     def headers(self, *, accept: str = "*/*") -> dict[str, str]:
         """The browser-like headers every backend call carries (§1 of the backend doc)."""
-        p = self.profile
         h = {
             "accept": accept,
             "accept-language": f"{self.language},{self.language.split('-')[0]};q=0.9",
@@ -56,14 +55,11 @@ class TurnContext:
             "sec-fetch-dest": "empty",
             "sec-fetch-mode": "cors",
             "sec-fetch-site": "same-origin",
-            "user-agent": p.user_agent,
+            # user-agent and sec-ch-ua*, as the profile's browser sends them
+            **self.profile.client_hint_headers(),
             "oai-device-id": self.device_id,
             "oai-language": self.language,
         }
-        if p.sec_ch_ua:
-            h["sec-ch-ua"] = p.sec_ch_ua
-            h["sec-ch-ua-mobile"] = p.sec_ch_ua_mobile
-            h["sec-ch-ua-platform"] = p.sec_ch_ua_platform
         if self.credential.access_token:
             h["authorization"] = f"Bearer {self.credential.access_token}"
         if self.credential.account_id:
