@@ -28,10 +28,10 @@ from mitmproxy import connection, ctx, exceptions, http, tls  # noqa: E402
 from mitmproxy.addonmanager import Loader  # noqa: E402
 from mitmproxy.proxy import mode_specs  # noqa: E402
 
+from addons import inline_stream  # noqa: E402
 from addons.admin import TokenAdmin  # noqa: E402
 from service import runtime as rt  # noqa: E402
 from service.api import Reply, StreamReply, error_reply  # noqa: E402
-from service.bridge import BridgeJob  # noqa: E402
 from settings import Settings, SettingsError, load_settings  # noqa: E402
 from settings.load import describe  # noqa: E402
 from translator.errors import Chat2ApiError, UpstreamUnavailable, printable  # noqa: E402
@@ -41,8 +41,8 @@ log = logging.getLogger("chat2api")
 DEFAULT_CONFIG = ROOT / "config.yaml"
 # The reverse listener's target when chat2api answers everything itself: never dialled.
 UNUSED_TARGET = "http://127.0.0.1:9"
-BRIDGE_TAG = "chat2api.bridge"
-BRIDGE_TOKEN = "chat2api.bridge_token"
+
+inline_stream.install()
 
 
 class Chat2Api:
@@ -51,10 +51,10 @@ class Chat2Api:
         self.runtime: rt.Runtime | None = None
         self._listeners_chosen = False
         self.intercept: frozenset[str] = frozenset()
-        # Per client connection: answers being worked out, and streamed answers
-        # not yet claimed from the bridge; both are dropped when it hangs up.
+        # Per client connection: answers being worked out, and answers being
+        # streamed (by flow id); both are stopped when it hangs up.
         self._working: dict[str, set[asyncio.Task[Reply | StreamReply]]] = {}
-        self._unclaimed: dict[str, set[str]] = {}
+        self._streaming: dict[str, set[inline_stream.AnswerSource]] = {}
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
@@ -165,7 +165,7 @@ class Chat2Api:
             log.info("%s %s: the client went away, answer abandoned", flow.request.method, shown)
             reply = error_reply(Chat2ApiError("the client went away", status=499))
         if isinstance(reply, StreamReply):
-            self._bridge(flow, reply)
+            self._stream(flow, reply)
         else:
             self._reply(flow, reply)
         log.info(
@@ -224,38 +224,32 @@ class Chat2Api:
             return None
         return reply
 
-    def client_disconnected(self, client: connection.Client) -> None:
+    async def client_disconnected(self, client: connection.Client) -> None:
         for task in self._working.pop(client.id, ()):
             task.cancel()
-        unclaimed = self._unclaimed.pop(client.id, ())
-        if unclaimed and self.runtime is not None:
-            for token in unclaimed:
-                self.runtime.bridge.drop(token)
+        for source in self._streaming.pop(client.id, ()):
+            inline_stream.detach(source.flow_id)
+            await source.close()
 
     def _reply(self, flow: http.HTTPFlow, reply: Reply) -> None:
         flow.response = http.Response.make(reply.status, reply.body, reply.headers)
 
-    def _bridge(self, flow: http.HTTPFlow, reply: StreamReply) -> None:
-        assert self.runtime is not None
-        url = self.runtime.bridge.register(
-            BridgeJob(status=reply.status, headers=reply.headers, body=reply.body)
-        )
-        flow.metadata[BRIDGE_TAG] = True
-        flow.metadata[BRIDGE_TOKEN] = url.rsplit("/", 1)[1]
-        self._unclaimed.setdefault(flow.client_conn.id, set()).add(flow.metadata[BRIDGE_TOKEN])
+    def _stream(self, flow: http.HTTPFlow, reply: StreamReply) -> None:
+        flow.response = http.Response.make(reply.status, b"", reply.headers)
+        source = inline_stream.AnswerSource(reply.body, flow.id, flow.client_conn.id)
+        inline_stream.attach(flow, source)
+        self._streaming.setdefault(flow.client_conn.id, set()).add(source)
         flow.metadata.update({f"chat2api.{k}": v for k, v in reply.metadata.items()})
-        # The client's key must not travel further, not even over loopback.
-        flow.request.headers.pop("authorization", None)
-        flow.request.url = url
-        flow.request.content = b""
 
-    def responseheaders(self, flow: http.HTTPFlow) -> None:
-        if flow.metadata.get(BRIDGE_TAG) and flow.response is not None:
-            flow.response.stream = True
-            token = flow.metadata.get(BRIDGE_TOKEN, "")
-            self._unclaimed.get(flow.client_conn.id, set()).discard(token)
-            if self.runtime is not None:
-                self.runtime.bridge.forwarded(token)
+    async def chat2api_next_pieces(self, source: inline_stream.AnswerSource) -> None:
+        """A streamed answer's next batch, for mitmproxy's HTTP layer (see inline_stream)."""
+        await source.next()
+        if source.finished:
+            streams = self._streaming.get(source.client_id)
+            if streams is not None:
+                streams.discard(source)
+                if not streams:
+                    del self._streaming[source.client_id]
 
 
 _admin = TokenAdmin()

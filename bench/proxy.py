@@ -406,6 +406,8 @@ def main() -> None:
     ap.add_argument("--modes", default="direct,reverse,proxy")
     ap.add_argument("--levels", default="1,50,200")
     ap.add_argument("--json", type=Path, help="also write the rows here")
+    ap.add_argument("--kinds", default="stream,whole", help="streamed and/or whole answers")
+    ap.add_argument("--requests", type=int, help="requests per row (default: 60 at c=1, 800 above)")
     args = ap.parse_args()
     scale = 0.3 if args.quick else 1.0
     modes = args.modes.split(",")
@@ -448,8 +450,8 @@ def main() -> None:
         plan = []
         for c in levels:
             kind = "real" if c == 1 else "short"
-            n = {1: 60, 50: 800, 200: 800}.get(c, 20 * c)
-            for stream in (True, False):
+            n = args.requests or {1: 60, 50: 800, 200: 800}.get(c, 20 * c)
+            for stream in [k == "stream" for k in args.kinds.split(",")]:
                 for mode in modes:
                     plan.append((kind, mode, stream, c, max(c, int(n * scale))))
 

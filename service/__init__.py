@@ -1,1 +1,1 @@
-"""The glue between the addons and the pure packages: routes, completions, the bridge."""
+"""The glue between the addons and the pure packages: routes, completions, media and accounts."""

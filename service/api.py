@@ -2,7 +2,7 @@
 
 The addon turns a flow into ``handle(method, path, headers, body)`` and applies
 the result: a :class:`Reply` is sent as it is, a :class:`StreamReply` is
-streamed through the loopback bridge.
+streamed piece by piece (``addons/inline_stream.py``).
 """
 
 from __future__ import annotations

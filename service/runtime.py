@@ -17,7 +17,6 @@ from typing import Any
 from accounts.pool import Credential
 from service.accounts import AccountsService
 from service.api import ApiApp
-from service.bridge import Bridge
 from service.completions import CompletionService, Limits
 from service.images import ImagesService
 from service.media import MediaResolver
@@ -47,13 +46,11 @@ log = logging.getLogger(__name__)
 class Runtime:
     settings: Settings
     http: BackendHttp
-    bridge: Bridge
     accounts: AccountsService
     api: ApiApp
     _warm_up: asyncio.Future[Any] | None = None
 
     async def start(self) -> None:
-        await self.bridge.start()
         await self.accounts.start()
         # Building the tokenizer takes about a second: do it now, off the loop,
         # rather than in the first request's usage count.
@@ -62,7 +59,6 @@ class Runtime:
         )
 
     async def stop(self) -> None:
-        await self.bridge.stop()
         await self.accounts.stop()
         await self.http.close()
 
@@ -186,4 +182,4 @@ def build_runtime(settings: Settings) -> Runtime:
             max_body_bytes=settings.max_body_bytes,
         ),
     )
-    return Runtime(settings=settings, http=http, bridge=Bridge(), accounts=accounts, api=api)
+    return Runtime(settings=settings, http=http, accounts=accounts, api=api)

@@ -1,0 +1,162 @@
+"""AnswerSource: how a streamed answer is handed to mitmproxy's HTTP layer.
+
+The end-to-end behaviour (incremental delivery, hang-ups, faults) is covered by
+the e2e modules; these pin the batching and ending rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from mitmproxy.proxy.layers.http import HttpStream
+
+from addons import inline_stream
+from addons.inline_stream import AnswerSource
+
+
+async def _take_all(source: AnswerSource) -> list[bytes]:
+    batches: list[bytes] = []
+    while True:
+        await source.next()
+        if source.taken is None:
+            return batches
+        batches.append(source.taken)
+
+
+def test_pieces_made_in_one_go_leave_as_one_batch() -> None:
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(5):  # one backend read's worth, no waiting in between
+            yield b"piece%d;" % i
+        await asyncio.sleep(0.01)  # the backend is slow with the next read
+        yield b"last"
+
+    async def main() -> None:
+        source = AnswerSource(body(), "flow", "client")
+        assert await _take_all(source) == [b"piece0;piece1;piece2;piece3;piece4;", b"last"]
+        assert source.failure is None and source.finished
+
+    asyncio.run(main())
+
+
+def test_nothing_runs_before_the_first_take() -> None:
+    started = []
+
+    async def body() -> AsyncIterator[bytes]:
+        started.append(True)
+        yield b"x"
+
+    async def main() -> None:
+        source = AnswerSource(body(), "flow", "client")
+        await asyncio.sleep(0.01)
+        assert not started
+        assert await _take_all(source) == [b"x"]
+
+    asyncio.run(main())
+
+
+def test_a_long_burst_is_handed_on_in_slices() -> None:
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(200):
+            yield b"y" * 1024  # 200 KiB without a pause: more than one slice
+
+    async def main() -> None:
+        source = AnswerSource(body(), "flow", "client")
+        batches = await _take_all(source)
+        assert b"".join(batches) == b"y" * 200 * 1024
+        assert len(batches) > 1
+
+    asyncio.run(main())
+
+
+def test_close_stops_the_body_and_ends_the_stream() -> None:
+    closed = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield b"first"
+            await asyncio.sleep(3600)  # a stalled backend
+            yield b"never"
+        finally:
+            closed.set()
+
+    async def main() -> None:
+        source = AnswerSource(body(), "flow", "client")
+        await source.next()
+        assert source.taken == b"first"
+        waiter = asyncio.ensure_future(source.next())
+        await asyncio.sleep(0.01)
+        await source.close()
+        await asyncio.wait_for(waiter, 1)
+        assert source.taken is None
+        assert closed.is_set()
+        assert source.failure is None  # stopped on purpose, not broken
+
+    asyncio.run(main())
+
+
+def test_close_before_the_first_take_closes_the_body() -> None:
+    closed = []
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield b"x"
+        finally:
+            closed.append(True)
+
+    async def main() -> None:
+        gen = body()
+        await gen.__anext__()  # started, as a primed answer is
+        source = AnswerSource(gen, "flow", "client")
+        await source.close()
+        await source.next()
+        assert source.taken is None and closed
+
+    asyncio.run(main())
+
+
+def test_a_body_that_raises_is_a_failure_not_a_clean_end() -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield b"part"
+        await asyncio.sleep(0)
+        raise RuntimeError("boom")
+
+    async def main() -> None:
+        source = AnswerSource(body(), "flow", "client")
+        assert await _take_all(source) == [b"part"]
+        assert source.failure is not None and "RuntimeError" in source.failure
+
+    asyncio.run(main())
+
+
+def test_install_is_idempotent() -> None:
+    inline_stream.install()
+    patched = HttpStream.send_response
+    inline_stream.install()
+    assert HttpStream.send_response is patched
+    assert getattr(patched, "chat2api_streaming", False)
+
+
+@pytest.mark.parametrize("version", ["HTTP/1.1", "HTTP/1.0", "HTTP/2.0"])
+def test_attach_frames_the_body_for_the_client(version: str) -> None:
+    from mitmproxy.test import tflow
+
+    flow = tflow.tflow(resp=True)
+    flow.request.http_version = version
+    source = AnswerSource(_empty(), flow.id, "client")
+    inline_stream.attach(flow, source)
+    assert flow.response is not None
+    assert "content-length" not in flow.response.headers
+    if version == "HTTP/1.0":
+        assert flow.response.headers["connection"] == "close"
+        assert "transfer-encoding" not in flow.response.headers
+    else:
+        assert flow.response.headers["transfer-encoding"] == "chunked"
+    assert inline_stream.detach(flow.id) is source
+    assert inline_stream.detach(flow.id) is None
+
+
+async def _empty() -> AsyncIterator[bytes]:
+    return
+    yield b""
