@@ -107,7 +107,7 @@ def test_many_timeouts_alongside_good_streams_leave_no_transfer_behind() -> None
                 await stream.close()  # type: ignore[attr-defined]
 
             await asyncio.gather(*(bad() if i % 2 else fine() for i in range(24)))
-            assert not http.session.acurl._curl2future  # no transfer still running
+            assert http.transport.running == 0  # no transfer still running
         await http.close()
 
     asyncio.run(main())

@@ -1,10 +1,11 @@
 """Backend HTTP calls through curl_cffi, with browser impersonation.
 
 mitmproxy's own TLS client is easy for the real site's bot checks to tell apart
-from a browser, so every backend call goes through one shared curl_cffi
-``AsyncSession`` created on mitmproxy's event loop (``mitmproxy-notes.md`` §1c:
-``trust_env=False`` so curl never loops back into our own proxy through
-``HTTPS_PROXY``, and a raised ``max_clients``).
+from a browser, so every backend call goes through libcurl (curl-impersonate,
+by curl_cffi) on mitmproxy's event loop: :mod:`upstream.transfer` keeps
+ready-configured handles and one connection pool; environment proxies are
+ignored, so curl never loops back into our own proxy through ``HTTPS_PROXY``
+(``mitmproxy-notes.md`` §1c).
 """
 
 from __future__ import annotations
@@ -15,15 +16,13 @@ import json
 import logging
 import random
 from collections.abc import AsyncIterator, Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from curl_cffi import Curl, CurlError
-from curl_cffi.requests import AsyncSession
-from curl_cffi.requests.exceptions import RequestException, Timeout
 
 from translator.errors import Chat2ApiError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from upstream.transfer import CurlTransport, ImpersonationUnsupported, Kind, Transfer, is_timeout
 
 log = logging.getLogger(__name__)
 
@@ -56,73 +55,48 @@ class StreamAnswer:
 
     status: int
     headers: Mapping[str, str]
-    _response: Any
-    _session: Any
+    _transfer: Transfer
+    _curl: Curl
+    _transport: CurlTransport
+    _wake: asyncio.Event
     _closed: bool = field(default=False)
 
     async def chunks(self, *, idle_timeout: float) -> AsyncIterator[bytes]:
         """Body chunks as they arrive; a gap longer than ``idle_timeout`` raises.
 
-        What curl has received by the time the caller asks comes as one chunk:
-        each chunk costs a translator call and a write towards the client, and
-        a fast backend delivers many small reads at once.
+        What curl has received by the time the caller asks comes as one chunk
+        (up to ``_BATCH_BYTES``): each chunk costs a translator call and a write
+        towards the client, and a fast backend delivers many small reads at once.
         """
-        rsp = self._response
-        queue = getattr(rsp, "queue", None)
-        if not isinstance(queue, asyncio.Queue):  # not curl_cffi 0.17's layout
-            async for chunk in self._chunks_plain(idle_timeout):
-                yield chunk
-            return
+        transfer, wake = self._transfer, self._wake
+        body = transfer.body
         while True:
-            if queue.empty():
-                try:
-                    async with asyncio.timeout(idle_timeout):
-                        item = await queue.get()
-                except TimeoutError:
-                    raise UpstreamTimeout(
-                        f"the ChatGPT backend sent nothing for {idle_timeout:g} s"
-                    ) from None
-            else:
-                # Let the loop run between batches, so that what was made of the
-                # last one reaches the client (mitmproxy shares this loop).
-                await asyncio.sleep(0)
-                item = queue.get_nowait()
-            batch: list[bytes] = []
-            size = 0
-            while isinstance(item, bytes):
-                if item:
-                    batch.append(item)
-                    size += len(item)
-                if queue.empty() or size >= _BATCH_BYTES:
-                    item = None
-                    break
-                item = queue.get_nowait()
-            if batch:
+            if body:
+                batch = [body.popleft()]
+                size = len(batch[0])
+                while body and size < _BATCH_BYTES:
+                    batch.append(body.popleft())
+                    size += len(batch[-1])
                 yield batch[0] if len(batch) == 1 else b"".join(batch)
-            if item is None:
+                if body:
+                    # Let the loop run between batches, so that what was made of
+                    # the last one reaches the client (mitmproxy shares this loop).
+                    await asyncio.sleep(0)
                 continue
-            # The end of the stream, or its error (curl_cffi's aiter_content does the same).
-            with contextlib.suppress(Exception):
-                await rsp.aclose()
-            if isinstance(item, (RequestException, CurlError)):
-                raise UpstreamError(f"the ChatGPT backend stream broke: {_reason(item)}")
-            return
-
-    async def _chunks_plain(self, idle_timeout: float) -> AsyncIterator[bytes]:
-        iterator = self._response.aiter_content().__aiter__()
-        while True:
-            try:
-                chunk = await asyncio.wait_for(iterator.__anext__(), idle_timeout)
-            except StopAsyncIteration:
+            if transfer.done:
+                if transfer.error is not None and not self._closed:
+                    raise UpstreamError(
+                        f"the ChatGPT backend stream broke: {_reason(transfer.error)}"
+                    )
                 return
-            except (asyncio.TimeoutError, TimeoutError):
+            wake.clear()
+            try:
+                async with asyncio.timeout(idle_timeout):
+                    await wake.wait()
+            except TimeoutError:
                 raise UpstreamTimeout(
                     f"the ChatGPT backend sent nothing for {idle_timeout:g} s"
                 ) from None
-            except (RequestException, CurlError) as e:
-                raise UpstreamError(f"the ChatGPT backend stream broke: {_reason(e)}") from None
-            if chunk:
-                yield chunk
 
     async def read_all(self, limit: int = MAX_ERROR_BODY, timeout: float = 10.0) -> bytes:
         """Up to ``limit`` bytes of the body (for error answers)."""
@@ -143,19 +117,14 @@ class StreamAnswer:
         if self._closed:
             return
         self._closed = True
-        rsp = self._response
-        try:
-            if rsp.quit_now is not None:
-                rsp.quit_now.set()
-            curl = getattr(rsp, "curl", None)
-            if curl is not None and rsp.astream_task is not None and not rsp.astream_task.done():
-                # quit_now only acts on the next received chunk; removing the
-                # handle ends a stalled transfer at once.
-                self._session.acurl.remove_handle(curl)
-            if rsp.astream_task is not None:
-                await asyncio.wait_for(asyncio.shield(rsp.astream_task), 2.0)
-        except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing must not fail
-            pass
+        transfer = self._transfer
+        if not transfer.done:
+            transfer.stop()
+            self._transport.abort(self._curl)
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await transfer.finished.wait()
+        transfer.body.clear()
 
 
 def _reason(e: BaseException) -> str:
@@ -164,42 +133,8 @@ def _reason(e: BaseException) -> str:
     return text.split(" See https://")[0][:200]
 
 
-# The curl handles a request takes, seen from the task that makes it (see _Session).
-_HANDLES: ContextVar[list[Curl] | None] = ContextVar("chat2api_curl_handles", default=None)
-
-
-class _Session(AsyncSession[Any]):
-    """An ``AsyncSession`` that tells the caller which curl handle a request got.
-
-    A streamed request cancelled while it waits for the response headers leaves
-    its transfer running inside curl (curl_cffi 0.17 only cancels the wait), so
-    a backend that never answers would hold a connection and a handle forever.
-    With the handle known, :meth:`BackendHttp.open_stream` aborts it.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        # handle -> the list of the request that holds it, until it is released
-        self._holders: dict[Curl, list[Curl]] = {}
-
-    async def pop_curl(self) -> Curl:
-        curl = await super().pop_curl()
-        handles = _HANDLES.get()
-        if handles is not None:
-            handles.append(curl)
-            self._holders[curl] = handles
-        return curl
-
-    def release_curl(self, curl: Curl) -> None:
-        # A released handle may serve another request next: never abort it then.
-        handles = self._holders.pop(curl, None)
-        if handles is not None and curl in handles:
-            handles.remove(curl)
-        super().release_curl(curl)
-
-
 class BackendHttp:
-    """The one curl_cffi session, and the calls chat2api makes with it."""
+    """The backend calls chat2api makes, on pooled curl handles (``transfer.py``)."""
 
     def __init__(
         self,
@@ -211,24 +146,24 @@ class BackendHttp:
         self._proxies = proxies
         self._connect_timeout = connect_timeout
         self._max_clients = max_clients
-        self._session: AsyncSession[Any] | None = None
+        self._transport: CurlTransport | None = None
 
     @property
-    def session(self) -> AsyncSession[Any]:
-        if self._session is None:
+    def transport(self) -> CurlTransport:
+        if self._transport is None:
             # Created lazily on the running loop (mitmproxy's), never at import.
-            self._session = _Session(
-                max_clients=self._max_clients, trust_env=False, discard_cookies=True
+            self._transport = CurlTransport(
+                connect_timeout=self._connect_timeout, max_transfers=self._max_clients
             )
-        return self._session
+        return self._transport
 
     async def close(self) -> None:
-        if self._session is not None:
-            session, self._session = self._session, None
+        if self._transport is not None:
+            transport, self._transport = self._transport, None
             try:
-                await session.close()
+                await transport.close()
             except Exception:  # noqa: BLE001
-                log.debug("closing the backend session failed", exc_info=True)
+                log.debug("closing the backend transport failed", exc_info=True)
 
     def pick_proxy(self) -> str | None:
         return random.choice(self._proxies) if self._proxies else None
@@ -247,28 +182,37 @@ class BackendHttp:
         limit: int = MAX_JSON_BODY,
     ) -> HttpAnswer:
         """A whole (small) request and answer."""
+        transport = self.transport
+        body, header_items = _body_and_headers(headers, json_body, data)
         try:
-            rsp = await self.session.request(
-                method,  # type: ignore[arg-type]
+            transfer, curl = await transport.start(
+                Kind(method.upper(), impersonate, proxy, False),
                 url,
-                headers=dict(headers),
-                json=json_body,
-                data=data,
-                impersonate=impersonate,  # type: ignore[arg-type]
-                timeout=(min(self._connect_timeout, timeout), timeout),
-                proxy=proxy,
-                allow_redirects=False,
+                headers=header_items,
+                body=body,
+                timeout=min(self._connect_timeout, timeout) + timeout,
+                limit=limit,
             )
-        except Timeout as e:
-            raise UpstreamTimeout(
-                f"the ChatGPT backend did not answer in time: {_reason(e)}"
-            ) from None
-        except (RequestException, CurlError) as e:
+        except (CurlError, ImpersonationUnsupported) as e:
             raise UpstreamUnavailable(f"cannot reach the ChatGPT backend: {_reason(e)}") from None
-        body = rsp.content or b""
-        if len(body) > limit:
+        try:
+            await transfer.finished.wait()
+        except BaseException:
+            transport.abort(curl)
+            raise
+        if transfer.over_limit:
             raise UpstreamError("the ChatGPT backend answered with an oversized body")
-        return HttpAnswer(status=rsp.status_code, headers=_lower(rsp.headers), body=body)
+        if transfer.error is not None:
+            if is_timeout(transfer.error):
+                raise UpstreamTimeout(
+                    f"the ChatGPT backend did not answer in time: {_reason(transfer.error)}"
+                )
+            raise UpstreamUnavailable(
+                f"cannot reach the ChatGPT backend: {_reason(transfer.error)}"
+            )
+        return HttpAnswer(
+            status=transfer.status, headers=transfer.headers, body=b"".join(transfer.body)
+        )
 
     async def open_stream(
         self,
@@ -286,64 +230,61 @@ class BackendHttp:
         ``first_byte_timeout``; a transfer given up (or cancelled) before its
         headers is aborted, so its connection is closed at once.
         """
-        session = self.session
-        handles: list[Curl] = []
-        token = _HANDLES.set(handles)
+        transport = self.transport
+        body, header_items = _body_and_headers(headers, json_body, None)
+        wake = asyncio.Event()
         try:
-            rsp = await asyncio.wait_for(
-                session.request(
-                    "POST",
-                    url,
-                    headers=dict(headers),
-                    json=json_body,
-                    impersonate=impersonate,  # type: ignore[arg-type]
-                    # (connect, read): curl applies the read part only as a
-                    # 1 byte/s low-speed floor, a backstop to our own timeouts.
-                    timeout=(self._connect_timeout, _STALL_BACKSTOP),
-                    proxy=proxy,
-                    stream=True,
-                    allow_redirects=False,
-                    accept_encoding="gzip, deflate, br",
-                ),
-                timeout=first_byte_timeout,
+            transfer, curl = await transport.start(
+                Kind("POST", impersonate, proxy, True),
+                url,
+                headers=header_items,
+                body=body,
+                timeout=None,
+                on_data=wake.set,
             )
+        except (CurlError, ImpersonationUnsupported) as e:
+            raise UpstreamUnavailable(f"cannot reach the ChatGPT backend: {_reason(e)}") from None
+        try:
+            async with asyncio.timeout(first_byte_timeout):
+                await transfer.head_done.wait()
         except BaseException as e:
-            for curl in list(handles):  # still held: the transfer is running
-                _abort(session, curl)
-            if isinstance(e, Timeout):  # curl's own: the connect timeout
-                raise UpstreamTimeout(
-                    f"cannot connect to the ChatGPT backend in time: {_reason(e)}"
-                ) from None
-            if isinstance(e, (asyncio.TimeoutError, TimeoutError)):
+            transfer.stop()
+            transport.abort(curl)
+            if isinstance(e, TimeoutError):
                 raise UpstreamTimeout(
                     f"the ChatGPT backend did not start answering within {first_byte_timeout:g} s"
                 ) from None
-            if isinstance(e, (RequestException, CurlError)):
-                raise UpstreamUnavailable(
-                    f"cannot reach the ChatGPT backend: {_reason(e)}"
-                ) from None
             raise
-        finally:
-            _HANDLES.reset(token)
+        if not transfer.status:  # it ended before a head came
+            error = transfer.error or CurlError("the connection closed without an answer")
+            if is_timeout(error):
+                raise UpstreamTimeout(
+                    f"cannot connect to the ChatGPT backend in time: {_reason(error)}"
+                )
+            raise UpstreamUnavailable(f"cannot reach the ChatGPT backend: {_reason(error)}")
         return StreamAnswer(
-            status=rsp.status_code, headers=_lower(rsp.headers), _response=rsp, _session=session
+            status=transfer.status,
+            headers=transfer.headers,
+            _transfer=transfer,
+            _curl=curl,
+            _transport=transport,
+            _wake=wake,
         )
 
 
-# Seconds below 1 byte/s after which curl itself ends a streamed transfer.
-_STALL_BACKSTOP = 3600.0
-
-
-def _abort(session: AsyncSession[Any], curl: Curl) -> None:
-    """End a transfer that is still running (a no-op for one that has ended)."""
-    try:
-        session.acurl.remove_handle(curl)
-    except Exception:  # noqa: BLE001 - aborting must not fail
-        log.debug("aborting a transfer failed", exc_info=True)
-
-
-def _lower(headers: Any) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in headers.items():
-        out[str(key).lower()] = str(value)
-    return out
+def _body_and_headers(
+    headers: Mapping[str, str], json_body: Any, data: bytes | None
+) -> tuple[bytes | None, list[tuple[str, str]]]:
+    """The request body and header lines, as curl_cffi's ``json=``/``data=`` made them."""
+    items = list(headers.items())
+    names = {name.lower() for name, _ in items}
+    body: bytes | None = None
+    if json_body is not None:
+        body = json.dumps(json_body, separators=(",", ":")).encode()
+        if "content-type" not in names:
+            items.append(("Content-Type", "application/json"))
+    elif data is not None:
+        body = data
+        if data and "content-type" not in names:
+            items.append(("Content-Type", "application/octet-stream"))
+    return body, items
