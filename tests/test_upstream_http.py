@@ -5,6 +5,7 @@ left running inside curl."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -212,3 +213,186 @@ def test_connect_timeout_applies_to_streams_and_requests() -> None:
         for s in fillers:
             s.close()
         server.close()
+
+
+class KeepAliveBackend:
+    """Answers every request on a connection with ``answer``; records what came."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.connections = 0
+        self.requests: list[tuple[bytes, bytes]] = []  # (head, body)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                body = await reader.readexactly(length) if length else b""
+                self.requests.append((head, body))
+                writer.write(self.answer)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+
+def _answer(body: bytes, status: bytes = b"200 OK", extra: bytes = b"") -> bytes:
+    return (
+        b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\nX-Trace: a\r\n"
+        b"content-length: %d\r\n" % len(body) + extra + b"\r\n" + body
+    )
+
+
+def test_requests_reuse_one_connection_and_one_handle() -> None:
+    async def main() -> None:
+        backend = KeepAliveBackend(_answer(b'{"ok":true}'))
+        server = await asyncio.start_server(backend.handle, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/backend-api/x"
+        http = BackendHttp()
+        for i in range(5):
+            answer = await http.request(
+                "POST",
+                url,
+                headers={"Authorization": "Bearer t", "X-Empty": ""},
+                json_body={"n": i},
+                impersonate=None,
+                timeout=5,
+            )
+            assert answer.status == 200 and answer.json() == {"ok": True}
+            assert answer.headers["x-trace"] == "a"  # names in lower case
+        assert backend.connections == 1  # kept alive, as a browser does
+        head, body = backend.requests[-1]
+        assert body == b'{"n":4}'
+        lines = head.lower().split(b"\r\n")
+        assert b"content-type: application/json" in lines
+        assert b"x-empty:" in lines  # an empty value is sent, not dropped
+        assert not any(line.startswith(b"expect") for line in lines)
+        assert http.transport.running == 0
+        await http.close()
+        server.close()
+
+    asyncio.run(main())
+
+
+def test_an_oversized_answer_is_refused_and_the_client_recovers() -> None:
+    async def main() -> None:
+        big = KeepAliveBackend(_answer(b"x" * 200_000))
+        small = KeepAliveBackend(_answer(b"{}"))
+        server_big = await asyncio.start_server(big.handle, "127.0.0.1", 0)
+        server_small = await asyncio.start_server(small.handle, "127.0.0.1", 0)
+        http = BackendHttp()
+        with pytest.raises(UpstreamError, match="oversized"):
+            await http.request(
+                "GET",
+                f"http://127.0.0.1:{server_big.sockets[0].getsockname()[1]}/a",
+                headers={},
+                impersonate=None,
+                timeout=5,
+                limit=1000,
+            )
+        answer = await http.request(
+            "GET",
+            f"http://127.0.0.1:{server_small.sockets[0].getsockname()[1]}/b",
+            headers={},
+            impersonate=None,
+            timeout=5,
+        )
+        assert answer.body == b"{}"
+        assert small.requests[0][0].startswith(b"GET /b ")
+        await http.close()
+        server_big.close()
+        server_small.close()
+
+    asyncio.run(main())
+
+
+def test_interim_answers_are_skipped_and_environment_proxies_ignored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # chat2api's own HTTPS_PROXY must never send backend calls back into itself.
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+
+    async def main() -> None:
+        backend = KeepAliveBackend(
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + _answer(b"[]")
+        )
+        server = await asyncio.start_server(backend.handle, "127.0.0.1", 0)
+        http = BackendHttp()
+        answer = await http.request(
+            "GET",
+            f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/c",
+            headers={},
+            impersonate=None,
+            timeout=5,
+        )
+        assert answer.status == 200 and answer.body == b"[]"
+        assert "link" not in answer.headers
+        await http.close()
+        server.close()
+
+    asyncio.run(main())
+
+
+def test_through_a_proxy_the_answer_head_is_the_backends() -> None:
+    """The proxy's "200 Connection established" must not pass for the answer."""
+
+    async def tunnel(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        host, port = head.split(b" ")[1].decode().rsplit(":", 1)
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"HTTP/1.1 200 Connection established\r\nX-Proxy: yes\r\n\r\n")
+        await writer.drain()
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def main() -> None:
+        backend = KeepAliveBackend(_answer(b'{"created":1}', status=b"201 Created"))
+        server = await asyncio.start_server(backend.handle, "127.0.0.1", 0)
+        proxy = await asyncio.start_server(tunnel, "127.0.0.1", 0)
+        proxy_url = f"http://127.0.0.1:{proxy.sockets[0].getsockname()[1]}"
+        http = BackendHttp(proxies=(proxy_url,))
+        answer = await http.request(
+            "POST",
+            f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/d",
+            headers={},
+            json_body={},
+            impersonate=None,
+            timeout=5,
+            proxy=http.pick_proxy(),
+        )
+        assert answer.status == 201
+        assert "x-proxy" not in answer.headers
+        assert backend.requests  # it went through the tunnel
+        await http.close()
+        await asyncio.sleep(0.1)  # let the tunnel see curl hang up
+        server.close()
+        proxy.close()
+
+    asyncio.run(main())
+
+
+def test_an_unknown_browser_profile_is_a_clear_error() -> None:
+    async def main() -> None:
+        http = BackendHttp()
+        with pytest.raises(UpstreamUnavailable):
+            await http.request(
+                "GET", "http://127.0.0.1:9/", headers={}, impersonate="netscape4", timeout=1
+            )
+        assert http.transport.running == 0
+        await http.close()
+
+    asyncio.run(main())
