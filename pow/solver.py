@@ -109,8 +109,8 @@ class ProofOfWorkError(Exception):
     """No answer was found within the iteration cap."""
 
 
-def _json(value: ConfigValue) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+# One encoder for every call: json.dumps with options builds a new one each time.
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def encode_config(config: Sequence[ConfigValue]) -> str:

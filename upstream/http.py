@@ -272,6 +272,10 @@ class BackendHttp:
         )
 
 
+# One encoder for every call: json.dumps with options builds a new one each time.
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _body_and_headers(
     headers: Mapping[str, str], json_body: Any, data: bytes | None
 ) -> tuple[bytes | None, list[tuple[str, str]]]:
@@ -280,7 +284,7 @@ def _body_and_headers(
     names = {name.lower() for name, _ in items}
     body: bytes | None = None
     if json_body is not None:
-        body = json.dumps(json_body, separators=(",", ":")).encode()
+        body = _compact_json(json_body).encode()
         if "content-type" not in names:
             items.append(("Content-Type", "application/json"))
     elif data is not None:
