@@ -236,20 +236,25 @@ class Chat2Api:
 
     def _stream(self, flow: http.HTTPFlow, reply: StreamReply) -> None:
         flow.response = http.Response.make(reply.status, b"", reply.headers)
-        source = inline_stream.AnswerSource(reply.body, flow.id, flow.client_conn.id)
+        source = inline_stream.AnswerSource(
+            reply.body, flow.id, flow.client_conn.id, on_end=self._stream_ended
+        )
         inline_stream.attach(flow, source)
         self._streaming.setdefault(flow.client_conn.id, set()).add(source)
         flow.metadata.update({f"chat2api.{k}": v for k, v in reply.metadata.items()})
+        # Translating starts now, while mitmproxy works through the response's hooks.
+        source.start()
+
+    def _stream_ended(self, source: inline_stream.AnswerSource) -> None:
+        streams = self._streaming.get(source.client_id)
+        if streams is not None:
+            streams.discard(source)
+            if not streams:
+                del self._streaming[source.client_id]
 
     async def chat2api_next_pieces(self, source: inline_stream.AnswerSource) -> None:
-        """A streamed answer's next batch, for mitmproxy's HTTP layer (see inline_stream)."""
-        await source.next()
-        if source.finished:
-            streams = self._streaming.get(source.client_id)
-            if streams is not None:
-                streams.discard(source)
-                if not streams:
-                    del self._streaming[source.client_id]
+        """Wait for a streamed answer's next batch, for mitmproxy's HTTP layer (inline_stream)."""
+        await source.wait()
 
 
 _admin = TokenAdmin()

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,46 +53,65 @@ _HIGH_WATER = 1024 * 1024
 
 
 class AnswerSource:
-    """An answer's body, produced in its own task and taken in batches."""
+    """An answer's body, produced in its own task and taken in batches.
 
-    def __init__(self, body: AsyncIterator[bytes], flow_id: str, client_id: str) -> None:
+    :meth:`start` runs the body at once, while mitmproxy still works through the
+    response's hooks; its first piece then waits until it has been taken, so the
+    first content leaves before the rest of a burst is translated.
+    """
+
+    def __init__(
+        self,
+        body: AsyncIterator[bytes],
+        flow_id: str,
+        client_id: str,
+        on_end: Callable[[AnswerSource], None] | None = None,
+    ) -> None:
         self.flow_id = flow_id
         self.client_id = client_id
         self._body = body
+        self._on_end = on_end
         self._ready: list[bytes] = []
         self._size = 0
         self._since = 0.0
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._taken_once = False
         self._ended = False
         self._closed = False
         #: Why the answer broke off, if it did (not set when it was stopped on purpose).
         self.failure: str | None = None
-        #: What the last :meth:`next` took; None once the answer is over.
-        self.taken: bytes | None = None
 
     @property
     def finished(self) -> bool:
+        """Nothing more will come: the body ended and everything was taken."""
         return self._ended and not self._ready
 
-    async def next(self) -> None:
-        """Wait for the next batch and put it in :attr:`taken` (None at the end)."""
+    def start(self) -> None:
         if self._task is None and not self._ended:
             self._task = asyncio.ensure_future(self._produce())
+
+    def take(self) -> bytes | None:
+        """Everything produced since the last take, or None if nothing is ready."""
+        if not self._ready:
+            return None
+        data = b"".join(self._ready)
+        self._ready.clear()
+        self._size = 0
+        self._taken_once = True
+        self._room.set()
+        return data
+
+    async def wait(self) -> None:
+        """Until something can be taken or the answer is over."""
+        self.start()
         while not self._ready and not self._ended:
             self._wake.clear()
             await self._wake.wait()
-        if self._ready:
-            self.taken = b"".join(self._ready)
-            self._ready.clear()
-            self._size = 0
-            self._room.set()
-        else:
-            self.taken = None
 
     async def close(self) -> None:
-        """Stop the answer (its client went away); the next :meth:`next` ends it."""
+        """Stop the answer (its client went away): it ends at once."""
         self._closed = True
         if self._task is not None and not self._task.done():
             self._task.cancel()
@@ -103,6 +122,7 @@ class AnswerSource:
         self._ready.clear()
         self._ended = True
         self._wake.set()
+        self._room.set()
 
     async def _produce(self) -> None:
         loop = asyncio.get_running_loop()
@@ -115,7 +135,7 @@ class AnswerSource:
                 self._ready.append(piece)
                 self._size += len(piece)
                 self._wake.set()
-                if self._size >= _HIGH_WATER:
+                if not self._taken_once or self._size >= _HIGH_WATER:
                     self._room.clear()
                     await self._room.wait()
                 elif self._size >= _SLICE_BYTES or loop.time() - self._since >= _SLICE_SECONDS:
@@ -131,11 +151,13 @@ class AnswerSource:
             self._ended = True
             self._wake.set()
             await _aclose(self._body)
+            if self._on_end is not None:
+                self._on_end(self)
 
 
 @dataclass
 class NextPiecesHook(commands.StartHook):  # type: ignore[no-untyped-call]
-    """Fetch the next batch of a streamed answer into ``source.taken``."""
+    """Wait until ``source`` has something to take, or has ended."""
 
     source: AnswerSource
     name = "chat2api_next_pieces"
@@ -175,10 +197,14 @@ def _streaming_send_response(original: Any) -> Any:
         client = self.context.client
         yield SendHttp(ResponseHeaders(self.stream_id, self.flow.response, False), client)
         while True:
-            yield NextPiecesHook(source)
-            if source.taken is None:
+            # What is ready goes out now; the hook is only for waiting.
+            data = source.take()
+            if data is not None:
+                yield SendHttp(ResponseData(self.stream_id, data), client)
+            elif source.finished:
                 break
-            yield SendHttp(ResponseData(self.stream_id, source.taken), client)
+            else:
+                yield NextPiecesHook(source)
         if source.failure is not None:
             # Not a clean end: the client must see the answer broke off.
             self.flow.error = mflow.Error(f"chat2api: {source.failure}")

@@ -17,15 +17,19 @@ from addons.inline_stream import AnswerSource
 
 
 async def _take_all(source: AnswerSource) -> list[bytes]:
+    """What mitmproxy's HTTP layer does: take what is ready, else wait."""
     batches: list[bytes] = []
     while True:
-        await source.next()
-        if source.taken is None:
+        data = source.take()
+        if data is not None:
+            batches.append(data)
+        elif source.finished:
             return batches
-        batches.append(source.taken)
+        else:
+            await source.wait()
 
 
-def test_pieces_made_in_one_go_leave_as_one_batch() -> None:
+def test_pieces_made_in_one_go_leave_as_one_batch_after_the_first() -> None:
     async def body() -> AsyncIterator[bytes]:
         for i in range(5):  # one backend read's worth, no waiting in between
             yield b"piece%d;" % i
@@ -34,24 +38,35 @@ def test_pieces_made_in_one_go_leave_as_one_batch() -> None:
 
     async def main() -> None:
         source = AnswerSource(body(), "flow", "client")
-        assert await _take_all(source) == [b"piece0;piece1;piece2;piece3;piece4;", b"last"]
+        assert await _take_all(source) == [b"piece0;", b"piece1;piece2;piece3;piece4;", b"last"]
         assert source.failure is None and source.finished
 
     asyncio.run(main())
 
 
-def test_nothing_runs_before_the_first_take() -> None:
-    started = []
+def test_nothing_runs_before_start_and_the_first_piece_waits_to_be_taken() -> None:
+    made = []
 
     async def body() -> AsyncIterator[bytes]:
-        started.append(True)
-        yield b"x"
+        for piece in (b"first", b"second", b"third"):
+            made.append(piece)
+            yield piece
 
     async def main() -> None:
-        source = AnswerSource(body(), "flow", "client")
+        ended: list[AnswerSource] = []
+        source = AnswerSource(body(), "flow", "client", on_end=ended.append)
         await asyncio.sleep(0.01)
-        assert not started
-        assert await _take_all(source) == [b"x"]
+        assert not made
+        source.start()
+        await asyncio.sleep(0.01)
+        # The first content leaves before the rest of a burst is translated.
+        assert made == [b"first"]
+        assert source.take() == b"first"
+        assert source.take() is None
+        await source.wait()
+        await asyncio.sleep(0.01)
+        assert source.take() == b"secondthird"
+        assert source.finished and ended == [source]
 
     asyncio.run(main())
 
@@ -83,13 +98,13 @@ def test_close_stops_the_body_and_ends_the_stream() -> None:
 
     async def main() -> None:
         source = AnswerSource(body(), "flow", "client")
-        await source.next()
-        assert source.taken == b"first"
-        waiter = asyncio.ensure_future(source.next())
+        await source.wait()
+        assert source.take() == b"first"
+        waiter = asyncio.ensure_future(source.wait())
         await asyncio.sleep(0.01)
         await source.close()
         await asyncio.wait_for(waiter, 1)
-        assert source.taken is None
+        assert source.take() is None and source.finished
         assert closed.is_set()
         assert source.failure is None  # stopped on purpose, not broken
 
@@ -110,8 +125,8 @@ def test_close_before_the_first_take_closes_the_body() -> None:
         await gen.__anext__()  # started, as a primed answer is
         source = AnswerSource(gen, "flow", "client")
         await source.close()
-        await source.next()
-        assert source.taken is None and closed
+        await source.wait()
+        assert source.take() is None and source.finished and closed
 
     asyncio.run(main())
 
