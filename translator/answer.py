@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -138,6 +139,13 @@ Piece: TypeAlias = (
     Text | Reasoning | Image | SandboxLink | Progress | Meta | Finish | Failure | Pending
 )
 
+# One Text or Reasoning per answer delta: the hot spots make them with the slot's
+# setter instead of the generated keyword __init__, at about half the cost (a
+# frozen dataclass's own __init__ sets its fields the same way, past __setattr__).
+_new = object.__new__
+_set_text: Callable[[Text, str], None] = Text.__dict__["text"].__set__
+_set_reasoning: Callable[[Reasoning, str], None] = Reasoning.__dict__["text"].__set__
+
 
 # ---------------------------------------------------------------- message kinds
 
@@ -166,6 +174,8 @@ _HIDDEN_CONTENT = (
 # Private-use characters the backend puts in text (entity/citation spans).
 _PUA_TABLE = {c: None for c in range(0xE200, 0xE20A)}
 _SPECIAL = re.compile("[\ue200-\ue209\u3010]|\\(sandbox:")
+# _SPECIAL for text without "(": a bare character class, which re scans faster.
+_MARKER = re.compile("[\ue200-\ue209\u3010]")
 _SANDBOX = "(sandbox:"
 _MAX_SPAN = 4096
 _MAX_BRACKET = 120
@@ -174,6 +184,14 @@ _CITATION_SYNTAX = re.compile(r"【(\d+)(?::\d+)?(?:†[^】]{0,60})?】")
 
 def _s(d: Any, key: str) -> Any:
     return d.get(key) if isinstance(d, dict) else None
+
+
+def _has_special(s: str) -> bool:
+    """``_SPECIAL.search(s) is not None``, with the cheap tests first: on a
+    word-sized delta the alternation regex costs more than everything else."""
+    if "(" in s:
+        return _SPECIAL.search(s) is not None
+    return not s.isascii() and _MARKER.search(s) is not None
 
 
 def _tool_matches(recipient: str, names: tuple[str, ...]) -> bool:
@@ -281,7 +299,7 @@ class _Cleaner:
     def feed(self, raw: str, md: dict[str, Any]) -> list[str | _Sandbox]:
         s = self.pending + raw if self.pending else raw
         self.pending = ""
-        if _SPECIAL.search(s) is None:
+        if not _has_special(s):
             cut = _partial_sandbox(s)
             if cut < len(s):
                 self.pending = s[cut:]
@@ -546,8 +564,10 @@ class AnswerExtractor:
                 if sep:
                     out.append(Text(text=sep))
             self._text_owner = owner
-        out.append(Text(text=text))
-        self._text_tail = (self._text_tail + text)[-2:]
+        piece = _new(Text)
+        _set_text(piece, text)
+        out.append(piece)
+        self._text_tail = text[-2:] if len(text) > 1 else (self._text_tail + text)[-2:]
         self.text_emitted = True
 
     def _emit_reasoning(self, owner: object, text: str, out: list[Piece]) -> None:
@@ -560,8 +580,10 @@ class AnswerExtractor:
                 if sep:
                     out.append(Reasoning(text=sep))
             self._reason_owner = owner
-        out.append(Reasoning(text=text))
-        self._reason_tail = (self._reason_tail + text)[-2:]
+        piece = _new(Reasoning)
+        _set_reasoning(piece, text)
+        out.append(piece)
+        self._reason_tail = text[-2:] if len(text) > 1 else (self._reason_tail + text)[-2:]
 
     def _close_fence(self, out: list[Piece]) -> None:
         fo = self._fence_owner
@@ -709,7 +731,13 @@ class AnswerExtractor:
                 new = part[offs[i] :]
                 offs[i] = len(part)
                 cleaner = st.cleaners[i]
-                if cleaner.pending or _SPECIAL.search(new) is not None or "(" in new[-9:]:
+                # The cleaner has work on markers, or a "(" that may start
+                # "(sandbox:" (_has_special, inlined: this runs per delta).
+                if "(" in new:
+                    plain = "(" not in new[-9:] and _SPECIAL.search(new) is None
+                else:
+                    plain = new.isascii() or _MARKER.search(new) is None
+                if cleaner.pending or not plain:
                     md = msg.get("metadata")
                     for item in cleaner.feed(new, md if isinstance(md, dict) else {}):
                         if isinstance(item, str):

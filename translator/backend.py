@@ -21,6 +21,8 @@ next layer must read, not keep, what it is given.
 from __future__ import annotations
 
 import json
+import json.decoder
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -72,8 +74,8 @@ class MessageChanged:
     cuts: tuple[tuple[str, int], ...] = ()
     text_only: bool = False
 
-    # One of these per text delta: a hand-written __init__ is about twice as fast
-    # as the generated frozen one.
+    # A hand-written __init__ is about twice as fast as the generated frozen one
+    # (the decoder itself uses the still cheaper _message_changed below).
     def __init__(
         self,
         *,
@@ -86,6 +88,25 @@ class MessageChanged:
         _set(self, "message", message)
         _set(self, "cuts", cuts)
         _set(self, "text_only", text_only)
+
+
+_new = object.__new__
+_set_slot, _set_message, _set_cuts, _set_text_only = (
+    MessageChanged.__dict__[name].__set__ for name in ("slot", "message", "cuts", "text_only")
+)
+
+
+def _message_changed(
+    slot: int, message: dict[str, Any], cuts: tuple[tuple[str, int], ...], text_only: bool
+) -> MessageChanged:
+    """``MessageChanged(...)`` for the decoder, one per changing event: a call with
+    keyword arguments costs about as much as everything this does, so none."""
+    changed: MessageChanged = _new(MessageChanged)
+    _set_slot(changed, slot)
+    _set_message(changed, message)
+    _set_cuts(changed, cuts)
+    _set_text_only(changed, text_only)
+    return changed
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -198,6 +219,14 @@ class _OpError(Exception):
 _MISSING: Any = object()
 _SCALARS = (str, int, float, bool, type(None))
 
+# json.loads without its Python wrappers (about a third of its cost on small
+# events): the scanner of a default decoder and json's own string decoder, so
+# the same strictness and errors (both are in C; typeshed does not list them).
+_scan_json: Callable[[str, int], tuple[Any, int]] = vars(json.JSONDecoder())["scan_once"]
+_scanstring: Callable[[str, int], tuple[str, int]] = vars(json.decoder)["scanstring"]
+# The one-key text frame, as the backend writes it: {"v": "..."}.
+_TEXT_FRAME = '{"v": "'
+
 
 def _depth_over(value: Any, limit: int) -> bool:
     """Whether ``value`` nests deeper than ``limit`` (iterative, early exit)."""
@@ -249,12 +278,14 @@ class BackendDecoder:
         self._pointers: dict[str, tuple[str, ...]] = {}
         self._cuts: list[tuple[str, int]] = []
         self._changed = False
-        self._brackets = 0
+        self._data = ""  # the current event's data, stripped
+        self._brackets = -1  # its bracket count, once needed (-1: not yet counted)
         self._structural = False
         self._appended: tuple[Any, Any] | None = None
-        # (container, key, slot, message) of the last plain string append: the
-        # common {"v": "text"} frame goes straight there.
-        self._fast: tuple[Any, Any, int, dict[str, Any]] | None = None
+        # (container, key, slot, event) of the last plain string append: the
+        # common {"v": "text"} frame goes straight there, and reports the same
+        # (immutable) MessageChanged again.
+        self._fast: tuple[Any, Any, int, MessageChanged] | None = None
         self._errors_seen: set[str] = set()
 
     # ---------------------------------------------------------------- entry
@@ -271,17 +302,46 @@ class BackendDecoder:
             self.done = True
             return [Done()]
         self.events_consumed += 1
-        # An upper bound of the nesting depth, at C speed: a value cannot nest
-        # deeper than it has brackets, so most events skip the depth walk.
-        self._brackets = stripped.count("{") + stripped.count("[")
+        fast = self._fast
+        if (
+            fast is not None
+            and stripped.startswith(_TEXT_FRAME)
+            and stripped.endswith('"}')
+            and name != "delta_encoding"
+        ):
+            # The text frame needs no dict: decode just its string. Anything
+            # unusual (a bad escape, a second key) takes the general path.
+            try:
+                v, end = _scanstring(stripped, 7)
+            except ValueError:
+                end = 0
+            if end == len(stripped) - 1:
+                appended = self._append_text(fast, v)
+                if appended is not None:
+                    return appended
+                self._data, self._brackets = stripped, -1
+                return self._delta({"v": v}, len(stripped))
+        self._data, self._brackets = stripped, -1
+        # json.loads(stripped): the data has no surrounding whitespace, so a
+        # value that does not end the text means extra data.
         try:
-            obj = json.loads(stripped)
-        except (ValueError, RecursionError):
+            obj, end = _scan_json(stripped, 0)
+        except (StopIteration, ValueError, RecursionError):
+            return [Malformed(reason="event data is not JSON")]
+        if end != len(stripped):
             return [Malformed(reason="event data is not JSON")]
         try:
             return self._dispatch(name, obj, len(stripped))
         except RecursionError:
             return [Malformed(reason="event nests too deeply")]
+
+    def _nesting(self) -> int:
+        """An upper bound of the event's nesting depth, at C speed: a value cannot
+        nest deeper than it has brackets, so most events skip the depth walk.
+        Counted once per event, and only for events that need it."""
+        if self._brackets < 0:
+            self._brackets = self._data.count("{") + self._data.count("[")
+        return self._brackets
 
     def _dispatch(self, name: str, obj: Any, size: int) -> list[BackendEvent]:
         if name == "delta" and type(obj) is dict:
@@ -406,7 +466,7 @@ class BackendDecoder:
         err = obj.get("error")
         if isinstance(msg, dict):
             if size > self._max_bytes or (
-                self._brackets > self._max_depth and _depth_over(obj, self._max_depth)
+                self._nesting() > self._max_depth and _depth_over(obj, self._max_depth)
             ):
                 return [Malformed(reason="message document over the size limit", fatal=True)]
             mid = msg.get("id")
@@ -417,7 +477,7 @@ class BackendDecoder:
                     return [Malformed(reason="too many messages", fatal=True)]
                 slot = self._legacy_slots[key] = len(self._legacy_slots)
             self.documents[slot] = obj
-            out.append(MessageChanged(slot=slot, message=msg))
+            out.append(_message_changed(slot, msg, (), False))
         elif msg is not None:
             out.append(Malformed(reason="message is not an object"))
         if err:
@@ -447,26 +507,34 @@ class BackendDecoder:
             self._pointers[p] = segs
         return segs
 
+    def _append_text(
+        self, fast: tuple[Any, Any, int, MessageChanged], v: str
+    ) -> list[BackendEvent] | None:
+        """A ``{"v": "text"}`` frame continuing the last string append, or None
+        when the target is no longer a string (then the general path decides)."""
+        parent, key, slot, changed = fast
+        cur = parent[key]
+        if type(cur) is not str:
+            return None
+        total = self._sizes.get(slot, 0) + len(v) + 1
+        self._sizes[slot] = total
+        if total > self._max_bytes:
+            self.documents.pop(slot, None)
+            self._fast = None
+            return [Malformed(reason="message document over the size limit", fatal=True)]
+        parent[key] = None  # see _apply_dict: lets CPython grow the string in place
+        cur += v
+        parent[key] = cur
+        return [changed]
+
     def _delta(self, obj: dict[str, Any], size: int) -> list[BackendEvent]:
         fast = self._fast
         if fast is not None and len(obj) == 1:
             v = obj.get("v")
             if type(v) is str:
-                parent, key, slot, fmsg = fast
-                cur = parent[key]
-                if type(cur) is str:
-                    total = self._sizes.get(slot, 0) + len(v) + 1
-                    self._sizes[slot] = total
-                    if total > self._max_bytes:
-                        self.documents.pop(slot, None)
-                        self._fast = None
-                        return [
-                            Malformed(reason="message document over the size limit", fatal=True)
-                        ]
-                    parent[key] = None  # see _apply_dict: lets CPython grow the string in place
-                    cur += v
-                    parent[key] = cur
-                    return [MessageChanged(slot=slot, message=fmsg, text_only=True)]
+                appended = self._append_text(fast, v)
+                if appended is not None:
+                    return appended
         self._fast = None
         self._structural = False
         self._appended = None
@@ -484,57 +552,56 @@ class BackendDecoder:
             if p is _MISSING and isinstance(v, dict) and "message" in v:
                 # A new document: {"v": {message...}, "c": N} or {"o": "add", ...}.
                 p, o = "", "add"
-        if p is not _MISSING:
-            if not isinstance(p, str):
-                return [Malformed(reason="delta frame with a bad 'p'")]
+        # p and o: this frame's, else the carried ones (locals from here on).
+        if p is _MISSING:
+            p = self._p
+        elif isinstance(p, str):
             self._p = p
-        if o is not _MISSING:
-            if not isinstance(o, str):
-                return [Malformed(reason="delta frame with a bad 'o'")]
+        else:
+            return [Malformed(reason="delta frame with a bad 'p'")]
+        if o is _MISSING:
+            o = self._o
+        elif isinstance(o, str):
             self._o = o
-        if "v" not in obj and self._o != "remove":
+        else:
+            return [Malformed(reason="delta frame with a bad 'o'")]
+        if "v" not in obj and o != "remove":
             return [Malformed(reason="delta frame without a value")]
         slot = self._c
         self._cuts = []
         self._changed = False
         try:
-            grow = self._apply(slot, self._p, self._o, v, 0, size)
+            grow = self._apply(slot, p, o, v, 0, size)
         except _OpError as exc:
-            out.append(Malformed(reason=f"{self._o} {self._p[:80]!r}: {exc}"))
+            out.append(Malformed(reason=f"{o} {p[:80]!r}: {exc}"))
             grow = 0
         except (RecursionError, MemoryError):
             self.documents.pop(slot, None)
             return [Malformed(reason="delta too deep or too large", fatal=True)]
-        total = self._sizes.get(slot, 0) + grow
-        self._sizes[slot] = total
+        sizes = self._sizes
+        total = sizes.get(slot, 0) + grow
+        sizes[slot] = total
         if total > self._max_bytes:
             self.documents.pop(slot, None)
             return [Malformed(reason="message document over the size limit", fatal=True)]
         doc = self.documents.get(slot)
         if isinstance(doc, dict) and self._changed:
-            if self._p == "" or self._p.startswith("/conversation_id"):
+            if p == "" or p.startswith("/conversation_id"):
                 self._conv(doc, out)
             dmsg = doc.get("message")
             if isinstance(dmsg, dict):
                 msg = dmsg
                 text_only = not self._structural
-                out.append(
-                    MessageChanged(
-                        slot=slot,
-                        message=msg,
-                        cuts=tuple(self._cuts) if self._cuts else (),
-                        text_only=text_only,
-                    )
-                )
-                if (
-                    text_only
-                    and self._appended is not None
-                    and self._o == "append"
-                    and not out[:-1]
-                ):
-                    self._fast = (self._appended[0], self._appended[1], slot, msg)
+                cuts = self._cuts
+                changed = _message_changed(slot, msg, tuple(cuts) if cuts else (), text_only)
+                out.append(changed)
+                appended = self._appended
+                if text_only and appended is not None and o == "append" and len(out) == 1:
+                    # A plain append carries no cuts: its event is what the
+                    # frames that continue it report.
+                    self._fast = (appended[0], appended[1], slot, changed)
             err = doc.get("error")
-            if err and (self._p == "" or self._p.startswith("/error")):
+            if err and (p == "" or p.startswith("/error")):
                 key = f"{slot}:{err!r}"[:300]
                 if key not in self._errors_seen:
                     self._errors_seen.add(key)
@@ -577,7 +644,7 @@ class BackendDecoder:
             return grow
         if isinstance(v, (dict, list)):
             limit = self._max_depth - len(segs)
-            if self._brackets > limit and _depth_over(v, limit):
+            if self._nesting() > limit and _depth_over(v, limit):
                 raise _OpError("value nests too deeply")
             est = size
         elif isinstance(v, str):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from json.encoder import encode_basestring, encode_basestring_ascii
 from typing import Any
 
 from translator.errors import Chat2ApiError
@@ -101,12 +102,36 @@ class ChunkEncoder:
         for key, value in self.extra_fields.items():
             tail += "," + _dumps(key) + ":" + _dumps(value)
         self._tail = tail + "}\n\n"
+        self._content = self._affixes("content")
+        self._reasoning = self._affixes("reasoning_content")
 
     def _choice(self, delta: dict[str, Any], finish_reason: str | None) -> bytes:
         choice = _dumps(
             [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
         )
         return ("data: " + self._head + choice + self._tail).encode()
+
+    def _affixes(self, key: str) -> tuple[bytes, bytes]:
+        """The bytes of a one-string delta chunk before and after its JSON string.
+
+        Cut out of the chunk that :meth:`_choice` makes for an empty string, so the
+        fast path below cannot drift from it (key order, separators, the tail)."""
+        choice = _dumps([{"index": 0, "delta": {key: ""}, "logprobs": None, "finish_reason": None}])
+        before, empty, after = choice.partition('""')
+        assert empty and '""' not in after, choice
+        return ("data: " + self._head + before).encode(), (after + self._tail).encode()
+
+    @staticmethod
+    def _text_chunk(affixes: tuple[bytes, bytes], text: str) -> bytes:
+        """What ``_choice({key: text}, None)`` gives, with only ``text`` encoded
+        (one per answer piece, so the per-chunk json.dumps was worth avoiding)."""
+        try:
+            # json.dumps(ensure_ascii=False) quotes a string with this very function;
+            # UTF-8 fails exactly on the lone surrogates that _dumps escapes.
+            body = encode_basestring(text).encode()
+        except UnicodeEncodeError:
+            body = encode_basestring_ascii(text).encode()
+        return affixes[0] + body + affixes[1]
 
     def start(self) -> bytes:
         """The first chunk (the role). Called implicitly by the other methods."""
@@ -118,12 +143,14 @@ class ChunkEncoder:
     def content(self, text: str) -> bytes:
         if self.ended or not text:
             return b""
-        return self.start() + self._choice({"content": text}, None)
+        chunk = self._text_chunk(self._content, text)
+        return chunk if self.started else self.start() + chunk
 
     def reasoning(self, text: str) -> bytes:
         if self.ended or not text:
             return b""
-        return self.start() + self._choice({"reasoning_content": text}, None)
+        chunk = self._text_chunk(self._reasoning, text)
+        return chunk if self.started else self.start() + chunk
 
     def finish(self, reason: str, usage: Usage | None = None) -> bytes:
         """The final chunk, the usage chunk (with ``include_usage``) and ``[DONE]``."""
