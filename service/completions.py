@@ -211,12 +211,15 @@ class CompletionService:
         )
         translation, pieces = primed.translation, primed.pieces
         try:
-            async for chunk in self._backend_chunks(primed):
-                pieces.extend(translation.feed(chunk))
-                if any(_is_first_output(p) for p in pieces):
-                    break
-            else:
-                pieces.extend(translation.finish())
+            # (aclosing: a generator left at `break` would be closed by the loop's
+            # finaliser later, at the cost of a wake-up of its own)
+            async with contextlib.aclosing(self._backend_chunks(primed)) as chunks:
+                async for chunk in chunks:
+                    pieces.extend(translation.feed(chunk))
+                    if any(_is_first_output(p) for p in pieces):
+                        break
+                else:
+                    pieces.extend(translation.finish())
         except BaseException:
             await primed.stream.close()
             raise
@@ -226,17 +229,20 @@ class CompletionService:
             raise failure.error
         return primed
 
-    async def pieces(self, primed: Primed) -> AsyncIterator[Any]:
+    async def pieces(self, primed: Primed) -> AsyncGenerator[Any, None]:
         """Every piece of the answer, primed ones first; ends with Finish or Failure."""
         try:
             async with contextlib.aclosing(self._translated(primed)) as translated:
-                async for piece in translated:
-                    if _is_async(piece):
-                        async for p in self._follow(primed, piece):
-                            yield p
-                        return
-                    yield _terminal(piece)
-                    if isinstance(piece, _TERMINAL):
+                async for batch in translated:
+                    for piece in batch:
+                        if not isinstance(piece, _TERMINAL):
+                            yield piece
+                            continue
+                        if _is_async(piece):
+                            async for p in self._follow(primed, piece):
+                                yield p
+                            return
+                        yield _terminal(piece)
                         return
             yield tr.Failure(
                 error=UpstreamError("the ChatGPT backend stream ended without an answer")
@@ -244,26 +250,31 @@ class CompletionService:
         finally:
             await primed.stream.close()
 
-    async def _translated(self, primed: Primed) -> AsyncGenerator[Any, None]:
+    async def _translated(self, primed: Primed) -> AsyncGenerator[list[Any], None]:
         """The raw pieces: primed ones, then the rest of the stream, then its end.
 
-        A backend failure while reading becomes a Failure piece.
+        A backend failure while reading becomes a Failure piece. Pieces come in
+        the lists the translator returns, never empty: one hop of this generator
+        per backend read, not per piece.
         """
-        for piece in primed.pieces:
-            yield piece
+        if primed.pieces:
+            yield primed.pieces
         try:
-            async for chunk in self._backend_chunks(primed):
-                for piece in primed.translation.feed(chunk):
-                    yield piece
-                if time.monotonic() > primed.deadline:
-                    raise UpstreamTimeout("the answer took longer than the total deadline")
+            async with contextlib.aclosing(self._backend_chunks(primed)) as chunks:
+                async for chunk in chunks:
+                    batch = primed.translation.feed(chunk)
+                    if batch:
+                        yield batch
+                    if time.monotonic() > primed.deadline:
+                        raise UpstreamTimeout("the answer took longer than the total deadline")
         except Chat2ApiError as e:
-            yield tr.Failure(error=e)
+            yield [tr.Failure(error=e)]
             return
-        for piece in primed.translation.finish():
-            yield piece
+        batch = primed.translation.finish()
+        if batch:
+            yield batch
 
-    async def _backend_chunks(self, primed: Primed) -> AsyncIterator[bytes]:
+    async def _backend_chunks(self, primed: Primed) -> AsyncGenerator[bytes, None]:
         """The answer's bytes, across resumed streams (``chatgpt-backend-2026.md`` §2.6).
 
         When the stream breaks, stalls or ends before ``[DONE]`` with the answer
@@ -287,8 +298,9 @@ class CompletionService:
             consumed = translation.events_consumed
             error: UpstreamError | None = None
             try:
-                async for chunk in primed.stream.chunks(idle_timeout=idle):
-                    yield chunk
+                async with contextlib.aclosing(primed.stream.chunks(idle_timeout=idle)) as chunks:
+                    async for chunk in chunks:
+                        yield chunk
             except UpstreamError as e:  # the stream broke or stalled
                 error = e
             if translation.finished or translation.saw_done:
@@ -378,22 +390,36 @@ class CompletionService:
         )
         content_parts: list[str] = []
         reasoning_parts: list[str] = []
-        yield encoder.start()
-        async for piece in self.pieces(primed):
-            if isinstance(piece, tr.Failure):
-                yield encoder.error(piece.error)
-                return
-            if isinstance(piece, tr.Finish):
-                usage = _usage(req, model, content_parts, reasoning_parts)
-                yield encoder.finish(piece.reason, usage)
-                return
-            content, reasoning = await self.render(piece, primed)
-            if reasoning:
-                reasoning_parts.append(reasoning)
-                yield encoder.reasoning(reasoning)
-            if content:
-                content_parts.append(content)
-                yield encoder.content(content)
+        # (No separate role chunk first: the encoder puts it before the first
+        # content, so the two leave together.)
+        async with contextlib.aclosing(self.pieces(primed)) as pieces:
+            async for piece in pieces:
+                # Text and reasoning, most pieces: what render() makes of them, inline.
+                kind = type(piece)
+                if kind is tr.Text:
+                    if piece.text:
+                        content_parts.append(piece.text)
+                        yield encoder.content(piece.text)
+                    continue
+                if kind is tr.Reasoning:
+                    if piece.text:
+                        reasoning_parts.append(piece.text)
+                        yield encoder.reasoning(piece.text)
+                    continue
+                if isinstance(piece, tr.Failure):
+                    yield encoder.error(piece.error)
+                    return
+                if isinstance(piece, tr.Finish):
+                    usage = _usage(req, model, content_parts, reasoning_parts)
+                    yield encoder.finish(piece.reason, usage)
+                    return
+                content, reasoning = await self.render(piece, primed)
+                if reasoning:
+                    reasoning_parts.append(reasoning)
+                    yield encoder.reasoning(reasoning)
+                if content:
+                    content_parts.append(content)
+                    yield encoder.content(content)
 
     async def complete(self, req: ChatRequest, model: ResolvedModel, primed: Primed) -> Answer:
         """A whole non-streamed answer."""
@@ -403,19 +429,22 @@ class CompletionService:
             model=model.reported,
             system_fingerprint=_fingerprint(model, self.rng),
         )
-        async for piece in self.pieces(primed):
-            if isinstance(piece, tr.Failure):
-                return error_answer(piece.error)
-            if isinstance(piece, tr.Finish):
-                aggregator.finish(piece.reason)
-                usage = _usage(req, model, [aggregator.text], [aggregator.reasoning_text])
-                body = oa.json_bytes(aggregator.build(usage))
-                return Answer(status=200, headers={"content-type": "application/json"}, body=body)
-            content, reasoning = await self.render(piece, primed)
-            if content:
-                aggregator.content(content)
-            if reasoning:
-                aggregator.reasoning(reasoning)
+        async with contextlib.aclosing(self.pieces(primed)) as pieces:
+            async for piece in pieces:
+                if isinstance(piece, tr.Failure):
+                    return error_answer(piece.error)
+                if isinstance(piece, tr.Finish):
+                    aggregator.finish(piece.reason)
+                    usage = _usage(req, model, [aggregator.text], [aggregator.reasoning_text])
+                    body = oa.json_bytes(aggregator.build(usage))
+                    return Answer(
+                        status=200, headers={"content-type": "application/json"}, body=body
+                    )
+                content, reasoning = await self.render(piece, primed)
+                if content:
+                    aggregator.content(content)
+                if reasoning:
+                    aggregator.reasoning(reasoning)
         return error_answer(UpstreamError("the ChatGPT backend stream ended without an answer"))
 
 

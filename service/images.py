@@ -10,6 +10,7 @@ in OpenAI's shape (``{"created", "data": [{"url"} | {"b64_json"}]}``).
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import json
 import time
@@ -165,15 +166,16 @@ class ImagesService:
         )
         images: list[Any] = []
         text: list[str] = []
-        async for piece in self.completions.pieces(primed):
-            if isinstance(piece, tr.Failure):
-                raise piece.error
-            if isinstance(piece, tr.Finish):
-                break
-            if isinstance(piece, tr.Image):
-                images.append(piece)
-            elif isinstance(piece, tr.Text):
-                text.append(piece.text)
+        async with contextlib.aclosing(self.completions.pieces(primed)) as pieces:
+            async for piece in pieces:
+                if isinstance(piece, tr.Failure):
+                    raise piece.error
+                if isinstance(piece, tr.Finish):
+                    break
+                if isinstance(piece, tr.Image):
+                    images.append(piece)
+                elif isinstance(piece, tr.Text):
+                    text.append(piece.text)
         if not images:
             said = " ".join("".join(text).split())[:300]
             raise UpstreamError(

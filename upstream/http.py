@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,7 +61,7 @@ class StreamAnswer:
     _wake: asyncio.Event
     _closed: bool = field(default=False)
 
-    async def chunks(self, *, idle_timeout: float) -> AsyncIterator[bytes]:
+    async def chunks(self, *, idle_timeout: float) -> AsyncGenerator[bytes, None]:
         """Body chunks as they arrive; a gap longer than ``idle_timeout`` raises.
 
         What curl has received by the time the caller asks comes as one chunk
