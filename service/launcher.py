@@ -3,7 +3,7 @@
 ``run.sh`` starts chat2api this way; ``mitmdump -s addons/chat2api.py`` works
 just the same, only slower. The arguments, ``--set`` options and ``config.yaml``
 handling are mitmdump's own (the same ``mitmproxy.tools.main.run`` with
-mitmdump's parser). Two things differ:
+mitmdump's parser). Three things differ:
 
 **The addons** (:class:`LeanMaster`). mitmdump loads about 40 addons and
 dispatches every event of every flow through all of them. chat2api needs a
@@ -35,17 +35,99 @@ an addon is logged as "Addon error" and the next top-level addon still runs;
 change the addon tree: ``register``, ``remove``, a direct invocation (which is
 how the script loader starts a freshly (re)loaded script) and a ``configure``
 event.
+
+**Memory** (issue 7; README "Performance"). glibc's malloc is set up first
+(:func:`service.memory.tune_malloc`), and TLS connections free their buffers
+while idle (:class:`service.memory.ReleaseTlsBuffers`, right after
+``tlsconfig``). The modules the left-out addons need
+are not imported: ``mitmproxy.addons``' ``__init__`` imports all of mitmdump's
+addons, with Flask (the onboarding app), ldap3 and passlib (proxy
+authentication), the content views (the flow dump) ..., about 14 MB that
+chat2api never runs. :func:`defer_package_init` imports that package without
+running its ``__init__`` until a name other than a submodule is asked of it
+(``mitmproxy.addons.default_addons`` still works, and then costs what it
+always did); the options of the heavy left-out addons come from
+:data:`HEAVY_OPTIONS`, a copy of what those addons define (a test compares the
+two), and those of the light ones from the addons themselves, as before.
+Started as a program, it also builds the tokenizer before importing mitmproxy
+(:func:`build_tokenizer_first`).
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import inspect
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Optional
 
-from mitmproxy import addonmanager, ctx, exceptions, hooks, master, options
-from mitmproxy.addons import (
+from service import layer_shim, memory
+from translator import usage
+
+
+def defer_package_init(name: str) -> bool:
+    """Put package ``name`` in ``sys.modules`` with its ``__init__`` not yet run.
+
+    Its submodules import as usual (``from name import sub``); the first access to
+    any other name of the package runs the real ``__init__`` in place, so nothing
+    that uses the package's own names breaks. False if the package was imported
+    already (or is not a package): then nothing changes.
+    """
+    if name in sys.modules:
+        return False
+    spec = importlib.util.find_spec(name)
+    loader = spec.loader if spec is not None else None
+    if spec is None or loader is None or spec.submodule_search_locations is None:
+        return False
+    package = importlib.util.module_from_spec(spec)
+
+    def __getattr__(attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(f"module {name!r} has no attribute {attr!r}")
+        try:
+            # `from package import sub` asks for `sub` before importing it.
+            return importlib.import_module(f"{name}.{attr}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{name}.{attr}":
+                raise
+        # One of the package's own names: run its __init__ now, once.
+        del package.__dict__["__getattr__"]
+        loader.exec_module(package)
+        return getattr(package, attr)
+
+    package.__dict__["__getattr__"] = __getattr__
+    sys.modules[name] = package
+    parent, _, child = name.rpartition(".")
+    if parent:
+        setattr(sys.modules[parent], child, package)
+    return True
+
+
+def build_tokenizer_first() -> None:
+    """Build the tokenizer before mitmproxy is imported (``python -m service.launcher``).
+
+    Building o200k_base goes through a 26 MB dict of its ranks next to the Rust
+    tables being filled: in the background after start-up (what
+    :meth:`service.runtime.Runtime.start` does), that spike came on top of
+    everything else and set the process's peak (141 MB against 113 MB idle). Done
+    here it costs about 0.25 s of start-up and the peak is the idle size;
+    ``Runtime.start`` then finds it built.
+    """
+    try:
+        usage.get_encoding(usage.encoding_name_for("gpt-4o"))
+    except usage.EncodingDataError as e:  # as before: each usage count reports it
+        print(f"chat2api: {e}", file=sys.stderr)
+
+
+# Before anything imports mitmproxy's addons (mitmproxy.master does).
+memory.tune_malloc()
+defer_package_init("mitmproxy.addons")
+if __name__ == "__main__":
+    build_tokenizer_first()
+
+from mitmproxy import addonmanager, ctx, exceptions, hooks, master, options  # noqa: E402
+from mitmproxy.addons import (  # noqa: E402
     anticache,
     anticomp,
     block,
@@ -54,17 +136,12 @@ from mitmproxy.addons import (
     command_history,
     core,
     dns_resolver,
-    dumper,
     errorcheck,
-    export,
     keepserving,
-    maplocal,
     mapremote,
     modifybody,
     modifyheaders,
     next_layer,
-    onboarding,
-    proxyauth,
     proxyserver,
     readfile,
     save,
@@ -78,8 +155,8 @@ from mitmproxy.addons import (
     update_alt_svc,
     upstream_auth,
 )
-from mitmproxy.tools import cmdline
-from mitmproxy.tools import main as mitm_main
+from mitmproxy.tools import cmdline  # noqa: E402
+from mitmproxy.tools import main as mitm_main  # noqa: E402
 
 # Per top-level addon: the hook methods of it and its sub-addons, or None when
 # one of them is not callable (mitmproxy reports that as an addon error).
@@ -186,6 +263,7 @@ class FastAddonManager(addonmanager.AddonManager):
 
 
 # mitmdump's addons that LeanMaster leaves out; Compat defines their options.
+# Those of dumper, export, maplocal, onboarding and proxyauth are HEAVY_OPTIONS.
 _ABSENT: tuple[Callable[[], Any], ...] = (
     anticache.AntiCache,
     anticomp.AntiComp,
@@ -193,14 +271,9 @@ _ABSENT: tuple[Callable[[], Any], ...] = (
     clientplayback.ClientPlayback,
     command_history.CommandHistory,
     dns_resolver.DnsResolver,
-    dumper.Dumper,
-    export.Export,
-    maplocal.MapLocal,
     mapremote.MapRemote,
     modifybody.ModifyBody,
     modifyheaders.ModifyHeaders,
-    onboarding.Onboarding,
-    proxyauth.ProxyAuth,
     readfile.ReadFile,
     save.Save,
     savehar.SaveHar,
@@ -210,6 +283,110 @@ _ABSENT: tuple[Callable[[], Any], ...] = (
     strip_dns_https_records.StripDnsHttpsRecords,
     update_alt_svc.UpdateAltSvc,
     upstream_auth.UpstreamAuth,
+)
+
+# The options of mitmdump's left-out addons whose modules cost megabytes to import
+# (mitmproxy 11.0.2's, as they define them; tests/test_launcher.py compares):
+# name, type, default, help, choices.
+HEAVY_OPTIONS: tuple[tuple[str, Any, Any, str, Sequence[str] | None], ...] = (
+    # mitmproxy.addons.dumper (the content views)
+    (
+        "flow_detail",
+        int,
+        1,
+        """
+        The display detail level for flows in mitmdump: 0 (quiet) to 4 (very verbose).
+          0: no output
+          1: shortened request URL with response status code
+          2: full request URL with response status code and HTTP headers
+          3: 2 + truncated response content, content of WebSocket and TCP messages \
+(content_view_lines_cutoff: 512)
+          4: 3 + nothing is truncated
+        """,
+        None,
+    ),
+    (
+        "dumper_default_contentview",
+        str,
+        "auto",
+        "The default content view mode.",
+        (
+            "auto",
+            "raw",
+            "raw hex stream",
+            "hex dump",
+            "graphql",
+            "json",
+            "xml/html",
+            "wbxml",
+            "javascript",
+            "css",
+            "url-encoded",
+            "multipart form",
+            "image",
+            "query",
+            "protocol buffer",
+            "msgpack",
+            "grpc/protocol buffer",
+            "mqtt",
+            "http/3 frames",
+            "dns-over-https",
+        ),
+    ),
+    ("dumper_filter", Optional[str], None, "Limit which flows are dumped.", None),
+    # mitmproxy.addons.export
+    (
+        "export_preserve_original_ip",
+        bool,
+        False,
+        """
+        When exporting a request as an external command, make an effort to
+        connect to the same IP as in the original request. This helps with
+        reproducibility in cases where the behaviour depends on the
+        particular host we are connecting to. Currently this only affects
+        curl exports.
+        """,
+        None,
+    ),
+    # mitmproxy.addons.maplocal
+    (
+        "map_local",
+        Sequence[str],
+        [],
+        """
+        Map remote resources to a local file using a pattern of the form
+        "[/flow-filter]/url-regex/file-or-directory-path", where the
+        separator can be any character.
+        """,
+        None,
+    ),
+    # mitmproxy.addons.onboarding (Flask)
+    ("onboarding", bool, True, "Toggle the mitmproxy onboarding app.", None),
+    (
+        "onboarding_host",
+        str,
+        "mitm.it",
+        """
+        Onboarding app domain. For transparent mode, use an IP when a DNS
+        entry for the app domain is not present.
+        """,
+        None,
+    ),
+    # mitmproxy.addons.proxyauth (ldap3, passlib)
+    (
+        "proxyauth",
+        Optional[str],
+        None,
+        """
+        Require proxy authentication. Format:
+        "username:pass",
+        "any" to accept any user/pass combination,
+        "@path" to use an Apache htpasswd file,
+        or "ldap[s]:url_server_ldap[:port]:dn_auth:password:dn_subtree\
+[?search_filter_key=...]" for LDAP authentication.
+        """,
+        None,
+    ),
 )
 
 # Options of those addons that change what the proxy does: refused unless left
@@ -263,6 +440,8 @@ class Compat:
 
     def load(self, loader: addonmanager.Loader) -> None:
         recorder = _OptionRecorder(loader)
+        for name, typespec, default, help, choices in HEAVY_OPTIONS:
+            recorder.add_option(name, typespec, default, help, choices)
         for make in _ABSENT:
             addon = make()
             load = getattr(addon, "load", None)
@@ -297,10 +476,14 @@ class LeanMaster(master.Master):
             script.ScriptLoader(),  # type: ignore[no-untyped-call]
             next_layer.NextLayer(),
             tlsconfig.TlsConfig(),
+            memory.ReleaseTlsBuffers(),
             Compat(),
             keepserving.KeepServing(),
             errorcheck.ErrorCheck(),
         )
+        manager = self.addons
+        assert isinstance(manager, FastAddonManager)
+        layer_shim.install(self, lambda hook: bool(manager._groups(hook)))
 
 
 def _extra(args: Any) -> dict[str, Any]:

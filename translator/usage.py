@@ -14,9 +14,10 @@ and 3 to prime the reply; images by the tile formula when their size is known, e
 
 from __future__ import annotations
 
-import base64
+import binascii
 import gzip
 import hashlib
+import io
 import math
 import re
 import threading
@@ -123,19 +124,32 @@ def read_ranks(spec: EncodingSpec) -> bytes:
     return data
 
 
-def _build(spec: EncodingSpec) -> tiktoken.Encoding:
+def parse_ranks(data: bytes) -> dict[bytes, int]:
+    """The mergeable ranks of a ``.tiktoken`` file, as tiktoken's ``load_tiktoken_bpe`` reads them.
+
+    Line by line from one buffer, not through a list of all 200,000 lines (about 13 MB
+    for o200k_base) held next to the dict while it fills.
+    """
     ranks: dict[bytes, int] = {}
-    for line in read_ranks(spec).splitlines():
-        if line:
-            token, rank = line.split()
-            ranks[base64.b64decode(token)] = int(rank)
+    decode = binascii.a2b_base64
+    for line in io.BytesIO(data):
+        fields = line.split()
+        if fields:
+            token, rank = fields
+            ranks[decode(token)] = int(rank)
+    return ranks
+
+
+def _build(spec: EncodingSpec) -> tiktoken.Encoding:
+    ranks = parse_ranks(read_ranks(spec))
     encoding = tiktoken.Encoding(
         name=spec.name,
         pat_str=spec.pat_str,
         mergeable_ranks=ranks,
         special_tokens=dict(spec.special_tokens),
     )
-    # The Rust core keeps its own copy of the ranks; tiktoken holds on to the Python
+    # The Rust core keeps its own copies of the ranks (about 41 MB for o200k_base: the
+    # encoder, the decoder and a sorted token list); tiktoken holds on to the Python
     # dict only to pickle the Encoding, which chat2api never does. Without it,
     # o200k_base takes about 27 MB less memory (README, "Performance").
     encoding._mergeable_ranks = {}
