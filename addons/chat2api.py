@@ -155,7 +155,7 @@ class Chat2Api:
         path = flow.request.path.split("?", 1)[0]
         shown = self._loggable(path)
         try:
-            headers = {k.lower(): v for k, v in flow.request.headers.items(multi=False)}  # type: ignore[no-untyped-call]
+            headers = _header_dict(flow.request.headers.fields)
             reply = await self._handle(flow, path, headers)
         except Exception:  # noqa: BLE001 - an escaping exception would leave the flow unanswered
             reply = error_reply(Chat2ApiError("internal error in chat2api; see its log"))
@@ -255,6 +255,18 @@ class Chat2Api:
     async def chat2api_next_pieces(self, source: inline_stream.AnswerSource) -> None:
         """Wait for a streamed answer's next batch, for mitmproxy's HTTP layer (inline_stream)."""
         await source.wait()
+
+
+def _header_dict(fields: tuple[tuple[bytes, bytes], ...]) -> dict[str, str]:
+    """The request's headers by lower-case name, repeated ones joined with ", "
+    (what ``Headers.items(multi=False)`` gives, without a lookup per name)."""
+    out: dict[str, str] = {}
+    for raw_name, raw_value in fields:
+        name = raw_name.decode("utf-8", "surrogateescape").lower()
+        value = raw_value.decode("utf-8", "surrogateescape")
+        seen = out.get(name)
+        out[name] = value if seen is None else f"{seen}, {value}"
+    return out
 
 
 _admin = TokenAdmin()

@@ -32,7 +32,7 @@ class AheadOfTime:
         self._max_age = max_age
         self._clock = clock
         self._ready: dict[Hashable, tuple[float, Made]] = {}
-        self._rng = random.SystemRandom()
+        self._rng = random.Random()  # browser noise, not a secret (seeded from os.urandom)
 
     def take(self, profile: Hashable, rng: random.Random) -> Made:
         """A fresh (config, token) for ``profile``: the prepared one, or one made now."""

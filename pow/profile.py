@@ -15,6 +15,7 @@ profile-dependent entries are derived from the profile instead.
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -198,6 +199,9 @@ class BrowserProfile:
         ``hardwareConcurrency`` probes equal config elements 7 and 16, and the
         ``vendor`` probe exists only for a Chrome vendor string.
         """
+        return _probes(self)
+
+    def _build_probes(self) -> tuple[str, ...]:
         entries: list[tuple[str, str | None, int]] = list(NAVIGATOR_KEYS)
         entries.append(("language", self.language, 1))
         entries.append(("hardwareConcurrency", str(self.hardware_concurrency), 2))
@@ -282,3 +286,9 @@ PROFILES: tuple[BrowserProfile, ...] = (
 def pick_profile(rng: random.Random) -> BrowserProfile:
     """A random profile (callers keep one per account, so an account stays one browser)."""
     return rng.choice(PROFILES)
+
+
+@functools.lru_cache(maxsize=256)
+def _probes(profile: BrowserProfile) -> tuple[str, ...]:
+    # A profile is immutable and there are few of them: one tuple each (per config).
+    return profile._build_probes()

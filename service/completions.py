@@ -135,7 +135,9 @@ class CompletionService:
         self.media = media
         self.uploader = uploader
         self.limits = limits
-        self.rng = random.SystemRandom()
+        # Ids, browser noise and jitter: nothing secret, so no system call per draw
+        # (random.Random() seeds itself from os.urandom).
+        self.rng = random.Random()
 
     async def prime(
         self,

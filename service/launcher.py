@@ -59,6 +59,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
@@ -157,6 +158,7 @@ from mitmproxy.addons import (  # noqa: E402
 )
 from mitmproxy.tools import cmdline  # noqa: E402
 from mitmproxy.tools import main as mitm_main  # noqa: E402
+from mitmproxy.utils import asyncio_utils  # noqa: E402
 
 # Per top-level addon: the hook methods of it and its sub-addons, or None when
 # one of them is not callable (mitmproxy reports that as an addon error).
@@ -494,7 +496,18 @@ def _extra(args: Any) -> dict[str, Any]:
     return {}
 
 
+def _task_debug_info(task: Any, *, name: str, client: tuple[Any, ...] | None = None) -> None:
+    """mitmproxy's ``set_task_debug_info`` without its look-up of
+    ``PYTEST_CURRENT_TEST`` in the environment, which it makes for every task
+    (every hook of every flow) to label tasks in mitmproxy's own test runs."""
+    task.created = time.time()
+    task.set_name(name)
+    if client:
+        task.client = client
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    asyncio_utils.set_task_debug_info = _task_debug_info
     arguments = list(sys.argv[1:] if argv is None else argv)
     mitm_main.run(LeanMaster, cmdline.mitmdump, arguments, _extra)
 

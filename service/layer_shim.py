@@ -47,8 +47,9 @@ class LayerShim:
     def _idle(self, hook: commands.StartHook) -> bool:
         if self._listened(hook):
             return False
-        args = hook.args()
-        return not (args and isinstance(args[0], flow.Flow) and self._listened(self._update))
+        # (vars, not hook.args(): that walks dataclasses.fields every time)
+        about_a_flow = any(isinstance(v, flow.Flow) for v in vars(hook).values())
+        return not (about_a_flow and self._listened(self._update))
 
     def handle_event(self, event: events.Event) -> Generator[commands.Command, Any, None]:
         todo: deque[events.Event] = deque([event])
