@@ -26,6 +26,7 @@ if str(ROOT) not in sys.path:  # plain `mitmdump -s addons/chat2api.py` puts onl
 
 from mitmproxy import connection, ctx, exceptions, http, tls  # noqa: E402
 from mitmproxy.addonmanager import Loader  # noqa: E402
+from mitmproxy.net.http import status_codes  # noqa: E402
 from mitmproxy.proxy import mode_specs  # noqa: E402
 
 from addons import inline_stream  # noqa: E402
@@ -235,7 +236,19 @@ class Chat2Api:
         flow.response = http.Response.make(reply.status, reply.body, reply.headers)
 
     def _stream(self, flow: http.HTTPFlow, reply: StreamReply) -> None:
-        flow.response = http.Response.make(reply.status, b"", reply.headers)
+        # (Not Response.make: its type checks and content-length bookkeeping
+        # cost more than the rest of this method, for a body sent elsewhere.)
+        now = time.time()
+        flow.response = http.Response(
+            b"HTTP/1.1",
+            reply.status,
+            status_codes.RESPONSES.get(reply.status, "").encode(),
+            http.Headers([(k.encode(), v.encode()) for k, v in reply.headers.items()]),
+            b"",
+            None,
+            now,
+            now,
+        )
         source = inline_stream.AnswerSource(
             reply.body, flow.id, flow.client_conn.id, on_end=self._stream_ended
         )
