@@ -58,6 +58,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -127,7 +128,7 @@ defer_package_init("mitmproxy.addons")
 if __name__ == "__main__":
     build_tokenizer_first()
 
-from mitmproxy import addonmanager, ctx, exceptions, hooks, master, options  # noqa: E402
+from mitmproxy import addonmanager, ctx, exceptions, hooks, log, master, options  # noqa: E402
 from mitmproxy.addons import (  # noqa: E402
     anticache,
     anticomp,
@@ -486,6 +487,17 @@ class LeanMaster(master.Master):
         manager = self.addons
         assert isinstance(manager, FastAddonManager)
         layer_shim.install(self, lambda hook: bool(manager._groups(hook)))
+        # mitmproxy hands every log record to the deprecated `add_log` hook
+        # through the loop's self-pipe (a system call per line), listened to or not.
+        legacy = self._legacy_log_events
+        add_log = log.AddLogHook(log.LogEntry("", "info"))  # type: ignore[no-untyped-call]
+        emit = legacy.emit
+
+        def emit_if_heard(record: logging.LogRecord) -> None:
+            if manager._groups(add_log):
+                emit(record)
+
+        legacy.emit = emit_if_heard  # type: ignore[method-assign]
 
 
 def _extra(args: Any) -> dict[str, Any]:

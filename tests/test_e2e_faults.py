@@ -1,5 +1,6 @@
 """The fault matrix: every way the backend fails × streamed or not × one direct
-token or a pool of three, through a running mitmdump, with the official SDK.
+token or a pool of three, through chat2api started as run.sh starts it, with the
+official SDK.
 
 For each cell the expected outcome is written down in :data:`MATRIX` below:
 
@@ -26,6 +27,7 @@ conversation call only, so a retry on another account gets a clean answer.
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,7 +162,13 @@ def seeded(tmp: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def mitm(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
-    with start_mitm(seeded(tmp_path_factory.mktemp("faults")), proxy_settings(emulator.url)) as m:
+    # Started as run.sh starts it (the lean launcher, with its layer shim); the
+    # other end-to-end modules run plain `mitmdump -s addons/chat2api.py`.
+    with start_mitm(
+        seeded(tmp_path_factory.mktemp("faults")),
+        proxy_settings(emulator.url),
+        command=(sys.executable, "-m", "service.launcher"),
+    ) as m:
         yield m
 
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import textwrap
 from collections.abc import Generator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mitmproxy import connection, hooks
@@ -11,6 +16,8 @@ from mitmproxy.proxy import commands, events
 from mitmproxy.test import tflow
 
 from service.layer_shim import LayerShim
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -107,3 +114,49 @@ def test_a_flow_hook_stays_when_someone_handles_update() -> None:
     assert out == [quiet]
     out = list(LayerShim(inner, _listened(set())).handle_event(events.Start()))
     assert out == []
+
+
+def test_lean_master_hands_log_lines_to_add_log_only_when_an_addon_listens() -> None:
+    """In a fresh interpreter, as ``python -m service.launcher`` runs."""
+    code = textwrap.dedent(
+        """
+        import asyncio, json, logging
+        from service import launcher
+        from mitmproxy import options
+
+        async def main():
+            master = launcher.LeanMaster(options.Options())
+            loop = asyncio.get_running_loop()
+            scheduled = []
+            real = loop.call_soon_threadsafe
+            loop.call_soon_threadsafe = lambda *a, **k: (scheduled.append(a), real(*a, **k))[1]
+            logging.getLogger("chat2api").warning("nobody hears this")
+            quiet = len(scheduled)
+
+            class Listener:
+                def __init__(self):
+                    self.lines = []
+                def add_log(self, entry):
+                    self.lines.append(entry.msg)
+
+            listener = Listener()
+            master.addons.add(listener)
+            logging.getLogger("chat2api").warning("someone hears this")
+            await asyncio.sleep(0.05)
+            return {"quiet": quiet, "heard": [l for l in listener.lines if "hears" in l]}
+
+        print(json.dumps(asyncio.run(main())))
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["quiet"] == 0
+    assert len(result["heard"]) == 1 and "someone hears this" in result["heard"][0]
