@@ -121,7 +121,7 @@ def service(resume_attempts: int = 3) -> CompletionService:
             resume_attempts=resume_attempts,
         ),
     )
-    svc.rng = random.Random(0)  # type: ignore[assignment]
+    svc.rng = random.Random(0)
     return svc
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from curl_cffi import Curl, CurlError
+from curl_cffi._wrapper import ffi, lib
 from curl_cffi.aio import AsyncCurl
 from curl_cffi.const import CurlECode, CurlOpt
 from curl_cffi.curl import CURL_WRITEFUNC_ERROR
@@ -123,6 +124,24 @@ class Transfer:
             self._on_data()
 
 
+class _Sink:
+    """A handle's callbacks, set once: they pass curl's data to the current transfer."""
+
+    __slots__ = ("transfer", "timeout_ms")
+
+    def __init__(self) -> None:
+        self.transfer: Transfer | None = None
+        self.timeout_ms = -1  # TIMEOUT_MS as last set on the handle
+
+    def header(self, line: bytes) -> int:
+        transfer = self.transfer
+        return transfer._header(line) if transfer is not None else CURL_WRITEFUNC_ERROR
+
+    def write(self, chunk: bytes) -> int:
+        transfer = self.transfer
+        return transfer._write(chunk) if transfer is not None else CURL_WRITEFUNC_ERROR
+
+
 class CurlTransport:
     """Pooled curl handles on one curl multi handle, on the running loop."""
 
@@ -131,6 +150,7 @@ class CurlTransport:
         self._acurl: AsyncCurl | None = None
         self._idle: dict[Kind, list[Curl]] = {}
         self._running: dict[Curl, Transfer] = {}
+        self._sinks: dict[Curl, _Sink] = {}
         self._slots = asyncio.Semaphore(max_transfers)
         self._closed = False
 
@@ -190,6 +210,7 @@ class CurlTransport:
             for curl in handles:
                 curl.close()
         self._idle.clear()
+        self._sinks.clear()
 
     def _ended(self, kind: Kind, curl: Curl, transfer: Transfer, future: Any) -> None:
         self._running.pop(curl, None)
@@ -200,10 +221,13 @@ class CurlTransport:
         else:
             error = future.exception()
         transfer._finish(error)
-        # The handle keeps its set-up for the next request of the same kind.
-        curl.clean_handles_and_buffers()
+        # The handle keeps its set-up (callbacks included) for the next request
+        # of the same kind; only its header list goes.
+        self._sinks[curl].transfer = None
+        _free_headers(curl)
         idle = self._idle.setdefault(kind, [])
         if self._closed or len(idle) >= _MAX_IDLE:
+            self._sinks.pop(curl, None)
             curl.close()
         else:
             idle.append(curl)
@@ -218,6 +242,9 @@ class CurlTransport:
         except BaseException:
             curl.close()
             raise
+        sink = self._sinks[curl] = _Sink()
+        curl.setopt(CurlOpt.HEADERFUNCTION, sink.header)
+        curl.setopt(CurlOpt.WRITEFUNCTION, sink.write)
         return curl
 
     def _configure(self, curl: Curl, kind: Kind) -> None:
@@ -269,10 +296,22 @@ class CurlTransport:
             lines.append(f"{name}: {value}".encode() if value else f"{name};".encode())
         lines.append(b"Expect:")  # never wait for a 100-continue
         curl.setopt(CurlOpt.HTTPHEADER, lines)
+        sink = self._sinks[curl]
         if not kind.stream:
-            curl.setopt(CurlOpt.TIMEOUT_MS, max(1, int((timeout or 0) * 1000)))
-        curl.setopt(CurlOpt.HEADERFUNCTION, transfer._header)
-        curl.setopt(CurlOpt.WRITEFUNCTION, transfer._write)
+            timeout_ms = max(1, int((timeout or 0) * 1000))
+            if timeout_ms != sink.timeout_ms:
+                curl.setopt(CurlOpt.TIMEOUT_MS, timeout_ms)
+                sink.timeout_ms = timeout_ms
+        sink.transfer = transfer
+
+
+def _free_headers(curl: Curl) -> None:
+    """Free the header list of the last request: curl_cffi appends to it otherwise
+    (it frees it only with the callbacks, in ``clean_handles_and_buffers``)."""
+    headers = curl._headers
+    if headers != ffi.NULL:
+        lib.curl_slist_free_all(headers)
+        curl._headers = ffi.NULL
 
 
 def is_timeout(error: BaseException) -> bool:
