@@ -44,12 +44,16 @@ DEFAULT_CONFIG = ROOT / "config.yaml"
 UNUSED_TARGET = "http://127.0.0.1:9"
 
 inline_stream.install()
+# After new settings, how long the previous runtime stays up for its requests.
+OLD_RUNTIME_GRACE = 600.0
 
 
 class Chat2Api:
     def __init__(self, admin: TokenAdmin) -> None:
         self.admin = admin
         self.runtime: rt.Runtime | None = None
+        self._running = False
+        self._tasks: set[asyncio.Future[None]] = set()
         self._listeners_chosen = False
         self.intercept: frozenset[str] = frozenset()
         # Per client connection: answers being worked out, and answers being
@@ -76,10 +80,15 @@ class Chat2Api:
                 settings = load_settings(path, os.environ)
             except SettingsError as e:
                 raise exceptions.OptionsError(str(e)) from None  # type: ignore[no-untyped-call]
-            if self.runtime is not None:
+            old = self.runtime
+            if old is not None:
                 log.info("settings changed; new requests use them")
             self.runtime = rt.build_runtime(settings)
             rt.CURRENT = self.runtime
+            if old is not None and self._running:
+                task = asyncio.ensure_future(self._switch(old, self.runtime))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
             self.intercept = frozenset(settings.intercept_hosts)
             log.info("chat2api settings: %s", describe(settings))
             if not self._listeners_chosen:
@@ -109,14 +118,23 @@ class Chat2Api:
             ctx.options.update(**updates)  # type: ignore[no-untyped-call]
 
     async def running(self) -> None:
+        self._running = True
         if self.runtime is not None:
-            await self.runtime.start()
-            settings = self.runtime.settings
-            self.admin.set_pool(
-                self.runtime.accounts.pool,
-                admin_key=settings.admin_key,
-                prefix=settings.api_prefix or "",
-            )
+            await self._start(self.runtime)
+
+    async def _start(self, runtime: rt.Runtime) -> None:
+        await runtime.start()
+        settings = runtime.settings
+        self.admin.set_pool(
+            runtime.accounts.pool, admin_key=settings.admin_key, prefix=settings.api_prefix or ""
+        )
+
+    async def _switch(self, old: rt.Runtime, new: rt.Runtime) -> None:
+        """New settings while running: start their runtime, retire the old one
+        once the requests it is serving have had time to end."""
+        await self._start(new)
+        await asyncio.sleep(OLD_RUNTIME_GRACE)
+        await old.stop()
 
     async def done(self) -> None:
         if self.runtime is not None:
@@ -152,6 +170,9 @@ class Chat2Api:
         if not self._ours(flow):
             return
         flow.metadata["chat2api"] = True
+        if not await self.runtime.until_started():
+            self._reply(flow, error_reply(UpstreamUnavailable("chat2api is still starting")))
+            return
         started = time.monotonic()
         path = flow.request.path.split("?", 1)[0]
         shown = self._loggable(path)

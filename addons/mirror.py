@@ -112,6 +112,14 @@ class Mirror:
         gateway = self._active()
         if gateway is None:
             return
+        runtime = rt.CURRENT
+        if runtime is not None and not await runtime.until_started():
+            flow.response = http.Response.make(
+                503,
+                b'{"detail":"chat2api is still starting."}',
+                {"content-type": "application/json"},
+            )
+            return
         req = flow.request
         try:
             proto = (req.headers.get("x-forwarded-proto") or "").lower()

@@ -8,9 +8,10 @@ same account pool), kept in :data:`CURRENT`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +43,9 @@ from upstream.http import BackendHttp
 
 log = logging.getLogger(__name__)
 
+# How long a request that comes in during start-up waits for it.
+STARTUP_WAIT = 30.0
+
 
 @dataclass(kw_only=True)
 class Runtime:
@@ -50,6 +54,17 @@ class Runtime:
     accounts: AccountsService
     api: ApiApp
     _warm_up: asyncio.Future[Any] | None = None
+    #: Set once :meth:`start` is done. mitmproxy opens its listeners before the
+    #: addons' ``running`` hooks finish, so a request can come in before that.
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def until_started(self, timeout: float = STARTUP_WAIT) -> bool:
+        """Wait (at most ``timeout``) for start-up; whether it is done."""
+        if not self.started.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self.started.wait()
+        return self.started.is_set()
 
     async def start(self) -> None:
         await self.accounts.start()
@@ -58,6 +73,7 @@ class Runtime:
         self._warm_up = asyncio.ensure_future(
             asyncio.to_thread(usage.get_encoding, usage.encoding_name_for("gpt-4o"))
         )
+        self.started.set()
 
     async def stop(self) -> None:
         await self.accounts.stop()

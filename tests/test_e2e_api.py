@@ -182,7 +182,11 @@ def test_history_enabled_per_request(emulator: Emulator, mitm: Mitm, token: str)
 # -- other clients -------------------------------------------------------------
 
 
-def test_curl_streams_through_the_https_proxy(emulator: Emulator, mitm: Mitm, token: str) -> None:
+@pytest.mark.parametrize("http_version", ["--http1.1", "--http2"])
+def test_curl_streams_through_the_https_proxy(
+    emulator: Emulator, mitm: Mitm, token: str, http_version: str
+) -> None:
+    """Streamed answers go out over HTTP/1.1 (chunked) and HTTP/2 (DATA frames) alike."""
     env = proxy_env(mitm, token)
     body = json.dumps(ask("curl says hi", stream=True))
     proc = subprocess.run(
@@ -190,6 +194,8 @@ def test_curl_streams_through_the_https_proxy(emulator: Emulator, mitm: Mitm, to
             "curl",
             "-sS",
             "-N",
+            "-v",
+            http_version,
             "--proxy",
             env["HTTPS_PROXY"],
             "--cacert",
@@ -207,6 +213,8 @@ def test_curl_streams_through_the_https_proxy(emulator: Emulator, mitm: Mitm, to
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
+    negotiated = "h2" if http_version == "--http2" else "http/1.1"
+    assert f"ALPN: server accepted {negotiated}" in proc.stderr
     events = [line[6:] for line in proc.stdout.splitlines() if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]

@@ -42,6 +42,10 @@ def jwt(tag: str = "a") -> str:
 POOL_AT = jwt("pool")
 
 
+async def _started(timeout: float = 0) -> bool:
+    return True
+
+
 def make_flow(
     path: str,
     mode: str = REVERSE,
@@ -69,7 +73,9 @@ def addon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
             None, {"ENABLE_GATEWAY": "true", "CHATGPT_BASE_URL": "http://127.0.0.1:7000"}
         )
         return types.SimpleNamespace(
-            settings=settings, accounts=types.SimpleNamespace(store=store, pool=Pool(store))
+            settings=settings,
+            accounts=types.SimpleNamespace(store=store, pool=Pool(store)),
+            until_started=_started,
         )
 
     monkeypatch.setattr(rt, "CURRENT", asyncio.run(setup()))
@@ -242,3 +248,26 @@ def test_conversation_list_fails_closed(addon: Any) -> None:
             assert json.loads(ok.response.content or b"")["items"] == []
 
     run(main())
+
+
+def test_a_request_during_start_up_waits_then_gets_an_honest_503(
+    addon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mitmproxy listens before the addons' ``running`` hooks are done."""
+    waited: list[bool] = []
+
+    async def not_yet(timeout: float = 0) -> bool:
+        waited.append(True)
+        return False
+
+    monkeypatch.setattr(rt.CURRENT, "until_started", not_yet)
+    flow = make_flow("/backend-api/me")
+
+    async def main() -> None:
+        with context(addon):
+            await addon.request(flow)
+
+    asyncio.run(main())
+    assert waited
+    assert flow.response is not None and flow.response.status_code == 503
+    assert b"starting" in flow.response.content
