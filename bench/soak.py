@@ -225,7 +225,7 @@ def pooled_backend_connections(pid: int, backend_port: int) -> int:
 
 async def soak(mitm: Mitm, emu_url: str, args: argparse.Namespace) -> dict[str, Any]:
     pid = mitm.proc.pid
-    # A few requests first: one-time set-up (the backend client, the bridge) is not a leak.
+    # A few requests first: one-time set-up (the backend client, its curl handles) is not a leak.
     await client_loop(-1, mitm, emu_url, time.monotonic() + 1.0, args, Tally())
     await asyncio.sleep(0.5)
     tally = Tally()
@@ -247,7 +247,7 @@ async def soak(mitm: Mitm, emu_url: str, args: argparse.Namespace) -> dict[str, 
     )
     await sampling
     wall = time.monotonic() - started
-    # Idle again: every client connection, bridge relay and backend stream returned;
+    # Idle again: every client connection, streamed answer and backend stream returned;
     # only curl's cache of idle keep-alive connections to the backend may stay.
 
     def others() -> int:
