@@ -114,11 +114,7 @@ class Mirror:
             return
         runtime = rt.CURRENT
         if runtime is not None and not await runtime.until_started():
-            flow.response = http.Response.make(
-                503,
-                b'{"detail":"chat2api is still starting."}',
-                {"content-type": "application/json"},
-            )
+            self._answer(flow, json_answer(503, {"detail": "chat2api is still starting."}, "start"))
             return
         req = flow.request
         try:
