@@ -19,20 +19,15 @@ import json
 import re
 import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import FIXTURES, per_second  # noqa: E402
 from translator.answer import Reasoning, Text  # noqa: E402
 from translator.chunks import ChunkEncoder  # noqa: E402
 from translator.stream import Translation  # noqa: E402
-
-FIXTURES = Path("/work/shared/fixtures/chatgpt")
-if not FIXTURES.is_dir():
-    FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "chatgpt"
 
 # A typical stream's fixed fields: every chunk repeats them.
 STREAM: dict[str, Any] = {
@@ -102,18 +97,6 @@ def check(pieces: list[tuple[bool, str]]) -> None:
             raise SystemExit(
                 f"ChunkEncoder and the baseline differ for {text!r}:\n{got!r}\n{want!r}"
             )
-
-
-def per_second(fn: Callable[[], None], n: int, seconds: float) -> float:
-    """Best rate over the rounds that fit in ``seconds``."""
-    best = float("inf")
-    deadline = time.perf_counter() + seconds
-    while True:
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-        if time.perf_counter() >= deadline:
-            return n / best
 
 
 def main() -> None:

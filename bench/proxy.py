@@ -61,6 +61,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import pow  # noqa: E402
+from bench.common import FIXTURES  # noqa: E402
 from tests.fakechatgpt.harness import (  # noqa: E402
     Emulator,
     mint_access_token,
@@ -70,9 +71,6 @@ from tests.fakechatgpt.harness import (  # noqa: E402
 )
 from tests.support.mitm import MITMDUMP, Mitm, start_mitm  # noqa: E402
 
-FIXTURES = Path("/work/shared/fixtures/chatgpt")
-if not FIXTURES.is_dir():
-    FIXTURES = ROOT.parent / "shared" / "fixtures" / "chatgpt"
 CAPTURE = FIXTURES / "delta_v1" / "mldemo_gpt-4o_2024-10_empty-data-line.sse"
 TICK = os.sysconf("SC_CLK_TCK")
 MODEL = "gpt-4o"

@@ -12,19 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 # This file is itself named translator.py: put the repository root first, not bench/.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from bench.common import FIXTURES, per_second  # noqa: E402
 from translator.sse import EventStream  # noqa: E402
 from translator.stream import Translation  # noqa: E402
-
-FIXTURES = Path("/work/shared/fixtures/chatgpt")
-if not FIXTURES.is_dir():
-    FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "chatgpt"
 
 
 def load() -> list[tuple[str, bytes, list[str]]]:
@@ -35,18 +30,6 @@ def load() -> list[tuple[str, bytes, list[str]]]:
         datas = [e.data for e in es.feed(raw) + es.flush()]
         out.append((f"{path.parent.name}/{path.name}", raw, datas))
     return out
-
-
-def per_second(fn: Callable[[], None], n_events: int, seconds: float) -> float:
-    """Best rate over several rounds: the machine's other load only slows rounds down."""
-    best = float("inf")
-    deadline = time.perf_counter() + seconds
-    while True:
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-        if time.perf_counter() >= deadline:
-            return n_events / best
 
 
 def main() -> None:
