@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from collections.abc import Generator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from mitmproxy import connection, hooks
@@ -16,8 +13,7 @@ from mitmproxy.proxy import commands, events
 from mitmproxy.test import tflow
 
 from service.layer_shim import LayerShim
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.fresh import run_python
 
 
 @dataclass
@@ -148,15 +144,7 @@ def test_lean_master_hands_log_lines_to_add_log_only_when_an_addon_listens() -> 
         print(json.dumps(asyncio.run(main())))
         """
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = run_python(code)
+    result = json.loads(out.strip().splitlines()[-1])
     assert result["quiet"] == 0
     assert len(result["heard"]) == 1 and "someone hears this" in result["heard"][0]

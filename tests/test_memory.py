@@ -9,7 +9,6 @@ import ctypes
 import gzip
 import importlib
 import json
-import subprocess
 import sys
 import textwrap
 import warnings
@@ -21,9 +20,9 @@ import pytest
 from mitmproxy import options
 
 from service import memory
+from tests.support.fresh import run_python
 from translator import usage
 
-ROOT = Path(__file__).resolve().parents[1]
 GLIBC = memory._glibc() is not None
 
 
@@ -72,16 +71,7 @@ print(libc.mallinfo2().hblks - mapped)
 )
 def test_tuned_malloc_maps_large_buffers_of_its_own() -> None:
     def mapped(mode: str) -> int:
-        proc = subprocess.run(
-            [sys.executable, "-c", _MAPPED_AFTER_A_BIG_FREE, mode],
-            cwd=ROOT,
-            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert proc.returncode == 0, proc.stderr
-        return int(proc.stdout)
+        return int(run_python(_MAPPED_AFTER_A_BIG_FREE, mode, timeout=60))
 
     assert mapped("default") == 0  # glibc's dynamic threshold: from the heap
     assert mapped("tuned") == 1  # fixed at 64 KiB: a mapping of its own
@@ -245,16 +235,8 @@ def test_launcher_defines_every_mitmdump_option_without_the_heavy_imports() -> N
         print(json.dumps(asyncio.run(main())))
         """
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = run_python(code)
+    result = json.loads(out.strip().splitlines()[-1])
     assert result == {"heavy": [], "missing": [], "defaults_differ": []}
 
 
@@ -306,16 +288,8 @@ def test_launcher_builds_the_tokenizer_before_importing_mitmproxy() -> None:
         runpy.run_module("service.launcher", run_name="__main__")
         """
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    out = run_python(code)
+    lines = out.splitlines()
     assert lines[0] == "build o200k_base False"
     assert any(line.startswith("Mitmproxy: 11.") for line in lines[1:])
 
@@ -326,13 +300,5 @@ def test_importing_the_launcher_builds_nothing() -> None:
         "from translator import usage\n"
         "print(sorted(usage._cache))\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[]"
+    out = run_python(code)
+    assert out.strip() == "[]"
