@@ -58,7 +58,6 @@ class StreamAnswer:
     _transfer: Transfer
     _curl: Curl
     _transport: CurlTransport
-    _wake: asyncio.Event
     _closed: bool = field(default=False)
 
     async def chunks(self, *, idle_timeout: float) -> AsyncGenerator[bytes, None]:
@@ -68,8 +67,8 @@ class StreamAnswer:
         (up to ``_BATCH_BYTES``): each chunk costs a translator call and a write
         towards the client, and a fast backend delivers many small reads at once.
         """
-        transfer, wake = self._transfer, self._wake
-        body = transfer.body
+        transfer = self._transfer
+        body, arrived = transfer.body, transfer.arrived
         while True:
             if body:
                 batch = [body.popleft()]
@@ -89,10 +88,10 @@ class StreamAnswer:
                         f"the ChatGPT backend stream broke: {_reason(transfer.error)}"
                     )
                 return
-            wake.clear()
+            arrived.clear()
             try:
                 async with asyncio.timeout(idle_timeout):
-                    await wake.wait()
+                    await arrived.wait()
             except TimeoutError:
                 raise UpstreamTimeout(
                     f"the ChatGPT backend sent nothing for {idle_timeout:g} s"
@@ -232,7 +231,6 @@ class BackendHttp:
         """
         transport = self.transport
         body, header_items = _body_and_headers(headers, json_body, None)
-        wake = asyncio.Event()
         try:
             transfer, curl = await transport.start(
                 Kind("POST", impersonate, proxy, True),
@@ -240,7 +238,6 @@ class BackendHttp:
                 headers=header_items,
                 body=body,
                 timeout=None,
-                on_data=wake.set,
             )
         except (CurlError, ImpersonationUnsupported) as e:
             raise UpstreamUnavailable(f"cannot reach the ChatGPT backend: {_reason(e)}") from None
@@ -268,7 +265,6 @@ class BackendHttp:
             _transfer=transfer,
             _curl=curl,
             _transport=transport,
-            _wake=wake,
         )
 
 

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,21 +54,25 @@ class ImpersonationUnsupported(Exception):
 class Transfer:
     """The state of one request: its head, its body, how it ended."""
 
-    def __init__(self, *, limit: int | None, on_data: Callable[[], None] | None) -> None:
+    def __init__(self, *, limit: int | None) -> None:
         self.status = 0
         self.headers: dict[str, str] = {}
         self.head_done = asyncio.Event()
         #: Set once curl is done with the transfer (ended, failed or aborted).
         self.finished = asyncio.Event()
+        #: Set when body data arrives or the transfer ends; a reader clears it.
+        self.arrived = asyncio.Event()
         self.body: deque[bytes] = deque()
         self.size = 0
         self.over_limit = False
-        self.done = False
         self.error: BaseException | None = None
         self._limit = limit
-        self._on_data = on_data
         self._stopped = False
         self._lines: list[bytes] = []
+
+    @property
+    def done(self) -> bool:
+        return self.finished.is_set()
 
     def stop(self) -> None:
         """Refuse further data: curl ends the transfer at its next write."""
@@ -111,17 +115,14 @@ class Transfer:
             self.over_limit = True
             return CURL_WRITEFUNC_ERROR
         self.body.append(chunk)
-        if self._on_data is not None:
-            self._on_data()
+        self.arrived.set()
         return len(chunk)
 
     def _finish(self, error: BaseException | None) -> None:
-        self.done = True
         self.error = error
         self.head_done.set()
         self.finished.set()
-        if self._on_data is not None:
-            self._on_data()
+        self.arrived.set()
 
 
 class _Sink:
@@ -174,7 +175,6 @@ class CurlTransport:
         body: bytes | None,
         timeout: float | None,
         limit: int | None = None,
-        on_data: Callable[[], None] | None = None,
     ) -> tuple[Transfer, Curl]:
         """Start a transfer; it runs until it ends or :meth:`abort`."""
         if self._closed:
@@ -182,7 +182,7 @@ class CurlTransport:
         await self._slots.acquire()
         try:
             curl = self._handle(kind)
-            transfer = Transfer(limit=limit, on_data=on_data)
+            transfer = Transfer(limit=limit)
             self._prepare(curl, kind, url, headers, body, timeout, transfer)
             future = self._multi().add_handle(curl)
         except BaseException:
