@@ -31,8 +31,7 @@ from typing import Any
 
 from accounts.pool import Pool
 from accounts.store import State
-from translator.chunks import json_bytes
-from translator.errors import (
+from errors import (
     AuthenticationFailed,
     Chat2ApiError,
     InvalidRequest,
@@ -40,6 +39,7 @@ from translator.errors import (
     PayloadTooLarge,
     PermissionDenied,
 )
+from translator.chunks import json_bytes
 
 MAX_BODY = 1 << 20
 _ID = re.compile(r"[0-9a-f]{12}")

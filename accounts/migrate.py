@@ -25,8 +25,8 @@ from pathlib import Path
 from accounts.filestore import TOKENS, FileStore
 from accounts.redisstore import RedisStore, safe_url
 from accounts.store import Snapshot, Store
+from errors import UpstreamUnavailable
 from settings import Settings, SettingsError, load_settings
-from translator.errors import UpstreamUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -52,7 +52,7 @@ from accounts.tokens import (
     parse_line,
     token_id,
 )
-from translator.errors import (
+from errors import (
     AuthenticationFailed,
     Chat2ApiError,
     InvalidRequest,

@@ -55,7 +55,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from accounts.store import CachedAccess, Health, SeedRecord, Snapshot
 from accounts.tokens import normalise_line, token_id
-from translator.errors import UpstreamUnavailable
+from errors import UpstreamUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from accounts.store import CachedAccess, Store
 from accounts.tokens import InvalidToken, TokenKind, jwt_exp, mask, parse_line, token_id
-from translator.errors import AuthenticationFailed, Chat2ApiError, UpstreamError
+from errors import AuthenticationFailed, Chat2ApiError, UpstreamError
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ logic. Every method is async; a method returns only once its change is durable
 (for the file store: written, fsynced and renamed into place; for Redis:
 acknowledged by the server), except :meth:`Store.touch` and the rate-limit
 memory, which are best effort. A store that cannot write raises
-:class:`translator.errors.UpstreamUnavailable` (503) instead of losing a change.
+:class:`errors.UpstreamUnavailable` (503) instead of losing a change.
 
 State kept here:
 

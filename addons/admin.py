@@ -19,7 +19,7 @@ from mitmproxy.proxy.mode_specs import ReverseMode
 
 from accounts.admin import AdminApi, AdminResponse, admin_route, error_response, page_response
 from accounts.pool import Pool
-from translator.errors import Chat2ApiError, UpstreamUnavailable
+from errors import Chat2ApiError, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # plain `mitmdump -s addons/chat2api.py` puts only addons/ there
+# Plain `mitmdump -s addons/chat2api.py` puts addons/ first on sys.path, where `mirror`
+# would name addons/mirror.py rather than the mirror package: the root goes first.
+if sys.path[:1] != [str(ROOT)]:
     sys.path.insert(0, str(ROOT))
 
 from mitmproxy import connection, ctx, exceptions, http, tls  # noqa: E402
@@ -31,11 +33,11 @@ from mitmproxy.proxy import mode_specs  # noqa: E402
 
 from addons import inline_stream  # noqa: E402
 from addons.admin import TokenAdmin  # noqa: E402
+from errors import Chat2ApiError, UpstreamUnavailable, printable  # noqa: E402
 from service import runtime as rt  # noqa: E402
 from service.api import Reply, StreamReply, error_reply  # noqa: E402
 from settings import Settings, SettingsError, load_settings  # noqa: E402
 from settings.load import describe  # noqa: E402
-from translator.errors import Chat2ApiError, UpstreamUnavailable, printable  # noqa: E402
 
 log = logging.getLogger("chat2api")
 

@@ -28,17 +28,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # plain `mitmdump -s addons/mirror.py` puts only addons/ there
+# Plain `mitmdump -s addons/mirror.py` puts addons/ first on sys.path, where `mirror`
+# would name addons/mirror.py rather than the mirror package: the root goes first.
+if sys.path[:1] != [str(ROOT)]:
     sys.path.insert(0, str(ROOT))
 
 from mitmproxy import ctx, http  # noqa: E402
 from mitmproxy.proxy.mode_specs import ReverseMode  # noqa: E402
 
-from gateway import build_gateway  # noqa: E402
-from gateway.recorder import ConversationIdScanner  # noqa: E402
-from gateway.rewrite import is_event_stream, media_type, rewritable  # noqa: E402
-from gateway.router import Answer, Forward, Gateway, MirrorRequest, json_answer  # noqa: E402
-from gateway.seeds import Seeds  # noqa: E402
+from mirror import build_gateway  # noqa: E402
+from mirror.recorder import ConversationIdScanner  # noqa: E402
+from mirror.rewrite import is_event_stream, media_type, rewritable  # noqa: E402
+from mirror.router import Answer, Forward, Gateway, MirrorRequest, json_answer  # noqa: E402
+from mirror.seeds import Seeds  # noqa: E402
 from service import runtime as rt  # noqa: E402
 
 log = logging.getLogger("chat2api.mirror")

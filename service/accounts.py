@@ -24,8 +24,8 @@ from accounts.pool import Pool, PoolSession
 from accounts.redisstore import RedisStore
 from accounts.refresh import Refresher, Schedule, start_background
 from accounts.store import Store
+from errors import UpstreamUnavailable
 from settings import Settings
-from translator.errors import UpstreamUnavailable
 from upstream.http import BackendHttp
 
 log = logging.getLogger(__name__)

@@ -13,17 +13,17 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.completions import CompletionService, error_answer
-from service.images import ImagesService
-from service.uploads import MediaFetcher
-from translator.chunks import json_bytes
-from translator.errors import (
+from errors import (
     AuthenticationFailed,
     Chat2ApiError,
     InvalidRequest,
     NotFound,
     printable,
 )
+from service.completions import CompletionService, error_answer
+from service.images import ImagesService
+from service.uploads import MediaFetcher
+from translator.chunks import json_bytes
 from translator.models import ModelTable, get_model, list_models, resolve_model
 from translator.request import parse_chat_request
 

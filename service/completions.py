@@ -29,11 +29,11 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from accounts.pool import Credential, Outcome, PoolSession
+from errors import Chat2ApiError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from service.media import MediaResolver
 from service.uploads import Blobs, Uploader
 from translator import answer as tr
 from translator import chunks as oa
-from translator.errors import Chat2ApiError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from translator.models import ResolvedModel
 from translator.request import Attachments, ChatRequest
 from translator.stream import Translation

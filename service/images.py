@@ -16,10 +16,10 @@ import json
 import time
 from typing import Any
 
+from errors import InvalidRequest, UpstreamError
 from service.completions import CompletionService
 from service.media import MediaResolver
 from translator import answer as tr
-from translator.errors import InvalidRequest, UpstreamError
 from translator.models import ModelTable, ResolvedModel, resolve_model
 from translator.request import ChatRequest, Message, TextPart
 

@@ -21,8 +21,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from errors import Chat2ApiError, UpstreamError
 from translator import answer as tr
-from translator.errors import Chat2ApiError, UpstreamError
 from upstream.context import TurnContext
 from upstream.http import BackendHttp
 

@@ -47,7 +47,7 @@ from curl_cffi import CurlError, CurlOpt
 from curl_cffi.requests import AsyncSession
 from curl_cffi.requests.exceptions import RequestException
 
-from translator.errors import Chat2ApiError, InvalidRequest
+from errors import Chat2ApiError, InvalidRequest
 from translator.request import (
     Attachment,
     ChatRequest,

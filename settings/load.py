@@ -200,7 +200,7 @@ def _parse_ban_list(value: Any) -> tuple[str, ...]:
         entries = tuple(str(item).strip() for item in value if str(item).strip())
     else:
         entries = tuple(s.strip() for s in str(value or "").splitlines() if s.strip())
-    from gateway.paths import parse_ban_rules  # lazily, like the model table below
+    from mirror.paths import parse_ban_rules  # lazily, like the model table below
 
     parse_ban_rules(entries)
     return entries

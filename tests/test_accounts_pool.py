@@ -17,7 +17,7 @@ from accounts.filestore import FileStore
 from accounts.pool import Credential, Outcome, Pool, Source
 from accounts.refresh import Refresher
 from accounts.tokens import token_id
-from translator.errors import (
+from errors import (
     AuthenticationFailed,
     InvalidRequest,
     RateLimited,

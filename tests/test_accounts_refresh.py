@@ -24,7 +24,7 @@ from accounts.refresh import (
 )
 from accounts.store import Health, State
 from accounts.tokens import token_id
-from translator.errors import AuthenticationFailed, UpstreamError
+from errors import AuthenticationFailed, UpstreamError
 
 RT = "Hz4-iJ0pE6rOmpLzBiMNSdbSZrzpT6kS3Q2jEqbUJ1GJC"
 RT2 = "rt_second_" + "z" * 40

@@ -24,8 +24,8 @@ from accounts.migrate import copy_state, import_files
 from accounts.redisstore import RedisStore
 from accounts.store import CachedAccess, Health, SeedRecord, State, Store, seed_key
 from accounts.tokens import token_id
+from errors import UpstreamUnavailable
 from tests.support.redis import RedisServer, run_redis
-from translator.errors import UpstreamUnavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 RT1 = "Hz4-iJ0pE6rOmpLzBiMNSdbSZrzpT6kS3Q2jEqbUJ1GJC"

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 import pow
-from gateway.stubs import SEED_STUBS
+from mirror.stubs import SEED_STUBS
 from settings.schema import DEFAULT_GATEWAY_BLOCKED_PATHS
 from tests.fakechatgpt.harness import (
     Emulator,

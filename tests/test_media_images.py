@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from errors import InvalidRequest
 from service.images import ImageRequest, image_prompt, parse_image_request
-from translator.errors import InvalidRequest
 
 
 def parse(**body: Any) -> ImageRequest:

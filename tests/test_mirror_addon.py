@@ -22,7 +22,7 @@ from accounts.filestore import FileStore
 from accounts.pool import Pool
 from accounts.store import seed_key
 from addons import mirror as mirror_addon
-from gateway.router import ListWindow
+from mirror.router import ListWindow
 from service import runtime as rt
 from settings import load_settings
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.paths import BadPath, banned, canonical, conversation_in_path, parse_ban_rules
+from mirror.paths import BadPath, banned, canonical, conversation_in_path, parse_ban_rules
 from settings.schema import DEFAULT_GATEWAY_BLOCKED_PATHS
 
 RULES = parse_ban_rules(DEFAULT_GATEWAY_BLOCKED_PATHS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from gateway.recorder import ConversationIdScanner
+from mirror.recorder import ConversationIdScanner
 
 CID = "6f1c2d3e-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
 V1 = (

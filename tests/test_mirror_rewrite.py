@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.paths import canonical
-from gateway.rewrite import (
+from mirror.paths import canonical
+from mirror.rewrite import (
     HostRewriter,
     Upstreams,
     request_headers,

@@ -15,8 +15,8 @@ from accounts.filestore import FileStore
 from accounts.pool import Pool
 from accounts.store import Health, SeedRecord, State, seed_key
 from accounts.tokens import token_id
-from gateway import build_gateway
-from gateway.router import SESSION_BEARER, Answer, Forward, Gateway, ListWindow, MirrorRequest
+from mirror import build_gateway
+from mirror.router import SESSION_BEARER, Answer, Forward, Gateway, ListWindow, MirrorRequest
 from settings import load_settings
 
 SEED = "seed-0123456789"

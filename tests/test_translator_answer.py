@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from errors import RateLimited, UpstreamError
 from translator.answer import (
     Failure,
     Finish,
@@ -23,7 +24,6 @@ from translator.answer import (
     SandboxLink,
     Text,
 )
-from translator.errors import RateLimited, UpstreamError
 from translator.stream import Translation, translate_all
 
 CID = "conv-1"

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from errors import UpstreamError
 from translator.chunks import ChunkEncoder, CompletionAggregator, Usage
-from translator.errors import UpstreamError
 
 
 def events(raw: bytes) -> list[Any]:

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from translator.errors import ModelNotFound
+from errors import ModelNotFound
 from translator.models import (
     DEFAULT_MODEL_TABLE,
     ModelTable,

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from translator.errors import Chat2ApiError, InvalidRequest, PayloadTooLarge
+from errors import Chat2ApiError, InvalidRequest, PayloadTooLarge
 from translator.models import DEFAULT_MODEL_TABLE, ResolvedModel, parse_model_table, resolve_model
 from translator.request import (
     Attachment,

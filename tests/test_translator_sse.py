@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from translator.errors import UpstreamError
+from errors import UpstreamError
 from translator.sse import EventStream, LineDecoder, ServerSentEvent, SSEDecoder
 
 

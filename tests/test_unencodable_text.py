@@ -10,9 +10,9 @@ import logging
 
 import pytest
 
+from errors import AuthenticationFailed, InvalidRequest, printable
 from service.api import ApiApp, bearer_of
 from translator.chunks import ChunkEncoder, json_bytes
-from translator.errors import AuthenticationFailed, InvalidRequest, printable
 from translator.models import parse_model_table
 
 

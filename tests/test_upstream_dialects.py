@@ -19,9 +19,9 @@ import pytest
 
 import pow
 from accounts.pool import Credential, Source
+from errors import Chat2ApiError, NotFound, UpstreamError
 from service.runtime import make_dialect
 from settings import SettingsError, load_settings
-from translator.errors import Chat2ApiError, NotFound, UpstreamError
 from upstream.auto import AutoDialect
 from upstream.classic import ClassicDialect
 from upstream.common import Limits

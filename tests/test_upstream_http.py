@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from translator.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from upstream.http import BackendHttp
 
 

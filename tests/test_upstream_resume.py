@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from accounts.pool import Credential, Source
+from errors import UpstreamError, UpstreamTimeout
 from service.completions import CompletionService, Limits, Primed
 from tests.fakechatgpt import streams
 from tests.fakechatgpt.answers import expected_answer
 from translator import answer as tr
-from translator.errors import UpstreamError, UpstreamTimeout
 from translator.stream import Translation
 from upstream.context import make_context
 from upstream.dialect import ResumeRefused, Turn

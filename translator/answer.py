@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from errors import Chat2ApiError, RateLimited, UpstreamError
 from translator.backend import (
     AsyncStatus,
     BackendEvent,
@@ -50,7 +51,6 @@ from translator.backend import (
     StreamError,
     Title,
 )
-from translator.errors import Chat2ApiError, RateLimited, UpstreamError
 
 __all__ = [
     "AnswerExtractor",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring, encode_basestring_ascii
 from typing import Any
 
-from translator.errors import Chat2ApiError
+from errors import Chat2ApiError
 
 __all__ = ["ChunkEncoder", "CompletionAggregator", "Usage", "json_bytes"]
 

@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from translator.errors import ModelNotFound
+from errors import ModelNotFound
 
 #: A fixed ``created`` for ``/v1/models`` (2024-05-13, gpt-4o's release): clients only display it.
 DEFAULT_CREATED = 1715558400

@@ -1,8 +1,8 @@
 """OpenAI chat-completion requests in, ChatGPT conversation bodies out.  Pure: no I/O.
 
 :func:`parse_chat_request` validates a ``POST /v1/chat/completions`` body the way OpenAI does and
-raises :class:`~translator.errors.InvalidRequest` (400) naming the ``param``, in OpenAI's wording,
-for every problem; a body over the size limit is :class:`~translator.errors.PayloadTooLarge`
+raises :class:`~errors.InvalidRequest` (400) naming the ``param``, in OpenAI's wording,
+for every problem; a body over the size limit is :class:`~errors.PayloadTooLarge`
 (413).  :func:`build_conversation_body` and :func:`build_prepare_body` turn the result into the
 backend's JSON (chatgpt-backend.md §4, chatgpt-backend-2026.md §2.4-2.5).
 
@@ -36,7 +36,7 @@ from itertools import accumulate, count
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
-from translator.errors import InvalidRequest, PayloadTooLarge
+from errors import InvalidRequest, PayloadTooLarge
 from translator.models import ResolvedModel
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from translator.errors import UpstreamError
+from errors import UpstreamError
 
 __all__ = ["EventStream", "LineDecoder", "SSEDecoder", "ServerSentEvent"]
 

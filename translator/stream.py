@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 
+from errors import Chat2ApiError
 from translator.answer import (
     AnswerExtractor,
     Failure,
@@ -25,7 +26,6 @@ from translator.answer import (
     Text,
 )
 from translator.backend import BackendDecoder, ResumeToken
-from translator.errors import Chat2ApiError
 from translator.sse import EventStream
 
 __all__ = ["Translation", "translate_all"]

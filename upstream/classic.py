@@ -13,8 +13,8 @@ import random
 from typing import Any
 
 import pow
+from errors import UpstreamError
 from pow.ahead import AheadOfTime
-from translator.errors import UpstreamError
 from upstream.common import Limits, SentinelTokens, open_event_stream, solve_challenge
 from upstream.context import TurnContext
 from upstream.dialect import Turn, TurnBodies

@@ -9,7 +9,7 @@ from typing import Any
 
 import pow
 from accounts.pool import Outcome
-from translator.errors import Chat2ApiError, UpstreamError, UpstreamUnavailable
+from errors import Chat2ApiError, UpstreamError, UpstreamUnavailable
 from upstream.context import TurnContext
 from upstream.failures import classify
 from upstream.http import BackendHttp, StreamAnswer

@@ -32,7 +32,7 @@ import uuid
 from typing import Any
 
 import pow
-from translator.errors import Chat2ApiError, UpstreamError
+from errors import Chat2ApiError, UpstreamError
 from upstream.common import Limits, SentinelTokens, open_event_stream, solve_challenge
 from upstream.context import TurnContext
 from upstream.dialect import DialectNotSpoken, ResumeRefused, Turn, TurnBodies

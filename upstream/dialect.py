@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from translator.errors import UpstreamError
+from errors import UpstreamError
 from upstream.context import TurnContext
 from upstream.failures import NOT_THE_ACCOUNT
 from upstream.http import StreamAnswer

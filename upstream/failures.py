@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from accounts.pool import Outcome
-from translator.errors import (
+from errors import (
     AuthenticationFailed,
     Chat2ApiError,
     InvalidRequest,

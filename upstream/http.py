@@ -21,7 +21,7 @@ from typing import Any
 
 from curl_cffi import Curl, CurlError
 
-from translator.errors import Chat2ApiError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from errors import Chat2ApiError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from upstream.transfer import CurlTransport, ImpersonationUnsupported, Kind, Transfer, is_timeout
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 For every request on the reverse listener that the API and the token admin leave
 alone (reference §13, with the weaknesses of §15.3 closed):
 
-1. The path is made canonical (:mod:`gateway.paths`); every decision uses that form.
+1. The path is made canonical (:mod:`mirror.paths`); every decision uses that form.
 2. Local pages: ``/login`` (GET the page, POST the form), ``/?token=…`` (sets the
    cookie and redirects to ``/``), ``/logout`` and ``/auth/logout`` (back to
    ``/login``), ``/seedtoken`` (admin key), telemetry stubs.
@@ -12,10 +12,10 @@ alone (reference §13, with the weaknesses of §15.3 closed):
    the front-end (so no real token or seed is ever readable by page scripts). No
    value: a navigation goes to ``/login``, anything else gets 401. The gateway is
    never an open proxy.
-4. Seed users (:class:`gateway.seeds.Identity` ``restricted``): identity stubs, then
+4. Seed users (:class:`mirror.seeds.Identity` ``restricted``): identity stubs, then
    the ban list (403), then conversation ownership (404), and their conversation
    list is filtered to what they own.
-5. Everything else is forwarded (:mod:`gateway.rewrite`) with the real access token.
+5. Everything else is forwarded (:mod:`mirror.rewrite`) with the real access token.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
-from gateway import stubs
-from gateway.paths import BadPath, BanRule, CanonicalPath, banned, canonical, conversation_in_path
-from gateway.rewrite import (
+from mirror import stubs
+from mirror.paths import BadPath, BanRule, CanonicalPath, banned, canonical, conversation_in_path
+from mirror.rewrite import (
     COOKIE_NAME,
     HostRewriter,
     Upstreams,
@@ -42,8 +42,8 @@ from gateway.rewrite import (
     response_headers,
     rewritable,
 )
-from gateway.seedapi import SeedApi
-from gateway.seeds import Identity, LoginFailed, Seeds
+from mirror.seedapi import SeedApi
+from mirror.seeds import Identity, LoginFailed, Seeds
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from gateway.paths import CanonicalPath
+from mirror.paths import CanonicalPath
 
 COOKIE_NAME = "token"
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from accounts.pool import Credential, Pool
 from accounts.store import SeedRecord, State, Store, seed_key
 from accounts.tokens import InvalidToken, TokenKind, parse_line, token_id
-from translator.errors import AuthenticationFailed, Chat2ApiError
+from errors import AuthenticationFailed, Chat2ApiError
 
 log = logging.getLogger(__name__)
 

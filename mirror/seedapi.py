@@ -25,8 +25,8 @@ from urllib.parse import parse_qsl
 from accounts.admin import AdminApi, AdminResponse, error_response, json_response
 from accounts.store import SeedRecord, seed_key
 from accounts.tokens import mask, token_id
-from gateway.seeds import LoginFailed, Seeds, check_seed, own_token
-from translator.errors import Chat2ApiError, InvalidRequest, NotFound
+from errors import Chat2ApiError, InvalidRequest, NotFound
+from mirror.seeds import LoginFailed, Seeds, check_seed, own_token
 
 MAX_BODY = 64 * 1024
 _ID = re.compile(r"[0-9a-f]{12}")

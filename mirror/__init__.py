@@ -1,12 +1,12 @@
 """The ChatGPT site mirror (``ENABLE_GATEWAY``), free of mitmproxy.
 
-* :mod:`gateway.paths`: canonical paths, the ban list, conversation ids in paths;
-* :mod:`gateway.rewrite`: upstream choice by path prefix, header, cookie and body rewriting;
-* :mod:`gateway.seeds`: who a login value is (seed or own token), conversation ownership;
-* :mod:`gateway.seedapi`: ``/seedtoken``, behind the admin key;
-* :mod:`gateway.stubs`: identity and telemetry stand-ins;
-* :mod:`gateway.recorder`: the conversation id in a streamed answer;
-* :mod:`gateway.router`: the decision for one request, built by :func:`build_gateway`.
+* :mod:`mirror.paths`: canonical paths, the ban list, conversation ids in paths;
+* :mod:`mirror.rewrite`: upstream choice by path prefix, header, cookie and body rewriting;
+* :mod:`mirror.seeds`: who a login value is (seed or own token), conversation ownership;
+* :mod:`mirror.seedapi`: ``/seedtoken``, behind the admin key;
+* :mod:`mirror.stubs`: identity and telemetry stand-ins;
+* :mod:`mirror.recorder`: the conversation id in a streamed answer;
+* :mod:`mirror.router`: the decision for one request, built by :func:`build_gateway`.
 
 ``addons/mirror.py`` applies the decisions to mitmproxy flows.
 """
@@ -16,11 +16,11 @@ from __future__ import annotations
 from accounts.admin import AdminApi
 from accounts.pool import Pool
 from accounts.store import Store
-from gateway.paths import parse_ban_rules
-from gateway.rewrite import Upstreams
-from gateway.router import Gateway
-from gateway.seedapi import SeedApi
-from gateway.seeds import Seeds
+from mirror.paths import parse_ban_rules
+from mirror.rewrite import Upstreams
+from mirror.router import Gateway
+from mirror.seedapi import SeedApi
+from mirror.seeds import Seeds
 from settings import Settings
 
 
