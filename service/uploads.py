@@ -34,7 +34,6 @@ import ipaddress
 import logging
 import mimetypes
 import re
-import socket
 import struct
 import time
 import uuid
@@ -43,11 +42,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 
-from curl_cffi import CurlError, CurlOpt
+from curl_cffi import CurlECode, CurlError, CurlOpt
+from curl_cffi.curl import CURL_WRITEFUNC_ERROR
 from curl_cffi.requests import AsyncSession
 from curl_cffi.requests.exceptions import RequestException
 
 from errors import Chat2ApiError, InvalidRequest
+from service.netguard import forbidden_address as forbidden_address  # (re-exported)
+from service.netguard import resolve
 from translator.request import (
     Attachment,
     ChatRequest,
@@ -213,25 +215,6 @@ def mime_from_name(name: str | None) -> str | None:
     return guessed
 
 
-def forbidden_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Whether a user-supplied URL may not reach ``ip``: anything not globally routable
-    (loopback, private, link-local with 169.254.169.254, shared 100.64/10 with Alibaba's
-    100.100.100.200, reserved, multicast) and Azure's public-looking 168.63.129.16."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
-        if embedded is not None:
-            return forbidden_address(embedded)
-        if ip in _NAT64:
-            return forbidden_address(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
-    if ip in _METADATA:
-        return True
-    return not ip.is_global or ip.is_multicast
-
-
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-_METADATA = {ipaddress.ip_address("168.63.129.16"), ipaddress.ip_address("fd00:ec2::254")}
-
-
 # --------------------------------------------------------------------------- values
 
 
@@ -283,19 +266,7 @@ class UrlGuard:
 
     async def addresses(self, host: str, port: int) -> list[str]:
         """The addresses to connect to; raises ValueError if any is forbidden."""
-        try:
-            literal = ipaddress.ip_address(host)
-        except ValueError:
-            literal = None
-        if literal is not None:
-            found = [literal]
-        else:
-            loop = asyncio.get_running_loop()
-            try:
-                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except OSError as e:
-                raise ValueError(f"the host {host!r} cannot be resolved ({e.strerror})") from None
-            found = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+        found = await resolve(host, port)
         if self.allowed(host, port):
             return [str(a) for a in found]
         bad = [a for a in found if forbidden_address(a)]
@@ -333,6 +304,11 @@ class MediaFetcher:
                     m = Message(role=m.role, content=parts, name=m.name)
             messages.append(m)
         return _replace_messages(req, tuple(messages))
+
+    @staticmethod
+    def has_parts(req: ChatRequest) -> bool:
+        """Whether the request has any part to turn into bytes."""
+        return any(not isinstance(p, TextPart) for m in req.messages for p in m.content)
 
     async def fetch_all(self, req: ChatRequest) -> dict[tuple[int, int], Blob]:
         jobs: dict[tuple[int, int], Any] = {}
@@ -440,7 +416,10 @@ class MediaFetcher:
                 raise refused(
                     where, f"only http(s) and data: URLs can be fetched, not {_short(url)}."
                 )
-            port = parts.port or (443 if scheme == "https" else 80)
+            try:
+                port = parts.port or (443 if scheme == "https" else 80)
+            except ValueError:  # "+80", "80:81", "99999": urlsplit refuses them only here
+                raise refused(where, f"{_short(url)} has an invalid port.") from None
             try:
                 addresses = await self.guard.addresses(parts.hostname, port)
             except ValueError as e:
@@ -460,12 +439,21 @@ class MediaFetcher:
     async def _get(
         self, where: str, url: str, host: str, port: int, address: str
     ) -> tuple[int, dict[str, str], bytes]:
+        """One GET to ``address``; the body is bounded while curl decodes it.
+
+        curl inflates a gzip, deflate or brotli body before the write callback sees
+        it, and its own size limit (``MAXFILESIZE``) counts the bytes on the wire: a
+        1 MiB gzip can inflate to 1 GiB. So the callback counts decoded bytes and
+        fails the transfer at ``media_max_bytes``; curl stops reading at once.
+        """
         pinned = f"[{address}]" if ":" in address else address
-        options: dict[CurlOpt, Any] = {}
+        limit = self.limits.max_bytes
+        options: dict[CurlOpt, Any] = {CurlOpt.MAXFILESIZE_LARGE: limit}
         try:
             ipaddress.ip_address(host)
         except ValueError:
             options[CurlOpt.RESOLVE] = [f"{host}:{port}:{pinned}"]
+        body = _BoundedBody(limit)
         session: AsyncSession[Any] = AsyncSession(
             trust_env=False, discard_cookies=True, curl_options=options
         )
@@ -476,28 +464,44 @@ class MediaFetcher:
                 impersonate="chrome",
                 proxy=self.export_proxy,
                 allow_redirects=False,
-                stream=True,
+                content_callback=body.write,
                 timeout=self.limits.fetch_timeout,
             )
-            headers = {str(k).lower(): str(v) for k, v in rsp.headers.items()}
-            chunks: list[bytes] = []
-            size = 0
-            if rsp.status_code == 200:
-                declared = headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > self.limits.max_bytes:
-                    raise refused(where, self._too_big())
-                async for chunk in rsp.aiter_content():
-                    size += len(chunk)
-                    if size > self.limits.max_bytes:
-                        raise refused(where, self._too_big())
-                    chunks.append(chunk)
-            await rsp.aclose()
-            return rsp.status_code, headers, b"".join(chunks)
         except (RequestException, CurlError) as e:
+            if body.over or _is_code(e, CurlECode.FILESIZE_EXCEEDED):
+                raise refused(where, self._too_big()) from None
             reason = str(e).split(" See https://")[0][:200]
             raise refused(where, f"fetching {_short(url)} failed: {reason}.") from None
         finally:
             await session.close()
+        headers = {str(k).lower(): str(v) for k, v in rsp.headers.items()}
+        return rsp.status_code, headers, body.data()
+
+
+class _BoundedBody:
+    """curl's write callback for a media fetch: keeps at most ``limit`` decoded bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.over = False
+        self._chunks: list[bytes] = []
+
+    def write(self, chunk: bytes) -> int:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            self.over = True
+            self._chunks.clear()
+            return CURL_WRITEFUNC_ERROR  # curl aborts the transfer (CURLE_WRITE_ERROR)
+        self._chunks.append(chunk)
+        return len(chunk)
+
+    def data(self) -> bytes:
+        return b"".join(self._chunks)
+
+
+def _is_code(error: BaseException, code: int) -> bool:
+    return getattr(error, "code", None) == code
 
 
 def _short(url: str) -> str:

@@ -57,6 +57,13 @@ class Settings:
     redis_url: str | None = None
     redis_prefix: str = "chat2api"
     intercept_hosts: tuple[str, ...] = ("api.openai.com",)
+    # the HTTPS-proxy listener (service/shield.py): local destinations allowed anyway,
+    # and the Basic credentials ("user:pass") clients must send; None = none needed
+    proxy_allow_hosts: tuple[str, ...] = ()
+    proxy_auth: str | None = None
+    # both listeners: seconds to a complete request head; open connections per address
+    header_timeout: float = 10.0
+    connections_per_address: int = 256
     # security
     api_prefix: str | None = None
     authorization: tuple[str, ...] = ()
