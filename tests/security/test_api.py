@@ -399,6 +399,30 @@ def test_a_huge_chunked_body_is_cut_at_the_limit(mitm: Mitm) -> None:
     no_traceback(mitm)
 
 
+@pytest.mark.parametrize("http", ["--http1.1", "--http2"])
+def test_early_refusals_through_the_https_proxy(mitm: Mitm, tmp_path: Path, http: str) -> None:
+    """Finding 3 through the HTTPS proxy (TLS, HTTP/1.1 and HTTP/2): 5 MiB without a
+    key is a 401 and 30 MiB (over the limit) a 413, both before the body is read."""
+    import subprocess
+
+    for key, size, status in ((None, 5, 401), (CODE, 30, 413)):
+        big = tmp_path / f"big-{size}.json"
+        big.write_bytes(b"x" * (size * MiB))
+        args = [
+            "curl", "-sS", http, "--proxy", mitm.proxy_url, "--cacert", str(mitm.ca_path),
+            "-o", "-", "-w", "\n%{http_code}", "-H", "content-type: application/json",
+            "--data-binary", f"@{big}",
+            f"https://api.openai.com/{PREFIX}/v1/chat/completions",
+        ]  # fmt: skip
+        if key:
+            args[1:1] = ["-H", f"authorization: Bearer {key}"]
+        started = time.monotonic()
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        assert proc.stdout.rsplit("\n", 1)[-1] == str(status), (proc.stdout[-300:], proc.stderr)
+        assert time.monotonic() - started < 15
+    no_traceback(mitm)
+
+
 # --------------------------------------------------------------------------- 8: the proxy
 
 
