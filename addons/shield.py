@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from typing import Any
 
@@ -28,7 +27,9 @@ from mitmproxy import connection, ctx, http, tls
 from mitmproxy.proxy import mode_specs, server_hooks
 
 from addons import early_answer
+from errors import Chat2ApiError, InvalidRequest, PermissionDenied, ProxyAuthRequired
 from service import runtime as rt
+from service.api import error_reply
 from service.shield import (
     ConnectionBook,
     Destinations,
@@ -52,11 +53,9 @@ def _regular(client: connection.Client) -> bool:
     return isinstance(client.proxy_mode, mode_specs.RegularMode)
 
 
-def _error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> Any:
-    body = {"error": {"message": message, "type": "invalid_request_error", "param": None}}
-    body["error"]["code"] = code
-    h = {"content-type": "application/json", **(headers or {})}
-    return http.Response.make(status, json.dumps(body).encode(), h)
+def _refusal(error: Chat2ApiError) -> http.Response:
+    reply = error_reply(error)
+    return http.Response.make(reply.status, reply.body, reply.headers)
 
 
 class Shield:
@@ -153,7 +152,7 @@ class Shield:
             flow.request.headers.fields
         )
         if problem is not None:
-            early_answer.answer_now(flow, _error(400, problem, "invalid_request"))
+            early_answer.answer_now(flow, _refusal(InvalidRequest(problem, code="invalid_request")))
             return
         if not _regular(flow.client_conn):
             return
@@ -190,12 +189,7 @@ class Shield:
             self._authenticated.add(client.id)
             flow.request.headers.pop("proxy-authorization", None)
             return True
-        flow.response = _error(
-            407,
-            "Proxy authentication required (proxy_auth).",
-            "proxy_auth_required",
-            {"proxy-authenticate": 'Basic realm="chat2api"'},
-        )
+        flow.response = _refusal(ProxyAuthRequired("Proxy authentication required (proxy_auth)."))
         return False
 
     async def _check_destination(self, flow: http.HTTPFlow) -> None:
@@ -206,8 +200,11 @@ class Shield:
         verdict = await destinations.check(host, port)
         if verdict.refused is not None:
             log.warning("refused a proxy request to %s:%d: %s", host, port, verdict.refused)
-            flow.response = _error(
-                403, f"This proxy does not connect there: {verdict.refused}", "destination_refused"
+            flow.response = _refusal(
+                PermissionDenied(
+                    f"This proxy does not connect there: {verdict.refused}",
+                    code="destination_refused",
+                )
             )
 
 
