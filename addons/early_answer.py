@@ -16,6 +16,7 @@ A 200 MiB POST without a key was buffered whole before its 401.
 Either way an HTTP/1 connection is half-closed after the answer (the client
 reads the answer, then the end; addons/shield.py closes it for good if the
 client keeps sending); on HTTP/2 only that stream ends. Nothing else changes.
+The mitmproxy behaviour this relies on: ``docs/api-security.md``.
 """
 
 from __future__ import annotations

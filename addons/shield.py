@@ -65,6 +65,9 @@ class Shield:
         self._destinations: Destinations | None = None
         self._credentials: ProxyCredentials | None = None
         self._authenticated: set[str] = set()
+        # Destinations already checked for a client connection, with the address to
+        # use: server_connect then neither resolves nor checks again.
+        self._checked: dict[str, dict[tuple[str, int], str | None]] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
     # -- settings ----------------------------------------------------------------
@@ -113,6 +116,7 @@ class Shield:
     def client_disconnected(self, client: connection.Client) -> None:
         self.book.closed(client.id)
         self._authenticated.discard(client.id)
+        self._checked.pop(client.id, None)
 
     def tls_start_client(self, data: tls.TlsData) -> None:
         # A CONNECT tunnel chat2api decrypts carries HTTP requests again.
@@ -168,6 +172,12 @@ class Shield:
         if destinations is None:
             return
         host, port = str(data.server.address[0]), int(data.server.address[1])
+        checked = self._checked.get(data.client.id, {})
+        if (host, port) in checked:
+            pinned = checked[(host, port)]
+            if pinned is not None:
+                data.server.address = (pinned, port)
+            return
         verdict = await destinations.check(host, port)
         if verdict.refused is not None:
             log.warning("refused a proxy connection to %s:%d: %s", host, port, verdict.refused)
@@ -198,7 +208,9 @@ class Shield:
             return
         host, port = flow.request.host, flow.request.port
         verdict = await destinations.check(host, port)
-        if verdict.refused is not None:
+        if verdict.refused is None:
+            self._checked.setdefault(flow.client_conn.id, {})[(host, port)] = verdict.address
+        else:
             log.warning("refused a proxy request to %s:%d: %s", host, port, verdict.refused)
             flow.response = _refusal(
                 PermissionDenied(

@@ -11,7 +11,8 @@ cloud metadata address, shared, reserved, unspecified ``0.0.0.0`` / ``::``,
 multicast), Azure's public-looking metadata address, and IPv6 forms that carry
 an IPv4 address inside (mapped, 6to4, Teredo, NAT64), including the deprecated
 IPv4-compatible ``::a.b.c.d`` and the SIIT ``::ffff:0:a.b.c.d``, which Python's
-``is_global`` calls global but a kernel may route to the embedded address.
+``is_global`` calls global but a kernel may route to the embedded address
+(``docs/api-security.md``).
 """
 
 from __future__ import annotations
