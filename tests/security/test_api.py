@@ -675,3 +675,33 @@ def test_data_dir_is_private(mitm: Mitm) -> None:
 
 def test_no_tracebacks_in_the_log(mitm: Mitm) -> None:
     no_traceback(mitm)
+
+
+def test_the_launcher_applies_the_same_shield(
+    emulator: Emulator, probe: Probe, tmp_path: Path
+) -> None:
+    """run.sh starts the lean master (``python -m service.launcher``): the same refusals."""
+    import sys
+
+    env = {
+        "CHATGPT_BASE_URL": emulator.url,
+        "AUTHORIZATION": CODE,
+        "HEADER_TIMEOUT": str(HEADER_TIMEOUT),
+    }
+    command = (sys.executable, "-m", "service.launcher")
+    with start_mitm(tmp_path, env, command=command) as lean:
+        target = f"127.0.0.1:{probe.port}"
+        raw = f"CONNECT {target} HTTP/1.1\r\nhost: {target}\r\n\r\n".encode()
+        assert exchange(lean.proxy_port, raw).status == 403
+        big = f"content-length: {200 * MiB}\r\n"
+        raw = f"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n{big}\r\n".encode()
+        assert exchange(lean.reverse_port, raw, timeout=5).status == 413
+        raw = b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}"
+        assert exchange(lean.reverse_port, raw, timeout=5).status == 401
+        raw = b"GET /v1/models HTTP/1.1\r\nhost: x\r\nx-evil: a\x00b\r\n\r\n"
+        assert exchange(lean.reverse_port, raw).status == 400
+        with socket.create_connection(("127.0.0.1", lean.reverse_port)) as sock:
+            sock.sendall(b"GET /v1/models HTTP/1.1\r\nhost: x\r\n")
+            took = closed_within(sock, HEADER_TIMEOUT + 4)
+        assert took is not None and took < HEADER_TIMEOUT + 3, took
+        assert "Traceback" not in lean.log()
