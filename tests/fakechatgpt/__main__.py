@@ -21,6 +21,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--replay", help="answer every conversation with this capture, verbatim")
+    parser.add_argument(
+        "--codex-replay", help="answer every Codex call with this capture (.sse or .chunks.jsonl)"
+    )
     parser.add_argument("--format", choices=("v1", "legacy"), default="v1")
     parser.add_argument("--pow-difficulty", default=DEFAULT_DIFFICULTY, help="hex, e.g. 0fffff")
     parser.add_argument("--dialect", choices=("classic", "2026", "both"), default="both")
@@ -37,6 +40,7 @@ async def main(args: argparse.Namespace) -> None:
         dialect=args.dialect,
         fmt=args.format,
         replay=args.replay,
+        codex_replay=args.codex_replay,
         refresh_tokens=[t for t in args.refresh_tokens.split(",") if t],
     )
     server = await serve(App(state), args.host, args.port)
