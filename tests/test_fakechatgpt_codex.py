@@ -18,6 +18,7 @@ from tests.fakechatgpt.harness import (
     codex_headers,
     codex_plan,
     expected_codex_answer,
+    expected_codex_json,
     expected_codex_summary,
     expected_codex_tool_answer,
     mint_access_token,
@@ -271,6 +272,33 @@ def test_plan_tool_calls_preamble_and_custom_tool(emu: Emulator) -> None:
     assert [i["type"] for i in items_done(events_of(call(emu, codex_body("x"))[2]))] == ["message"]
 
 
+def test_structured_output_and_single_calls(emu: Emulator) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string"},
+            "days": {"type": "array", "items": {"type": "integer"}},
+            "mood": {"enum": ["sunny", "rainy"]},
+        },
+        "required": ["city", "days", "mood"],
+        "additionalProperties": False,
+    }
+    fmt = {"type": "json_schema", "name": "out", "schema": schema, "strict": True}
+    (message,) = items_done(events_of(call(emu, codex_body("Weather?", text={"format": fmt}))[2]))
+    text = message["content"][0]["text"]
+    assert text == expected_codex_json(fmt, "Weather?", "gpt-5.5")
+    value = json.loads(text)
+    assert set(value) == {"city", "days", "mood"} and value["mood"] == "sunny"
+    body = codex_body("x", text={"format": {"type": "json_object"}})
+    (message,) = items_done(events_of(call(emu, body)[2]))
+    assert json.loads(message["content"][0]["text"]) == {
+        "answer": expected_codex_answer("x", "gpt-5.5")
+    }
+    # parallel_tool_calls false: only the first asked call is made.
+    body = codex_body("call clock() then call clock()", tools=[CLOCK], parallel_tool_calls=False)
+    assert len(items_done(events_of(call(emu, body)[2]))) == 1
+
+
 def test_cached_tokens_follow_the_prompt_cache_key(emu: Emulator) -> None:
     body = codex_body("a long prompt " * 200, prompt_cache_key="k1")
     first = events_of(call(emu, body)[2])[-1]["response"]["usage"]
@@ -510,6 +538,9 @@ def test_status_plan_and_web_plans_stay_apart(emu: Emulator) -> None:
     codex_plan(emu.url, status=418, body={"detail": "teapot"}, headers={"x-extra": "1"})
     status, headers, raw = call(emu, codex_body("x"))
     assert (status, json.loads(raw), headers["x-extra"]) == (418, {"detail": "teapot"}, "1")
+    codex_plan(emu.url, headers={"x-codex-primary-used-percent": "87.5"})
+    status, headers, _ = call(emu, codex_body("x"))
+    assert (status, headers["x-codex-primary-used-percent"]) == (200, "87.5")
     assert call(emu, codex_body("x"))[0] == 200
 
 

@@ -272,9 +272,7 @@ class Codex:
         assert plan.status is not None
         headers = self.limit_headers(account)
         if cp.preset is None:
-            return Response(
-                plan.status, plan.body, plan.content_type, headers + list(cp.headers.items())
-            )
+            return Response(plan.status, plan.body, plan.content_type, _merge(headers, cp.headers))
         ctype, raw = codex_plan.preset_answer(
             cp.preset,
             plan_type=cp.plan_type or plan_type,
@@ -286,7 +284,7 @@ class Codex:
             headers = self.limit_headers(account, used=100.0)
         if cp.preset == "cloudflare":
             headers = [("cf-mitigated", "challenge"), ("cf-ray", "8d2f0c1b2a3e4f5a-FRA")]
-        return Response(plan.status, raw, ctype, headers + list(cp.headers.items()))
+        return Response(plan.status, raw, ctype, _merge(headers, cp.headers))
 
     def _context(self, body: dict[str, Any], account: str) -> events.Context:
         st = self.state
@@ -332,7 +330,7 @@ class Codex:
                 "usage": built.usage,
             }
         chunks = _terminal(chunks, cp, ctx, int(st.now()))
-        headers = self.limit_headers(account) + list(cp.headers.items())
+        headers = _merge(self.limit_headers(account), cp.headers)
 
         async def run(sink: Sink) -> None:
             try:
@@ -379,6 +377,12 @@ class Codex:
             return detail(400, f"Invalid client_version: {version[:40]}")
         body, etag = models.catalog(plan_type, parsed)
         return json_response(200, body, [("x-models-etag", etag)])
+
+
+def _merge(headers: list[tuple[str, str]], extra: dict[str, str]) -> list[tuple[str, str]]:
+    """Headers with the plan's replacing any of the same name."""
+    names = {k.lower() for k in extra}
+    return [(k, v) for k, v in headers if k.lower() not in names] + list(extra.items())
 
 
 def _terminal(
