@@ -35,6 +35,7 @@ CAPTURE_03 = (
     / "03-public-api-gpt-5.1-codex-max-reasoning-summary-and-function-calls.chunks.jsonl"
 )
 CAPTURE_04 = CODEX_FIXTURES / "04-public-api-gpt-5-function-call-roundtrip.sse"
+CLI_SHAPE = CODEX_FIXTURES / "codex-cli-0.171.0-request-to-custom-provider.shape.json"
 WEATHER = {
     "type": "function",
     "name": "get_weather",
@@ -80,9 +81,9 @@ def call(
     method: str = "POST",
 ) -> tuple[int, dict[str, str], bytes]:
     h = codex_headers(token or mint_access_token())
-    h.update(headers or {})
     for name in drop:
         h.pop(name, None)
+    h.update(headers or {})
     conn = http.client.HTTPConnection("127.0.0.1", emu.port, timeout=10)
     data = None if body is None else json.dumps(body).encode()
     try:
@@ -383,6 +384,29 @@ def test_body_refusals(emu: Emulator, change: Any, status: int, expected: Any) -
     assert json.loads(raw) == {"detail": "Instructions are required"}
     got, _, raw = call(emu, {"model": "gpt-5.5", "input": [], "instructions": "x", "stream": True})
     assert json.loads(raw) == {"detail": "Store must be set to false"}
+
+
+def test_a_codex_cli_request_once_forwarded(emu: Emulator) -> None:
+    """What Codex CLI 0.171.0 sends must lose its item ids and gain instructions to pass."""
+    shape = json.loads(CLI_SHAPE.read_text())
+    sent = dict(line.split(": ", 1) for line in shape["headers"])
+    body = shape["body"]
+    body["input"] = [i for i in body["input"] if isinstance(i, dict)]
+    body["input"].append(user('call exec_command({"cmd": "ls"})'))
+    body["input"][-1]["id"] = "msg_last"
+    headers = {"originator": sent["originator"], "session-id": sent["session-id"]}
+    status, _, raw = call(emu, body, headers=headers, drop=("originator", "session_id"))
+    assert (status, json.loads(raw)) == (400, {"detail": "Instructions are required"})
+    body["instructions"] = "You are Codex."
+    status, _, raw = call(emu, body, headers=headers, drop=("originator", "session_id"))
+    assert status == 400 and b"Item with id 'msg_5e3548cf" in raw
+    for item in body["input"]:
+        item.pop("id")
+    status, _, raw = call(emu, body, headers=headers, drop=("originator", "session_id"))
+    assert status == 200, raw
+    reasoning, fn = items_done(events_of(raw))
+    assert reasoning["type"] == "reasoning" and reasoning["encrypted_content"]
+    assert (fn["name"], json.loads(fn["arguments"])) == ("exec_command", {"cmd": "ls"})
 
 
 def test_model_outside_the_plan(emu: Emulator) -> None:

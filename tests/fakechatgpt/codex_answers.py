@@ -7,8 +7,9 @@ either function calls or a text message. The rules, in order:
 1. A fault plan's `tool_calls` (or `answer`) wins.
 2. After the last user message, `function_call_output` / `custom_tool_call_output` items mean the
    tool loop is done: a final text, `expected_codex_tool_answer(outputs, model)`.
-3. The user text asks for calls as `call NAME({...json...})` (several allowed), NAME being one of
-   the request's function tools: those calls, in order.
+3. The user text of this turn (every user message after the last tool output or assistant item)
+   asks for calls as `call NAME({...json...})` (several allowed), NAME being one of the
+   request's function tools: those calls, in order.
 4. `tool_choice` "required" or `{"type": "function", "name": N}`: one call to N (or the first
    function tool), with `default_arguments(tool)` built from its JSON schema.
 5. Otherwise a text: `expected_codex_answer(prompt, model)`.
@@ -170,6 +171,17 @@ def last_user_text(items: list[Any]) -> str:
     return ""
 
 
+def turn_user_texts(items: list[Any]) -> str:
+    """Every user message of the current turn (after the last tool output or assistant item)."""
+    texts: list[str] = []
+    for item in reversed(items):
+        if _is_message(item, "user"):
+            texts.append(_text_of(item.get("content")))
+        elif not (_is_message(item, "developer") or _is_message(item, "system")):
+            break
+    return "\n".join(texts[::-1])
+
+
 def tool_outputs(items: list[Any]) -> list[str]:
     """Outputs of tool calls sent after the last user message, in order, as text."""
     outputs: list[str] = []
@@ -304,7 +316,7 @@ def plan_turn(
     elif outputs:
         turn.kind, turn.text = "final", expected_codex_tool_answer(outputs, model)
     elif body.get("tool_choice") != "none" and tools:
-        calls = _asked_calls(prompt, tools)
+        calls = _asked_calls(turn_user_texts(items), tools)
         if calls and body.get("parallel_tool_calls") is False:
             calls = calls[:1]
         calls = calls or _forced_call(body, tools)
