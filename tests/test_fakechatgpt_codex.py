@@ -506,6 +506,9 @@ def test_replay_flag() -> None:
         assert first + second == CAPTURE_04.read_bytes()
         # Refusals still apply before the replay.
         assert call(e, codex_body("x", store=True))[0] == 400
+    with run_emulator(codex_replay=str(CAPTURE_01), codex_replay_framing="wire") as e:
+        events = events_of(call(e, codex_body("x"))[2])
+        assert [ev["sequence_number"] for ev in events] == list(range(11))
 
 
 # ---------------------------------------------------------------- faults

@@ -24,6 +24,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--codex-replay", help="answer every Codex call with this capture (.sse or .chunks.jsonl)"
     )
+    parser.add_argument(
+        "--codex-replay-framing",
+        choices=("verbatim", "wire"),
+        default="verbatim",
+        help="verbatim: the .sse bytes as stored; wire: every event ends with a blank line",
+    )
     parser.add_argument("--format", choices=("v1", "legacy"), default="v1")
     parser.add_argument("--pow-difficulty", default=DEFAULT_DIFFICULTY, help="hex, e.g. 0fffff")
     parser.add_argument("--dialect", choices=("classic", "2026", "both"), default="both")
@@ -41,6 +47,7 @@ async def main(args: argparse.Namespace) -> None:
         fmt=args.format,
         replay=args.replay,
         codex_replay=args.codex_replay,
+        codex_replay_framing=args.codex_replay_framing,
         refresh_tokens=[t for t in args.refresh_tokens.split(",") if t],
     )
     server = await serve(App(state), args.host, args.port)

@@ -49,7 +49,9 @@ def token_accounts(claims: dict[str, Any]) -> tuple[str, set[str], str]:
     auth = auth if isinstance(auth, dict) else {}
     own = str(auth.get("chatgpt_account_id") or "")
     extra = auth.get(WORKSPACES_CLAIM) or []
-    ids = {own} | {str(x) for x in extra if isinstance(x, str)} if own else set()
+    ids = {str(x) for x in extra if isinstance(x, str)}
+    if own:
+        ids.add(own)
     return own, ids, str(auth.get("chatgpt_plan_type") or DEFAULT_PLAN)
 
 
@@ -111,9 +113,13 @@ def _items_error(items: list[Any], account: str) -> Response | None:
                     param=None,
                     code="invalid_encrypted_content",
                 )
-    for call_id in sorted(calls - answered):
+    unanswered = sorted(calls - answered)
+    if unanswered:
         return api_error(
-            400, f"No tool output found for function call {call_id}.", param="input", code=None
+            400,
+            f"No tool output found for function call {unanswered[0]}.",
+            param="input",
+            code=None,
         )
     return None
 
@@ -239,17 +245,10 @@ class Codex:
             return p.codex.account is None or p.codex.account == account
 
         plan = st.plans.peek_first("codex", mine)
-        body: Any = None
         if plan is not None and plan.answers_status:
             st.plans.take_first("codex", mine)
             entry["plan"] = plan.raw
-            with_body = req.body
-            try:
-                body = json.loads(with_body) if with_body else None
-            except ValueError:
-                body = None
-            model = body.get("model") if isinstance(body, dict) else ""
-            return self._edge(plan, account, plan_type, str(model or ""))
+            return self._edge(plan, account, plan_type, _model_of(req.body))
         refused = header_error(req, claims)
         if refused:
             return refused
@@ -344,7 +343,8 @@ class Codex:
 
     def _replay_chunks(self, path: str, cp: codex_plan.CodexPlan) -> list[bytes]:
         st = self.state
-        parts = events.load_replay(path, cp.framing)
+        framing = cp.framing if cp.replay or cp.framing_set else st.codex_replay_framing
+        parts = events.load_replay(path, framing)
         if cp.replay_part == "all":
             return [c for part in parts for c in part]
         if isinstance(cp.replay_part, int):
@@ -377,6 +377,16 @@ class Codex:
             return detail(400, f"Invalid client_version: {version[:40]}")
         body, etag = models.catalog(plan_type, parsed)
         return json_response(200, body, [("x-models-etag", etag)])
+
+
+def _model_of(raw: bytes) -> str:
+    """The body's model, for the preset that names it; "" if there is none."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return ""
+    model = body.get("model") if isinstance(body, dict) else None
+    return model if isinstance(model, str) else ""
 
 
 def _merge(headers: list[tuple[str, str]], extra: dict[str, str]) -> list[tuple[str, str]]:

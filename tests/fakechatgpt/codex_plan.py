@@ -76,6 +76,7 @@ class CodexPlan:
     replay: str | None = None
     replay_part: int | str | None = None
     framing: str = "verbatim"
+    framing_set: bool = False  # the plan chose a framing (else --codex-replay-framing applies)
     answer: str | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)
     preamble: str | None = None
@@ -143,6 +144,7 @@ def parse(raw: dict[str, Any]) -> Plan:
         raise PlanError('replay_part must be an int or "all"')
     cp.replay_part = part
     cp.framing = raw.get("framing", "verbatim")
+    cp.framing_set = "framing" in raw
     if cp.framing not in ("verbatim", "wire"):
         raise PlanError('framing must be "verbatim" or "wire"')
     cp.tool_calls = [_tool_call(c) for c in raw.get("tool_calls") or []]
