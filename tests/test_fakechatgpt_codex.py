@@ -3,6 +3,7 @@ replays the shared captures byte for byte (docs/codex-backend.md)."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from tests.fakechatgpt.harness import (
     reset,
     run_emulator,
 )
+from tests.fakechatgpt.state import FAKE_PNG
 
 PATH = "/backend-api/codex/responses"
 CAPTURE_01 = CODEX_FIXTURES / "01-codex-backend-gpt-5.5-reasoning-and-text.sse"
@@ -407,6 +409,49 @@ def test_a_codex_cli_request_once_forwarded(emu: Emulator) -> None:
     reasoning, fn = items_done(events_of(raw))
     assert reasoning["type"] == "reasoning" and reasoning["encrypted_content"]
     assert (fn["name"], json.loads(fn["arguments"])) == ("exec_command", {"cmd": "ls"})
+
+
+def _image(url: Any) -> dict[str, Any]:
+    part = {"type": "input_image", "image_url": url}
+    return {
+        "type": "message",
+        "role": "user",
+        "content": [{"type": "input_text", "text": "see"}, part],
+    }
+
+
+PNG = "data:image/png;base64," + base64.b64encode(FAKE_PNG).decode()
+
+
+@pytest.mark.parametrize(
+    "item, code, marker",
+    [
+        (_image(PNG), None, ""),
+        (_image("https://example.com/cat.png"), None, ""),
+        (_image({"url": PNG}), "invalid_type", "expected a string, but got an object"),
+        (_image("data:text/plain;base64,aGk="), "invalid_value", "data URL with an image MIME"),
+        (_image("data:image/png;base64,bm90IGFuIGltYWdl"), "invalid_value", "not represent"),
+        (
+            {"role": "user", "content": [{"type": "text", "text": "chat-style part"}]},
+            "invalid_value",
+            "Invalid value: 'text'",
+        ),
+    ],
+)
+def test_message_content_parts(
+    emu: Emulator, item: dict[str, Any], code: str | None, marker: str
+) -> None:
+    body = codex_body("x")
+    body["input"] = [item]
+    status, _, raw = call(emu, body)
+    if code is None:
+        assert status == 200, raw
+    else:
+        error = json.loads(raw)["error"]
+        assert (status, error["code"]) == (400, code) and marker in error["message"]
+        assert error["param"].startswith(
+            "input[0].content[1]" if "image" in str(item) else "input[0]"
+        )
 
 
 def test_model_outside_the_plan(emu: Emulator) -> None:

@@ -10,6 +10,7 @@ client under test must send what Codex CLI sends.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from typing import Any
@@ -32,6 +33,7 @@ UNSUPPORTED = (
 )  # fmt: skip
 WORKSPACES_CLAIM = "workspace_account_ids"  # emulator-only: Team accounts the token may use
 DEFAULT_PLAN = "plus"
+IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"RIFF")
 
 
 def detail(status: int, text: str) -> Response:
@@ -75,6 +77,72 @@ def header_error(req: Request, claims: dict[str, Any]) -> Response | None:
     return None
 
 
+PART_TYPES = (
+    "input_text", "input_image", "output_text", "refusal", "input_file",
+    "computer_screenshot", "summary_text",
+)  # fmt: skip
+BAD_IMAGE = (
+    "The image data you provided does not represent a valid image. Please check your input and "
+    "try again with one of the supported image formats: ['image/jpeg', 'image/png', "
+    "'image/gif', 'image/webp']."
+)
+
+
+def _image_error(url: Any, where: str) -> Response | None:
+    if not isinstance(url, str):
+        got = "an object" if isinstance(url, dict) else type(url).__name__
+        return api_error(
+            400,
+            f"Invalid type for '{where}': expected a string, but got {got} instead.",
+            param=where,
+            code="invalid_type",
+        )
+    if url.startswith(("https://", "http://")):
+        return None
+    head, _, data = url.partition(",")
+    if not head.startswith("data:image/") or not head.endswith(";base64"):
+        return api_error(
+            400,
+            f"Invalid '{where}'. Expected a base64-encoded data URL with an image MIME type "
+            "(e.g. 'data:image/png;base64,aW1nIGJ5dGVzIGhlcmU='), or an https URL.",
+            param=where,
+            code="invalid_value",
+        )
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except ValueError:
+        raw = b""
+    if not raw.startswith(IMAGE_MAGIC):
+        return api_error(400, BAD_IMAGE, param=where, code="invalid_value")
+    return None
+
+
+def _content_error(content: Any, i: int) -> Response | None:
+    """Message content: a string, or parts of the Responses types (not Chat's `text`)."""
+    if isinstance(content, str) or content is None:
+        return None
+    if not isinstance(content, list):
+        return json_response(422, Invalid([wrong_type(["input", i, "content"], "list")]).body)
+    for j, part in enumerate(content):
+        where = f"input[{i}].content[{j}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind not in PART_TYPES:
+            allowed = ", ".join(f"'{t}'" for t in PART_TYPES[:-1])
+            return api_error(
+                400,
+                f"Invalid value: '{kind}'. Supported values are: {allowed}, and "
+                f"'{PART_TYPES[-1]}'.",
+                param=f"{where}.type",
+                code="invalid_value",
+            )
+        if kind == "input_image":
+            assert isinstance(part, dict)
+            problem = _image_error(part.get("image_url"), f"{where}.image_url")
+            if problem:
+                return problem
+    return None
+
+
 def _items_error(items: list[Any], account: str) -> Response | None:
     calls: set[str] = set()
     answered: set[str] = set()
@@ -91,7 +159,11 @@ def _items_error(items: list[Any], account: str) -> Response | None:
                 code=None,
             )
         kind = item.get("type")
-        if kind in ("function_call", "custom_tool_call"):
+        if kind in (None, "message"):
+            problem = _content_error(item.get("content"), i)
+            if problem:
+                return problem
+        elif kind in ("function_call", "custom_tool_call"):
             calls.add(str(item.get("call_id")))
         elif kind in ("function_call_output", "custom_tool_call_output"):
             call_id = str(item.get("call_id"))
