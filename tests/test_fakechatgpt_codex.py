@@ -643,6 +643,7 @@ def test_stream_endings(emu: Emulator, plan: dict[str, Any], last: str) -> None:
         last == "response.content_part.done" and events[-1]["type"] == "response.output_item.done"
     )
     assert not any(e["type"] == "response.completed" for e in events)
+    assert received(emu.url)[-1]["codex"]["terminal"] == events[-1]["type"]
     if last == "response.failed":
         failed = plan["failed"]
         code = failed if isinstance(failed, str) else failed["code"]
@@ -655,9 +656,13 @@ def test_stream_endings(emu: Emulator, plan: dict[str, Any], last: str) -> None:
         assert len(events) == 4
 
 
-def test_unknown_codex_plan_key_is_rejected(emu: Emulator) -> None:
+def test_bad_codex_plans_are_rejected(emu: Emulator) -> None:
     with pytest.raises(Exception, match="400"):
         codex_plan(emu.url, bogus=1)
+    with pytest.raises(Exception, match="400"):
+        codex_plan(emu.url, replay="/nonexistent/capture.sse")
+    with pytest.raises(Exception, match="400"):
+        codex_plan(emu.url, preset="nope")
 
 
 # ---------------------------------------------------------------- models

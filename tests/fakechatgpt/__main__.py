@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -35,6 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dialect", choices=("classic", "2026", "both"), default="both")
     parser.add_argument("--refresh-tokens", default="", help="comma-separated live refresh tokens")
     args = parser.parse_args(argv)
+    if args.codex_replay and not os.path.isfile(args.codex_replay):
+        parser.error(f"--codex-replay: no such file {args.codex_replay}")
     if not valid_difficulty(args.pow_difficulty):
         parser.error("--pow-difficulty must be an even-length hex string")
     return args

@@ -401,6 +401,7 @@ class Codex:
                 "usage": built.usage,
             }
         chunks = _terminal(chunks, cp, ctx, int(st.now()))
+        entry["codex"]["terminal"] = events.type_of(chunks[-1]) if chunks else None
         headers = _merge(self.limit_headers(account), cp.headers)
 
         async def run(sink: Sink) -> None:

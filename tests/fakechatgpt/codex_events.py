@@ -301,7 +301,7 @@ def error_event(seq: int, error: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- replay
 
 
-def _type_of(block: bytes) -> str | None:
+def type_of(block: bytes) -> str | None:
     for line in block.splitlines():
         if line.startswith(b"data:"):
             try:
@@ -361,11 +361,11 @@ def load_replay(path: str, framing: str = "verbatim") -> list[list[bytes]]:
             blocks = [b for b in map(_wire, blocks) if b]
     parts: list[list[bytes]] = []
     for block in blocks:
-        if not parts or (_type_of(block) == "response.created" and _has_created(parts[-1])):
+        if not parts or (type_of(block) == "response.created" and _has_created(parts[-1])):
             parts.append([])
         parts[-1].append(block)
     return parts
 
 
 def _has_created(blocks: list[bytes]) -> bool:
-    return any(_type_of(b) == "response.created" for b in blocks)
+    return any(type_of(b) == "response.created" for b in blocks)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .codex_answers import ToolCall
@@ -138,6 +139,8 @@ def parse(raw: dict[str, Any]) -> Plan:
     for key in ("account", "plan_type", "replay", "answer", "preamble", "incomplete"):
         if raw.get(key) is not None:
             setattr(cp, key, str(raw[key]))
+    if cp.replay is not None and not Path(cp.replay).is_file():
+        raise PlanError(f"replay file not found: {cp.replay}")
     cp.resets_in_seconds = int(raw.get("resets_in_seconds", 3600))
     part = raw.get("replay_part")
     if part is not None and part != "all" and not isinstance(part, int):
