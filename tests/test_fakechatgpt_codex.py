@@ -29,6 +29,7 @@ from tests.fakechatgpt.harness import (
     run_emulator,
 )
 from tests.fakechatgpt.state import FAKE_PNG
+from tests.support.clients import run_client
 
 PATH = "/backend-api/codex/responses"
 CAPTURE_01 = CODEX_FIXTURES / "01-codex-backend-gpt-5.5-reasoning-and-text.sse"
@@ -689,3 +690,37 @@ def test_models_catalog(emu: Emulator) -> None:
     assert "gpt-5.4" not in free_slugs and "gpt-5.4-mini" in free_slugs
     assert models(plus, "")[0] == 422
     assert models(plus, "?client_version=v1.5.0")[0] == 400
+
+
+# ---------------------------------------------------------------- a real client
+
+
+def test_openai_sdk_accumulator_accepts_the_streams(emu: Emulator) -> None:
+    """openai-python's `responses.stream` asserts the event order as it accumulates."""
+    token = mint_access_token()
+    headers = codex_headers(token)
+    del headers["authorization"], headers["content-type"]
+    script = f"""
+    from openai import OpenAI
+    client = OpenAI(api_key={token!r}, base_url={emu.url + "/backend-api/codex"!r},
+                    default_headers={headers!r}, max_retries=0)
+    tools = [{{"type": "function", "name": "clock", "strict": False,
+              "parameters": {{"type": "object", "properties": {{}}}}}}]
+    for prompt in ["hello", "call clock() and call clock()"]:
+        with client.responses.stream(
+            model="gpt-5.5", instructions="Be brief.", store=False, tools=tools,
+            input=[{{"role": "user", "content": prompt}}],
+            reasoning={{"effort": "low", "summary": "auto"}},
+            include=["reasoning.encrypted_content"],
+        ) as stream:
+            events = list(stream)
+            final = stream.get_final_response()
+        done = [e.item.type for e in events if e.type == "response.output_item.done"]
+        text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+        emit({{"done": done, "output": len(final.output), "text": text,
+              "reasoning_tokens": final.usage.output_tokens_details.reasoning_tokens}})
+    """
+    text, calls = run_client(script, timeout=60)
+    assert text["done"] == ["reasoning", "message"] and calls["done"][1:] == ["function_call"] * 2
+    assert text["text"] == expected_codex_answer("hello", "gpt-5.5")
+    assert text["output"] == 0 and text["reasoning_tokens"] > 0  # completed.output is []
