@@ -8,6 +8,7 @@ blocks, the JSON's keys as the backend orders them (`type` first, the rest sorte
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import secrets
@@ -341,12 +342,14 @@ def _wire(block: bytes) -> bytes:
     return stripped + b"\n\n" if stripped else b""
 
 
+@functools.lru_cache(maxsize=32)
 def load_replay(path: str, framing: str = "verbatim") -> list[list[bytes]]:
     """A capture as responses (each a list of event chunks, one socket write each).
 
     `.sse`: the file's bytes cut at event boundaries (framing "verbatim"), or each event ending
     with a blank line ("wire"). `.jsonl`: one JSON event per line, framed as `event:` + `data:`.
-    A new response starts at every `response.created` after the first.
+    A new response starts at every `response.created` after the first. Cached: callers must not
+    change the lists.
     """
     data = Path(path).read_bytes()
     if path.endswith(".jsonl"):
