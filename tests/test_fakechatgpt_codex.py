@@ -362,6 +362,13 @@ NOT_PERSISTED = (
         (_unanswered_call, 400, "No tool output found for function call call_y."),
         ({"previous_response_id": "resp_1"}, 400, "previous_response_not_found"),
         ({"reasoning": {"effort": "ultra"}}, 400, "unsupported_value"),
+        ({"reasoning": {"effort": "low", "summary": "long"}}, 400, "Invalid value: 'long'"),
+        ({"tool_choice": "any"}, 400, "'none', 'auto', and 'required'"),
+        (
+            {"model": "gpt-5.3-codex-spark", "text": {"verbosity": "low"}},
+            400,
+            "Supported values are: 'medium'.",
+        ),
         ({"tool_choice": {"type": "function", "name": "nope"}}, 400, "not found in 'tools'"),
         ({"input": "a bare string"}, 422, "type_error.list"),
     ],

@@ -263,18 +263,44 @@ def body_error(body: Any, account: str, plan_type: str) -> Response | None:
     model = models.lookup(body["model"], plan_type)
     if model is None:
         return detail(400, models.not_supported_message(body["model"]))
-    reasoning = body.get("reasoning")
-    effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
-    if effort is not None and effort not in model.efforts:
-        allowed = ", ".join(f"'{e}'" for e in model.efforts)
-        return api_error(
-            400,
-            f"Unsupported value: '{effort}' is not supported with the '{model.slug}' model. "
-            f"Supported values are: {allowed}.",
-            param="reasoning.effort",
-            code="unsupported_value",
+    return _options_error(body, model)
+
+
+def _one_of(value: Any, allowed: tuple[str, ...], param: str, model: str | None) -> Response | None:
+    if value is None or value in allowed:
+        return None
+    listed = ", ".join(f"'{a}'" for a in allowed[:-1])
+    listed = f"{listed}, and '{allowed[-1]}'" if listed else f"'{allowed[-1]}'"
+    if model is None:
+        message = f"Invalid value: '{value}'. Supported values are: {listed}."
+        return api_error(400, message, param=param, code="invalid_value")
+    message = (
+        f"Unsupported value: '{value}' is not supported with the '{model}' model. "
+        f"Supported values are: {listed}."
+    )
+    return api_error(400, message, param=param, code="unsupported_value")
+
+
+def _options_error(body: dict[str, Any], model: models.CodexModel) -> Response | None:
+    """tool_choice, reasoning effort and summary, and verbosity, as the model allows them."""
+    choice = body.get("tool_choice")
+    raw_reasoning, raw_text = body.get("reasoning"), body.get("text")
+    reasoning: dict[str, Any] = raw_reasoning if isinstance(raw_reasoning, dict) else {}
+    text: dict[str, Any] = raw_text if isinstance(raw_text, dict) else {}
+    verbosities = ("low", "medium", "high") if model.verbosity else ("medium",)
+    return (
+        _one_of(
+            choice if isinstance(choice, str) else None,
+            ("none", "auto", "required"),
+            "tool_choice",
+            None,
         )
-    return None
+        or _one_of(reasoning.get("effort"), model.efforts, "reasoning.effort", model.slug)
+        or _one_of(
+            reasoning.get("summary"), ("auto", "concise", "detailed"), "reasoning.summary", None
+        )
+        or _one_of(text.get("verbosity"), verbosities, "text.verbosity", model.slug)
+    )
 
 
 class Codex:
