@@ -64,9 +64,9 @@ or through the base URL:
 
 INFO
 
-# mitmdump itself, with a cheaper hook dispatch (service/launcher.py, README
+# mitmdump itself, with a cheaper hook dispatch (patches/launcher.py, README
 # "Performance"); `.venv/bin/mitmdump -s addons/chat2api.py` works as well.
-exec .venv/bin/python -m service.launcher \
+exec .venv/bin/python -m patches.launcher \
   --mode "regular@$C2A_HOST:$C2A_PROXY_PORT" \
   --mode "reverse:$reverse_target@$C2A_HOST:$C2A_PORT" \
   --set confdir="$C2A_CONFDIR" \
