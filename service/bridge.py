@@ -1,10 +1,13 @@
-"""A loopback HTTP/1.1 server that lets mitmproxy stream answers we generate.
+"""A loopback HTTP/1.1 server that lets stock mitmproxy stream answers we generate.
 
 mitmproxy streams only responses that come from a real upstream connection; a
-response an addon sets itself is sent in one piece (``mitmproxy-notes.md`` §1b).
-So a streamed completion is re-targeted at this server, on mitmproxy's own
+response an addon sets itself is sent in one piece (docs/mitmproxy-streaming.md).
+chat2api's ``inline_stream`` patch (patches/inline_stream.py) lifts that; when
+it is off (``MITM_PATCHES=off``) or does not fit the installed mitmproxy, a
+streamed completion is re-targeted at this server instead, on mitmproxy's own
 event loop, under a single-use random path; mitmproxy then streams what we
-write here to the client chunk by chunk.
+write here to the client chunk by chunk. It costs a second HTTP connection per
+streamed request (README "Patches").
 
 When mitmproxy drops the connection (the client went away), the job's body
 iterator is cancelled at once, which closes the backend stream.
@@ -136,7 +139,7 @@ class Bridge:
         head.append("transfer-encoding: chunked\r\n\r\n")
 
         # A write to a half-closed loopback socket does not fail, so watch for
-        # EOF from mitmproxy alongside the relay (mitmproxy-notes.md §1b).
+        # EOF from mitmproxy alongside the relay (docs/mitmproxy-streaming.md).
         eof = asyncio.ensure_future(reader.read(1))
         pump = asyncio.ensure_future(
             _pump(job.body, writer, "".join(head).encode("latin-1"), job.forwarded)
