@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 import patches
+from settings import SettingsError, load_settings
 
 
 @pytest.fixture
@@ -102,3 +104,23 @@ def test_the_real_patches_fit_the_installed_libraries() -> None:
     assert tasks.fits() is None
     assert curl.fits() is None
     assert memory.tls_fits() is None
+
+
+@pytest.mark.parametrize(
+    "yaml_text, env, expected",
+    [
+        ("", {}, "on"),
+        ("mitm_patches: off\n", {}, "off"),  # YAML reads a bare off as false
+        ("mitm_patches: on\n", {"MITM_PATCHES": "off"}, "off"),
+        ("", {"MITM_PATCHES": "ON"}, "on"),
+    ],
+)
+def test_the_setting(tmp_path: Path, yaml_text: str, env: dict[str, str], expected: str) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml_text)
+    assert load_settings(config, env).mitm_patches == expected
+
+
+def test_a_bad_setting_is_named() -> None:
+    with pytest.raises(SettingsError, match="mitm_patches"):
+        load_settings(None, {"MITM_PATCHES": "sometimes"})
