@@ -167,8 +167,8 @@ class Compat:
 
 
 class LeanMaster(master.Master):
-    """mitmdump's master with only the addons chat2api needs, and
-    :class:`FastAddonManager`."""
+    """mitmdump's master with only the addons chat2api needs, and the lean
+    patches that :func:`patches.install` found fitting."""
 
     def __init__(self, opts: options.Options, event_loop: Any = None) -> None:
         super().__init__(opts, event_loop=event_loop, with_termlog=True)
