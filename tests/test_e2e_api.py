@@ -473,6 +473,21 @@ def test_non_intercepted_host_keeps_its_own_certificate(
         assert intercepted.returncode != 0  # mitmproxy's CA does not sign it
 
 
+# -- patches -------------------------------------------------------------------
+
+
+def test_plain_mitmdump_installs_its_patches(mitm: Mitm, token: str) -> None:
+    """Under plain mitmdump the addon installs the patches that apply there
+    (inline_stream among them: no loopback bridge is started)."""
+    result = chat(env_for(mitm, "reverse", token), **ask("patched", stream=True))
+    assert "error" not in result, result
+    log = mitm.log()
+    assert (
+        "chat2api patches: active: curl_headers, inline_stream, malloc; standing aside: none" in log
+    )
+    assert "/bridge/" not in log
+
+
 # -- run.sh's launcher ----------------------------------------------------------
 
 
