@@ -31,11 +31,13 @@ from mitmproxy.addonmanager import Loader  # noqa: E402
 from mitmproxy.net.http import status_codes  # noqa: E402
 from mitmproxy.proxy import mode_specs  # noqa: E402
 
-from addons import inline_stream  # noqa: E402
+import patches  # noqa: E402
 from addons.admin import TokenAdmin  # noqa: E402
 from errors import Chat2ApiError, UpstreamUnavailable, printable  # noqa: E402
+from patches import inline_stream  # noqa: E402
 from service import runtime as rt  # noqa: E402
 from service.api import Reply, StreamReply, error_reply  # noqa: E402
+from service.bridge import Bridge, BridgeJob  # noqa: E402
 from settings import Settings, SettingsError, load_settings  # noqa: E402
 from settings.load import describe  # noqa: E402
 
@@ -44,8 +46,8 @@ log = logging.getLogger("chat2api")
 DEFAULT_CONFIG = ROOT / "config.yaml"
 # The reverse listener's target when chat2api answers everything itself: never dialled.
 UNUSED_TARGET = "http://127.0.0.1:9"
-
-inline_stream.install()
+# flow.metadata key of a streamed answer sent through the loopback bridge.
+BRIDGE_TOKEN = "chat2api.bridge_token"
 # After new settings, how long the previous runtime stays up for its requests.
 OLD_RUNTIME_GRACE = 600.0
 
@@ -62,6 +64,10 @@ class Chat2Api:
         # streamed (by flow id); both are stopped when it hangs up.
         self._working: dict[str, set[asyncio.Task[Reply | StreamReply]]] = {}
         self._streaming: dict[str, set[inline_stream.AnswerSource]] = {}
+        # Without the inline_stream patch: the loopback server streamed answers go
+        # through, and per client connection the ones it has not claimed yet.
+        self.bridge: Bridge | None = None
+        self._unclaimed: dict[str, set[str]] = {}
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
@@ -93,6 +99,15 @@ class Chat2Api:
                 task.add_done_callback(self._tasks.discard)
             self.intercept = frozenset(settings.intercept_hosts)
             log.info("chat2api settings: %s", describe(settings))
+            # Plain mitmdump installs the patches here; under the lean launcher
+            # its main did already, and this changes nothing.
+            wanted = settings.mitm_patches == "on"
+            patches.install(enabled=wanted)
+            patches.report(wanted)
+            if not patches.active("inline_stream"):
+                # Only then: a responseheaders hook on every flow has a cost
+                # (patches/layer_shim.py answers hooks nobody handles in one pass).
+                self.responseheaders = self._bridge_responseheaders
             if not self._listeners_chosen:
                 self._listeners_chosen = True
                 self._default_listeners(settings)
@@ -121,6 +136,9 @@ class Chat2Api:
 
     async def running(self) -> None:
         self._running = True
+        if not patches.active("inline_stream") and self.bridge is None:
+            self.bridge = Bridge()
+            await self.bridge.start()
         if self.runtime is not None:
             await self._start(self.runtime)
 
@@ -139,6 +157,8 @@ class Chat2Api:
         await old.stop()
 
     async def done(self) -> None:
+        if self.bridge is not None:
+            await self.bridge.stop()
         if self.runtime is not None:
             await self.runtime.stop()
 
@@ -254,11 +274,17 @@ class Chat2Api:
         for source in self._streaming.pop(client.id, ()):
             inline_stream.detach(source.flow_id)
             await source.close()
+        for token in self._unclaimed.pop(client.id, ()):
+            if self.bridge is not None:
+                self.bridge.drop(token)
 
     def _reply(self, flow: http.HTTPFlow, reply: Reply) -> None:
         flow.response = http.Response.make(reply.status, reply.body, reply.headers)
 
     def _stream(self, flow: http.HTTPFlow, reply: StreamReply) -> None:
+        if self.bridge is not None:
+            self._bridge(flow, reply, self.bridge)
+            return
         # (Not Response.make: its type checks and content-length bookkeeping
         # cost more than the rest of this method, for a body sent elsewhere.)
         now = time.time()
@@ -281,6 +307,35 @@ class Chat2Api:
         # Translating starts now, while mitmproxy works through the response's hooks.
         source.start()
 
+    def _bridge(self, flow: http.HTTPFlow, reply: StreamReply, bridge: Bridge) -> None:
+        """Stock mitmproxy streams only what it reads from a server: re-target the
+        flow at the loopback bridge, which serves this answer once (service/bridge.py)."""
+        url = bridge.register(
+            BridgeJob(status=reply.status, headers=reply.headers, body=reply.body)
+        )
+        token = url.rsplit("/", 1)[1]
+        flow.metadata[BRIDGE_TOKEN] = token
+        flow.metadata.update({f"chat2api.{k}": v for k, v in reply.metadata.items()})
+        self._unclaimed.setdefault(flow.client_conn.id, set()).add(token)
+        # The client's key must not travel further, not even over loopback.
+        flow.request.headers.pop("authorization", None)
+        flow.request.url = url
+        flow.request.content = b""
+
+    def _bridge_responseheaders(self, flow: http.HTTPFlow) -> None:
+        """``responseheaders`` when answers go through the bridge: stream them."""
+        token = flow.metadata.get(BRIDGE_TOKEN)
+        if token is None or flow.response is None:
+            return
+        flow.response.stream = True
+        unclaimed = self._unclaimed.get(flow.client_conn.id)
+        if unclaimed is not None:
+            unclaimed.discard(token)
+            if not unclaimed:
+                del self._unclaimed[flow.client_conn.id]
+        if self.bridge is not None:
+            self.bridge.forwarded(token)
+
     def _stream_ended(self, source: inline_stream.AnswerSource) -> None:
         streams = self._streaming.get(source.client_id)
         if streams is not None:
@@ -289,7 +344,8 @@ class Chat2Api:
                 del self._streaming[source.client_id]
 
     async def chat2api_next_pieces(self, source: inline_stream.AnswerSource) -> None:
-        """Wait for a streamed answer's next batch, for mitmproxy's HTTP layer (inline_stream)."""
+        """Wait for a streamed answer's next batch, for mitmproxy's HTTP layer
+        (patches/inline_stream.py)."""
         await source.wait()
 
 

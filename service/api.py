@@ -2,7 +2,8 @@
 
 The addon turns a flow into ``handle(method, path, headers, body)`` and applies
 the result: a :class:`Reply` is sent as it is, a :class:`StreamReply` is
-streamed piece by piece (``addons/inline_stream.py``).
+streamed piece by piece (``patches/inline_stream.py``; without that patch,
+through the loopback bridge, ``service/bridge.py``).
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from accounts.pool import Credential
-from service import memory
 from service.accounts import AccountsService
 from service.api import ApiApp
 from service.completions import CompletionService, Limits
@@ -101,8 +100,6 @@ def make_dialect(settings: Settings, http: BackendHttp) -> Dialect:
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    # Also under plain mitmdump (run.sh's launcher has done it already).
-    memory.tune_malloc()
     http = BackendHttp(proxies=settings.proxy_url, connect_timeout=settings.timeouts.connect)
     accounts = AccountsService(settings, http)
     dialect = make_dialect(settings, http)

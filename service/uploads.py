@@ -43,10 +43,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 
-from curl_cffi import CurlError, CurlOpt
-from curl_cffi.requests import AsyncSession
-from curl_cffi.requests.exceptions import RequestException
-
 from errors import Chat2ApiError, InvalidRequest
 from translator.request import (
     Attachment,
@@ -59,9 +55,11 @@ from translator.request import (
     TextPart,
     split_leading_urls,
 )
+from upstream import files
 from upstream.context import TurnContext
 from upstream.failures import NOT_THE_ACCOUNT, classify, outcome_of
 from upstream.http import BackendHttp
+from upstream.media_fetch import FetchFailed, FetchTooLarge, fetch_pinned
 
 log = logging.getLogger(__name__)
 
@@ -460,44 +458,20 @@ class MediaFetcher:
     async def _get(
         self, where: str, url: str, host: str, port: int, address: str
     ) -> tuple[int, dict[str, str], bytes]:
-        pinned = f"[{address}]" if ":" in address else address
-        options: dict[CurlOpt, Any] = {}
         try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            options[CurlOpt.RESOLVE] = [f"{host}:{port}:{pinned}"]
-        session: AsyncSession[Any] = AsyncSession(
-            trust_env=False, discard_cookies=True, curl_options=options
-        )
-        try:
-            rsp = await session.request(
-                "GET",
+            return await fetch_pinned(
                 url,
-                impersonate="chrome",
+                host,
+                port,
+                address,
                 proxy=self.export_proxy,
-                allow_redirects=False,
-                stream=True,
                 timeout=self.limits.fetch_timeout,
+                max_bytes=self.limits.max_bytes,
             )
-            headers = {str(k).lower(): str(v) for k, v in rsp.headers.items()}
-            chunks: list[bytes] = []
-            size = 0
-            if rsp.status_code == 200:
-                declared = headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > self.limits.max_bytes:
-                    raise refused(where, self._too_big())
-                async for chunk in rsp.aiter_content():
-                    size += len(chunk)
-                    if size > self.limits.max_bytes:
-                        raise refused(where, self._too_big())
-                    chunks.append(chunk)
-            await rsp.aclose()
-            return rsp.status_code, headers, b"".join(chunks)
-        except (RequestException, CurlError) as e:
-            reason = str(e).split(" See https://")[0][:200]
-            raise refused(where, f"fetching {_short(url)} failed: {reason}.") from None
-        finally:
-            await session.close()
+        except FetchTooLarge:
+            raise refused(where, self._too_big()) from None
+        except FetchFailed as e:
+            raise refused(where, f"fetching {_short(url)} failed: {e}.") from None
 
 
 def _short(url: str) -> str:
@@ -591,15 +565,7 @@ class Uploader:
         self, ctx: TurnContext, blob: Blob, method: str, path: str, body: Any, *, step: str
     ) -> dict[str, Any]:
         try:
-            answer = await self.http.request(
-                method,
-                ctx.base + path,
-                headers=ctx.headers(),
-                json_body=body,
-                impersonate=ctx.profile.impersonate,
-                timeout=self.timeout,
-                proxy=ctx.proxy,
-            )
+            answer = await files.call_json(self.http, ctx, method, path, body, timeout=self.timeout)
         except Chat2ApiError as e:
             raise _tagged(refused(blob.where, f"uploading it failed: {e.message}."), e) from None
         if answer.status != 200:
@@ -616,37 +582,10 @@ class Uploader:
         return parsed
 
     async def _put(self, ctx: TurnContext, blob: Blob, upload_url: str) -> None:
-        # The blob store is not ChatGPT: no authorization, device id or language
-        # (reference §10.2 step 5).
-        headers = {
-            k: v
-            for k, v in ctx.headers(accept="application/json, text/plain, */*").items()
-            if k
-            not in (
-                "authorization",
-                "oai-device-id",
-                "oai-language",
-                "chatgpt-account-id",
-                "authkey",
-            )
-        }
-        headers.update(
-            {
-                "content-type": blob.mime_type,
-                "x-ms-blob-type": "BlockBlob",
-                "x-ms-version": "2020-04-08",
-                "sec-fetch-site": "cross-site",
-            }
-        )
+        # (The blob store gets none of the account's own headers: upstream/files.py.)
         try:
-            answer = await self.http.request(
-                "PUT",
-                upload_url,
-                headers=headers,
-                data=blob.data,
-                impersonate=ctx.profile.impersonate,
-                timeout=self.timeout,
-                proxy=ctx.proxy,
+            answer = await files.put_blob(
+                self.http, ctx, upload_url, blob.data, blob.mime_type, timeout=self.timeout
             )
         except Chat2ApiError as e:
             raise _tagged(

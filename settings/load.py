@@ -178,6 +178,18 @@ def _one_of(*choices: str) -> Callable[[Any], str]:
     return parse
 
 
+def _parse_on_off(value: Any) -> str:
+    # YAML reads a bare on/off as a boolean.
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    text = str(value).strip().lower()
+    if text in ("on", "true", "1", "yes"):
+        return "on"
+    if text in ("off", "false", "0", "no"):
+        return "off"
+    raise ValueError(f"must be on or off, not {value!r}")
+
+
 def _parse_hosts(value: Any) -> tuple[str, ...]:
     hosts = tuple(h.lower() for h in _parse_list(value))
     for host in hosts:
@@ -224,6 +236,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "redis_url": _parse_redis_url,
     "redis_prefix": _parse_redis_prefix,
     "intercept_hosts": _parse_hosts,
+    "mitm_patches": _parse_on_off,
     "api_prefix": _parse_prefix,
     "authorization": _parse_list,
     "admin_key": _parse_optional_str,

@@ -8,6 +8,7 @@ from typing import Any, Literal
 Dialect = Literal["classic", "2026", "auto"]
 PowAlgorithm = Literal["auto", "sha3", "fnv1a"]
 UnknownModel = Literal["default", "reject"]
+OnOff = Literal["on", "off"]
 
 
 # The mirror's ban list for seed users: reference §13.4, plus writes to the account's
@@ -57,6 +58,8 @@ class Settings:
     redis_url: str | None = None
     redis_prefix: str = "chat2api"
     intercept_hosts: tuple[str, ...] = ("api.openai.com",)
+    # patches of mitmproxy's, pyOpenSSL's and curl_cffi's internals (patches/); off = stock
+    mitm_patches: OnOff = "on"
     # security
     api_prefix: str | None = None
     authorization: tuple[str, ...] = ()
