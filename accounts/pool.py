@@ -236,6 +236,24 @@ class Pool:
         assert cred is not None  # a first attempt never runs out
         return cred
 
+    async def check_key(self, bearer: str | None, *, refresh: bool) -> None:
+        """Raise AuthenticationFailed for a key no request could use, before any work
+        is done for it: a missing key where one is needed, a string that is neither a
+        code nor a token, an expired access token; with ``refresh``, a refresh token
+        the OAuth server rejects (its access token is cached for the request itself).
+        An unexpired access token is the backend's to judge."""
+        target = self._target(bearer or "")
+        entry = target.entry if target is not None else None
+        if entry is None:
+            return
+        if entry.kind is TokenKind.ACCESS:
+            if entry.exp is not None and entry.exp <= self.clock():
+                raise AuthenticationFailed("The access token has expired.")
+        elif self.refresher is None:
+            raise AuthenticationFailed("Refresh tokens are not accepted here.")
+        elif refresh:
+            await self.refresher.access_token(entry.token)
+
     def _target(self, bearer: str) -> _Target | None:
         bearer = bearer.strip()
         code = self.match_code(bearer)

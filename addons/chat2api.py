@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Optional
+from urllib.parse import unquote
 
 ROOT = Path(__file__).resolve().parent.parent
 # Plain `mitmdump -s addons/chat2api.py` puts addons/ first on sys.path, where `mirror`
@@ -33,8 +34,14 @@ from mitmproxy.proxy import mode_specs  # noqa: E402
 
 import patches  # noqa: E402
 from addons.admin import TokenAdmin  # noqa: E402
-from errors import Chat2ApiError, UpstreamUnavailable, printable  # noqa: E402
-from patches import inline_stream  # noqa: E402
+from addons.shield import Shield  # noqa: E402
+from errors import (  # noqa: E402
+    Chat2ApiError,
+    PayloadTooLarge,
+    UpstreamUnavailable,
+    printable,
+)
+from patches import early_answer, inline_stream  # noqa: E402
 from service import runtime as rt  # noqa: E402
 from service.api import Reply, StreamReply, error_reply  # noqa: E402
 from service.bridge import Bridge, BridgeJob  # noqa: E402
@@ -176,11 +183,49 @@ class Chat2Api:
         mode = flow.client_conn.proxy_mode
         if isinstance(mode, mode_specs.ReverseMode):
             assert self.runtime is not None
-            if self.runtime.api.owns(flow.request.path.split("?", 1)[0]):
+            path = flow.request.path.split("?", 1)[0]
+            if self.runtime.api.owns(path) or _under_prefix(path, self.runtime.settings.api_prefix):
+                # (a near miss under the secret prefix, "/<prefix>//v1", is a 404 here:
+                # never the mirror's, which would send the prefix upstream)
                 return True
             # With the mirror on, the site's own paths belong to addons/mirror.py.
             return not self.runtime.settings.enable_gateway
         return flow.request.pretty_host.lower() in self.intercept
+
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """Refuse before the body is read: a ``Content-Length`` over ``max_body_bytes``
+        (413), a key no request could use on a route that works for one (401); a body
+        without a length is cut at the limit (patches/early_answer.py)."""
+        runtime = self.runtime
+        if flow.response or runtime is None or not self._ours(flow):
+            return
+        limit = runtime.settings.max_body_bytes
+        length = flow.request.headers.get("content-length", "").strip()
+        error: Chat2ApiError | None = None
+        if length.isdigit() and int(length) > limit:
+            error = _too_large(f"{int(length)} bytes", limit)
+        elif (
+            runtime.api.needs_key(flow.request.method, flow.request.path.split("?", 1)[0])
+            and await runtime.until_started()
+        ):
+            try:
+                await runtime.api.check_key(
+                    _header_dict(flow.request.headers.fields), refresh=False
+                )
+            except Chat2ApiError as e:
+                error = e
+        if error is not None:
+            flow.metadata["chat2api"] = True
+            early_answer.answer_now(flow, self._response(error_reply(error)))
+            log.info(
+                "%s %s -> %d before the body",
+                flow.request.method,
+                self._loggable(flow.request.path.split("?", 1)[0]),
+                flow.response.status_code if flow.response else 0,
+            )
+            return
+        over = self._response(error_reply(_too_large("more", limit)))
+        early_answer.limit_body(flow, limit, over)
 
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
@@ -279,7 +324,11 @@ class Chat2Api:
                 self.bridge.drop(token)
 
     def _reply(self, flow: http.HTTPFlow, reply: Reply) -> None:
-        flow.response = http.Response.make(reply.status, reply.body, reply.headers)
+        flow.response = self._response(reply)
+
+    @staticmethod
+    def _response(reply: Reply) -> http.Response:
+        return http.Response.make(reply.status, reply.body, reply.headers)
 
     def _stream(self, flow: http.HTTPFlow, reply: StreamReply) -> None:
         if self.bridge is not None:
@@ -361,7 +410,23 @@ def _header_dict(fields: tuple[tuple[bytes, bytes], ...]) -> dict[str, str]:
     return out
 
 
+def _under_prefix(path: str, prefix: str | None) -> bool:
+    """Whether ``path`` starts with the API prefix, however many slashes lead."""
+    if not prefix:
+        return False
+    first = path.lstrip("/").split("/", 1)[0]
+    return first == prefix or unquote(first) == prefix
+
+
+def _too_large(size: str, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"Request body too large: {size}, the limit is {limit} bytes (max_body_bytes).",
+        param=None,
+    )
+
+
 _admin = TokenAdmin()
-# The admin addon goes first: on the reverse listener chat2api answers every
-# path it does not own with a 404, so /tokens must be taken before that.
-addons = [_admin, Chat2Api(_admin)]
+# The shield goes first (addons/shield.py: refusals before anything runs); then the
+# admin addon: on the reverse listener chat2api answers every path it does not own
+# with a 404, so /tokens must be taken before that.
+addons = [Shield(), _admin, Chat2Api(_admin)]

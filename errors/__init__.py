@@ -8,6 +8,7 @@ an honest HTTP status (like h11's ``error_status_hint``)::
     ├── InvalidRequest                 400 invalid_request_error
     │   └── PayloadTooLarge            413 invalid_request_error
     ├── AuthenticationFailed           401 invalid_request_error / invalid_api_key
+    │   └── ProxyAuthRequired          407 invalid_request_error (+ proxy-authenticate)
     ├── PermissionDenied               403 permission_error
     ├── NotFound                       404 invalid_request_error / unknown_url
     │   └── ModelNotFound              404 invalid_request_error / model_not_found
@@ -89,6 +90,16 @@ class AuthenticationFailed(Chat2ApiError):
     status = 401
     type = "invalid_request_error"
     code = "invalid_api_key"
+
+
+class ProxyAuthRequired(AuthenticationFailed):
+    """The HTTPS-proxy listener's own credentials (``proxy_auth``) are missing or wrong."""
+
+    status = 407
+    code = "proxy_auth_required"
+
+    def headers(self) -> dict[str, str]:
+        return {"proxy-authenticate": 'Basic realm="chat2api"'}
 
 
 class PermissionDenied(Chat2ApiError):

@@ -23,6 +23,9 @@ curl_headers        both    frees a reused curl handle's header list
                             (``curl_cffi``'s private ``_headers``; patches/curl.py)
 inline_stream       both    ``HttpStream.send_response``: addon answers streamed
                             from mitmproxy's HTTP layer (patches/inline_stream.py)
+early_answer        both    ``HttpStream``'s request-body states: an answer before
+                            the body is read, a body cut at its limit
+                            (patches/early_answer.py)
 deferred_addons     lean    ``mitmproxy.addons``' ``__init__`` run on demand, with a
                             copy of the left-out addons' options
                             (patches/deferred.py)
@@ -98,6 +101,7 @@ def _registry() -> list[Patch]:
         patch("deferred_addons", True, "deferred", "fits", "apply"),
         patch("curl_headers", False, "curl", "fits", None),
         patch("inline_stream", False, "inline_stream", "fits", "apply"),
+        patch("early_answer", False, "early_answer", "fits", "apply"),
         patch("fast_addon_manager", True, "addon_manager", "fits", None),
         patch("layer_shim", True, "layer_shim", "fits", "apply"),
         patch("quiet_add_log", True, "addon_manager", "quiet_log_fits", None),

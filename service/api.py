@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +82,7 @@ class ApiApp:
         history_disabled: bool,
         media: MediaFetcher | None = None,
         images: ImagesService | None = None,
+        key_check: Callable[[str | None, bool], Awaitable[None]] | None = None,
     ) -> None:
         self.api_root = api_root
         self.models = models
@@ -91,11 +92,27 @@ class ApiApp:
         self.history_disabled = history_disabled
         self.media = media
         self.images = images
+        #: (bearer, refresh) -> raises AuthenticationFailed for an unusable key
+        #: (``Pool.check_key``); run before any work is done for a request.
+        self.key_check = key_check
         self.created = int(time.time())
 
     def owns(self, path: str) -> bool:
         """Whether ``path`` (without query) is one of our API paths."""
         return path == self.api_root or path.startswith(self.api_root + "/")
+
+    def needs_key(self, method: str, path: str) -> bool:
+        """Whether the route does work for a key (a backend turn): such requests are
+        refused before their body is read when the key cannot be used."""
+        if method != "POST" or not self.owns(path):
+            return False
+        route = path[len(self.api_root) :].rstrip("/")
+        return route in ("/chat/completions", "/images/generations")
+
+    async def check_key(self, headers: Mapping[str, str], *, refresh: bool) -> None:
+        """Raise AuthenticationFailed if the request's key cannot be used."""
+        if self.key_check is not None:
+            await self.key_check(bearer_of(headers), refresh)
 
     async def handle(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes
@@ -142,6 +159,9 @@ class ApiApp:
         blobs = None
         if self.media is not None:  # image, file and audio parts → bytes, before any account
             req = self.media.prepare(req)
+            if self.media.has_parts(req):
+                # Never fetch a URL for a caller whose key is no good: no DNS, no connection.
+                await self.check_key(headers, refresh=True)
             blobs = await self.media.fetch_all(req)
         primed = await self.completions.prime(
             req,

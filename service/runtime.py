@@ -197,5 +197,6 @@ def build_runtime(settings: Settings) -> Runtime:
             models=settings.models,
             max_body_bytes=settings.max_body_bytes,
         ),
+        key_check=lambda bearer, refresh: accounts.pool.check_key(bearer, refresh=refresh),
     )
     return Runtime(settings=settings, http=http, accounts=accounts, api=api)

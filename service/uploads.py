@@ -30,11 +30,9 @@ import asyncio
 import base64
 import binascii
 import dataclasses
-import ipaddress
 import logging
 import mimetypes
 import re
-import socket
 import struct
 import time
 import uuid
@@ -44,6 +42,8 @@ from typing import Any
 from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 
 from errors import Chat2ApiError, InvalidRequest
+from service.netguard import forbidden_address as forbidden_address  # (re-exported)
+from service.netguard import resolve
 from translator.request import (
     Attachment,
     ChatRequest,
@@ -211,25 +211,6 @@ def mime_from_name(name: str | None) -> str | None:
     return guessed
 
 
-def forbidden_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Whether a user-supplied URL may not reach ``ip``: anything not globally routable
-    (loopback, private, link-local with 169.254.169.254, shared 100.64/10 with Alibaba's
-    100.100.100.200, reserved, multicast) and Azure's public-looking 168.63.129.16."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
-        if embedded is not None:
-            return forbidden_address(embedded)
-        if ip in _NAT64:
-            return forbidden_address(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
-    if ip in _METADATA:
-        return True
-    return not ip.is_global or ip.is_multicast
-
-
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-_METADATA = {ipaddress.ip_address("168.63.129.16"), ipaddress.ip_address("fd00:ec2::254")}
-
-
 # --------------------------------------------------------------------------- values
 
 
@@ -281,19 +262,7 @@ class UrlGuard:
 
     async def addresses(self, host: str, port: int) -> list[str]:
         """The addresses to connect to; raises ValueError if any is forbidden."""
-        try:
-            literal = ipaddress.ip_address(host)
-        except ValueError:
-            literal = None
-        if literal is not None:
-            found = [literal]
-        else:
-            loop = asyncio.get_running_loop()
-            try:
-                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except OSError as e:
-                raise ValueError(f"the host {host!r} cannot be resolved ({e.strerror})") from None
-            found = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+        found = await resolve(host, port)
         if self.allowed(host, port):
             return [str(a) for a in found]
         bad = [a for a in found if forbidden_address(a)]
@@ -331,6 +300,11 @@ class MediaFetcher:
                     m = Message(role=m.role, content=parts, name=m.name)
             messages.append(m)
         return _replace_messages(req, tuple(messages))
+
+    @staticmethod
+    def has_parts(req: ChatRequest) -> bool:
+        """Whether the request has any part to turn into bytes."""
+        return any(not isinstance(p, TextPart) for m in req.messages for p in m.content)
 
     async def fetch_all(self, req: ChatRequest) -> dict[tuple[int, int], Blob]:
         jobs: dict[tuple[int, int], Any] = {}
@@ -438,7 +412,10 @@ class MediaFetcher:
                 raise refused(
                     where, f"only http(s) and data: URLs can be fetched, not {_short(url)}."
                 )
-            port = parts.port or (443 if scheme == "https" else 80)
+            try:
+                port = parts.port or (443 if scheme == "https" else 80)
+            except ValueError:  # "+80", "80:81", "99999": urlsplit refuses them only here
+                raise refused(where, f"{_short(url)} has an invalid port.") from None
             try:
                 addresses = await self.guard.addresses(parts.hostname, port)
             except ValueError as e:

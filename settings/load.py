@@ -193,9 +193,16 @@ def _parse_on_off(value: Any) -> str:
 def _parse_hosts(value: Any) -> tuple[str, ...]:
     hosts = tuple(h.lower() for h in _parse_list(value))
     for host in hosts:
-        if not re.fullmatch(r"[a-z0-9.-]+(:\d+)?", host):
+        if not re.fullmatch(r"([a-z0-9.-]+|\[[0-9a-f:.]+\])(:\d+)?", host):
             raise ValueError(f"expected host names, got {host!r}")
     return hosts
+
+
+def _parse_proxy_auth(value: Any) -> str | None:
+    text = _parse_optional_str(value)
+    if text is not None and (":" not in text or text.startswith(":")):
+        raise ValueError("expected user:password")
+    return text
 
 
 def _parse_schedule(value: Any) -> str:
@@ -237,6 +244,10 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "redis_prefix": _parse_redis_prefix,
     "intercept_hosts": _parse_hosts,
     "mitm_patches": _parse_on_off,
+    "proxy_allow_hosts": _parse_hosts,
+    "proxy_auth": _parse_proxy_auth,
+    "header_timeout": _parse_seconds,
+    "connections_per_address": _parse_int(1, 1_000_000),
     "api_prefix": _parse_prefix,
     "authorization": _parse_list,
     "admin_key": _parse_optional_str,
@@ -336,7 +347,7 @@ def _check_consistency(s: Settings) -> None:
 
 def describe(settings: Settings) -> dict[str, Any]:
     """The settings as plain data with every secret masked, for logs."""
-    secret = {"authorization", "admin_key", "auth_key", "api_prefix"}
+    secret = {"authorization", "admin_key", "auth_key", "api_prefix", "proxy_auth"}
     out: dict[str, Any] = {}
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)

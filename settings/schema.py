@@ -60,6 +60,13 @@ class Settings:
     intercept_hosts: tuple[str, ...] = ("api.openai.com",)
     # patches of mitmproxy's, pyOpenSSL's and curl_cffi's internals (patches/); off = stock
     mitm_patches: OnOff = "on"
+    # the HTTPS-proxy listener (service/shield.py): local destinations allowed anyway,
+    # and the Basic credentials ("user:pass") clients must send; None = none needed
+    proxy_allow_hosts: tuple[str, ...] = ()
+    proxy_auth: str | None = None
+    # both listeners: seconds to a complete request head; open connections per address
+    header_timeout: float = 10.0
+    connections_per_address: int = 256
     # security
     api_prefix: str | None = None
     authorization: tuple[str, ...] = ()

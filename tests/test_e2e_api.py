@@ -57,6 +57,8 @@ def mitm(
         # Short enough that stall tests stay quick, long enough for a loaded CI box.
         "TIMEOUT_IDLE": "3",
         "TIMEOUT_FIRST_BYTE": "4",
+        # The pass-through test's TLS server is local: listed, so the proxy may reach it.
+        "PROXY_ALLOW_HOSTS": "localhost",
     }
     with start_mitm(tmp_path_factory.mktemp("mitm"), env) as m:
         yield m

@@ -97,9 +97,10 @@ def test_the_real_patches_fit_the_installed_libraries() -> None:
     """Every pinned mitmproxy (11.0.2 on Python 3.11, 12.3.1 on 3.12+) fits every
     patch checked here; the deferred import is checked in a fresh interpreter
     (tests/test_patches_launcher.py)."""
-    from patches import addon_manager, curl, inline_stream, memory, tasks
+    from patches import addon_manager, curl, early_answer, inline_stream, memory, tasks
 
     assert inline_stream.fits() is None
+    assert early_answer.fits() is None
     assert addon_manager.fits() is None
     assert tasks.fits() is None
     assert curl.fits() is None

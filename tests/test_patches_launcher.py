@@ -118,6 +118,7 @@ def test_the_launcher_installs_what_the_setting_says(setting: str) -> None:
         "deferred_addons",
         "curl_headers",
         "inline_stream",
+        "early_answer",
         "fast_addon_manager",
         "layer_shim",
         "quiet_add_log",
