@@ -193,17 +193,38 @@ def _parse_schedule(value: Any) -> str:
     return text
 
 
+def _parse_lines(value: Any) -> tuple[str, ...]:
+    if isinstance(value, list):
+        return tuple(str(item).strip() for item in value if str(item).strip())
+    return tuple(s.strip() for s in str(value or "").splitlines() if s.strip())
+
+
 def _parse_ban_list(value: Any) -> tuple[str, ...]:
     # Comma-separated in the environment would split regexes like {1,3}: a YAML
     # list there, or one entry per line in the environment variable.
-    if isinstance(value, list):
-        entries = tuple(str(item).strip() for item in value if str(item).strip())
-    else:
-        entries = tuple(s.strip() for s in str(value or "").splitlines() if s.strip())
+    entries = _parse_lines(value)
     from mirror.paths import parse_ban_rules  # lazily, like the model table below
 
     parse_ban_rules(entries)
     return entries
+
+
+def _parse_allow_list(value: Any) -> tuple[str, ...]:
+    entries = _parse_lines(value)
+    from mirror.paths import parse_allow_rules
+
+    parse_allow_rules(entries)
+    return entries
+
+
+def _parse_gateway_hosts(value: Any) -> tuple[str, ...]:
+    from mirror.router import split_host
+
+    hosts = tuple(h.lower() for h in _parse_list(value))
+    for host in hosts:
+        if split_host(host) is None:
+            raise ValueError(f"expected host names or addresses (optionally :port), got {host!r}")
+    return hosts
 
 
 def _parse_models(value: Any) -> Any:
@@ -260,6 +281,11 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "enable_gateway": parse_bool,
     "auto_seed": parse_bool,
     "gateway_blocked_paths": _parse_ban_list,
+    "gateway_allowed_paths": _parse_allow_list,
+    "gateway_hosts": _parse_gateway_hosts,
+    "auto_seed_limit": _parse_int(0, 10**9),
+    "gateway_new_seeds_per_hour": _parse_int(0, 10**6),
+    "gateway_signin_refreshes_per_hour": _parse_int(0, 10**6),
     "gateway_assets_url": _parse_url,
     "gateway_files_url": _parse_url,
     "gateway_sandbox_url": _parse_url,
