@@ -4,7 +4,7 @@ For every request on the reverse listener that the API and the token admin leave
 alone (reference §13, with the weaknesses of §15.3 closed):
 
 0. The ``Host`` must be one of ``gateway_hosts`` (else a plain 421): pages built for
-   another name would point the browser there (DNS rebinding).
+   another name would point the browser there (DNS rebinding; docs/mirror-security.md).
 1. The path is made canonical (:mod:`mirror.paths`); every decision uses that form.
 2. Local pages: ``/login`` (GET the page, POST the form), ``/?token=…`` (sets the
    cookie and redirects to ``/``), ``/logout`` and ``/auth/logout`` (back to
