@@ -14,18 +14,22 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 
 from tests.fakechatgpt.harness import Emulator, mint_access_token, received, reset, run_emulator
+from tests.support.browser import Page, start_browser
 from tests.support.mitm import Mitm, start_mitm
 from tests.test_e2e_mirror import Client as FlowClient
-from tests.test_e2e_mirror import listed, start_conversation
+from tests.test_e2e_mirror import listed, needs_browser, sign_in, start_conversation
 
 ADMIN_KEY = "security-admin-key-0123456789"
 POOL_AT = mint_access_token(exp_in=7 * 86400)
@@ -395,6 +399,75 @@ def test_7_cross_site_sign_in_is_refused_or_confirmed(mitm: Mitm, emulator: Emul
         client.close()
     assert SEED_A not in mitm.log()
     assert backend_log(emulator) == []
+
+
+class AttackerSite:
+    """Pages on another origin (http://127.0.0.2:PORT), served by a thread."""
+
+    def __init__(self, pages: dict[str, str]) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+                page = pages.get(self.path)
+                body = (page or "not found").encode()
+                self.send_response(200 if page else 404)
+                self.send_header("content-type", "text/html; charset=utf-8")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.2", 0), Handler)
+        self.url = f"http://127.0.0.2:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def token_cookie(page: Page, site: str) -> str | None:
+    cookies = page.send("Network.getCookies", {"urls": [site + "/"]})["cookies"]
+    values = [c["value"] for c in cookies if c["name"] == "token"]
+    return values[0] if values else None
+
+
+@needs_browser
+def test_7_login_csrf_from_another_site_in_a_browser(mitm: Mitm, tmp_path: Path) -> None:
+    """A real Chromium signed in as the victim visits the attacker's pages, which post
+    the sign-in form and open ``/?token=`` with the attacker's seed."""
+    site = f"http://127.0.0.1:{mitm.reverse_port}"
+    attacker = AttackerSite(
+        {
+            "/post.html": f"""<form method="post" action="{site}/login">
+                <input name="token" value="{SEED_A}"></form>
+                <script>document.forms[0].submit()</script>""",
+            "/link.html": f"""<script>location.href = "{site}/?token={SEED_A}"</script>""",
+        }
+    )
+    try:
+        with start_browser(tmp_path) as browser:
+            page = browser.new_page()
+            sign_in(page, site, SEED_B)
+            assert token_cookie(page, site) == SEED_B
+            page.send("Page.navigate", {"url": attacker.url + "/post.html"})
+            page.wait_for(f"location.href === {json.dumps(site + '/login')}")
+            page.wait_for("document.querySelector('.error') !== null")
+            assert "another site" in page.text(".error")
+            assert token_cookie(page, site) == SEED_B  # still the victim's session
+            page.send("Page.navigate", {"url": attacker.url + "/link.html"})
+            page.wait_for(f"location.href.startsWith({json.dumps(site + '/?token=')})")
+            page.wait_for("document.querySelector('input[type=hidden]') !== null")
+            assert "Confirm" in page.text("button")
+            assert token_cookie(page, site) == SEED_B
+            # The user who did want it confirms on the mirror's own page: signed in.
+            page.click("button[type=submit]")
+            page.wait_for(f"location.href === {json.dumps(site + '/')}", 20)
+            assert token_cookie(page, site) == SEED_A
+    finally:
+        attacker.close()
 
 
 # -- finding 9: refresh tokens at sign-in ----------------------------------------------------
