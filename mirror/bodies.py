@@ -32,8 +32,9 @@ def _pairs(pairs: list[tuple[str, Any]]) -> _Object:
 
 
 def conversation_ids(body: bytes) -> list[str]:
-    """Every top-level ``conversation_id`` that names a conversation; [] for an empty
-    body or one that names none. Raises Unreadable."""
+    """Every ``conversation_id`` of the top-level object (or of the objects in a
+    top-level list) that names a conversation; [] for an empty body or one that
+    names none. Raises Unreadable."""
     if not body.strip():
         return []
     try:
@@ -42,10 +43,11 @@ def conversation_ids(body: bytes) -> list[str]:
         raise Unreadable("The request body is not readable JSON.") from None
     except RecursionError:
         raise Unreadable("The request body is nested too deeply.") from None
-    if not isinstance(data, _Object):
-        return []
+    objects = [data] if isinstance(data, _Object) else []
+    if isinstance(data, list):  # a batch: each item may name one
+        objects = [item for item in data if isinstance(item, _Object)]
     out = []
-    for value in data.ids:
+    for value in (v for obj in objects for v in obj.ids):
         if value is None or value == "":
             continue
         if not isinstance(value, str):

@@ -466,9 +466,10 @@ class Gateway:
     async def _check_owner(
         self, req: MirrorRequest, method: str, rule_path: CanonicalPath, key: str
     ) -> Answer | None:
-        """404 for a conversation the seed does not own (in the path or the body),
-        400 for a body about conversations that cannot be read."""
+        """404 for a conversation the seed does not own (in the path, the query or the
+        body), 400 for a body about conversations that cannot be read."""
         ids = [cid] if (cid := conversation_in_path(rule_path)) else []
+        ids += [v for k, v in parse_qsl(rule_path.query) if k == "conversation_id" and v]
         if req.body and method not in _READS:
             try:
                 ids += conversation_ids(req.body)

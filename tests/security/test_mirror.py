@@ -208,6 +208,7 @@ def odd_bodies(cid: str) -> dict[str, tuple[bytes, dict[str, str]]]:
         "unreadable": (b"\xff\xfe\x00{garbage" + text.encode()[:40], as_json),
         "bad gzip": (b"\x1f\x8bnot gzip at all", {**as_json, "content_encoding": "gzip"}),
         "form": (urlencode({"conversation_id": cid}).encode(), {}),
+        "a list": (json.dumps([continue_body(cid)]).encode(), as_json),
     }
 
 
@@ -234,6 +235,13 @@ def test_4_odd_json_bodies_never_carry_another_seeds_conversation(
                 assert status in (400, 404), (name, target, status, answer)
                 mirror_error(answer)
                 refused += 1
+        # The conversation in a query string (file downloads take it there).
+        for target in (
+            f"/backend-api/files/file-4Qm2uYbVx7/download?conversation_id={cid}",
+            f"/backend-anon/files/file-4Qm2uYbVx7/download?inline=1&conversation_id={cid.upper()}",
+        ):
+            status, _, answer = client.call("GET", target, None, **bearer(SEED_A))
+            assert (status, backend_log(emulator)) == (404, []), (target, answer)
     finally:
         client.close()
     assert refused == len(TARGETS_4) * len(odd_bodies(cid))
