@@ -150,13 +150,14 @@ class Seeds:
     async def _new_seed(self, key: str, client: str) -> SeedRecord:
         if not self.auto_seed:
             raise LoginFailed(401, "Unknown seed.")
-        if self.auto_seed_limit and len(await self.store.seeds()) >= self.auto_seed_limit:
-            log.warning("auto_seed_limit (%d) reached: new seed refused", self.auto_seed_limit)
-            raise LoginFailed(403, "This mirror takes no new seeds; ask its operator for one.")
-        entry_id = await self.pick_entry()  # before counting: no account, no seed
-        _limited(self.new_seeds.take(client), "new seeds")
-        record = SeedRecord(entry_id=entry_id, created=self.clock())
-        await self.store.put_seed(key, record)
+        async with self.store.lock("seeds:new"):  # the cap holds for concurrent sign-ups
+            if self.auto_seed_limit and len(await self.store.seeds()) >= self.auto_seed_limit:
+                log.warning("auto_seed_limit (%d) reached: new seed refused", self.auto_seed_limit)
+                raise LoginFailed(403, "This mirror takes no new seeds; ask its operator for one.")
+            entry_id = await self.pick_entry()  # before counting: no account, no seed
+            _limited(self.new_seeds.take(client), "new seeds")
+            record = SeedRecord(entry_id=entry_id, created=self.clock())
+            await self.store.put_seed(key, record)
         log.info("new seed %s on pool entry %s", key[:12], record.entry_id)
         return record
 
