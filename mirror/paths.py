@@ -26,6 +26,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import quote, unquote
 
+from settings.allow_list import AllowRule
+
 # Characters kept unencoded in a forwarded path segment (RFC 3986 pchar minus "%").
 _SEGMENT_SAFE = "-._~!$&'()*+,;=:@"
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -143,41 +145,6 @@ def as_backend_api(path: CanonicalPath) -> CanonicalPath:
 def is_backend(path: CanonicalPath) -> bool:
     """Whether the path is the backend's API (any ``/backend-…`` prefix or ``/public-api``)."""
     return bool(_BACKEND_PREFIX.match(path.match) or _PUBLIC_PREFIX.match(path.match))
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class AllowRule:
-    """One entry of the seed allow-list: a regex the whole canonical path (without its
-    leading ``/``, backend prefix read as ``backend-api``) must match, for every
-    method or, with ``read:``, for GET, HEAD and OPTIONS only."""
-
-    pattern: re.Pattern[str]
-    reads_only: bool
-    source: str
-
-    def matches(self, method: str, match_path: str) -> bool:
-        if self.reads_only and method.upper() not in _READ_METHODS:
-            return False
-        return self.pattern.fullmatch(match_path.lstrip("/")) is not None
-
-
-def parse_allow_rules(entries: Iterable[str]) -> tuple[AllowRule, ...]:
-    """Parse ``[read:]regex`` entries; raises ValueError naming the bad entry."""
-    rules = []
-    for raw in entries:
-        text = raw.strip()
-        reads_only = text.lower().startswith("read:")
-        if reads_only:
-            text = text[len("read:") :].strip()
-        text = text.lstrip("/")
-        if not text:
-            raise ValueError(f"empty allow-list entry {raw!r}")
-        try:
-            pattern = re.compile(text, re.IGNORECASE)
-        except re.error as e:
-            raise ValueError(f"allow-list entry {raw!r} is not a valid regex: {e}") from None
-        rules.append(AllowRule(pattern=pattern, reads_only=reads_only, source=raw.strip()))
-    return tuple(rules)
 
 
 def allowed(rules: Sequence[AllowRule], method: str, path: CanonicalPath) -> bool:

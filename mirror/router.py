@@ -39,7 +39,6 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 from mirror import stubs
 from mirror.bodies import Unreadable, conversation_ids
 from mirror.paths import (
-    AllowRule,
     BadPath,
     BanRule,
     CanonicalPath,
@@ -62,6 +61,8 @@ from mirror.rewrite import (
 )
 from mirror.seedapi import SeedApi
 from mirror.seeds import Identity, LoginFailed, Seeds
+from settings.allow_list import AllowRule
+from settings.host_names import split_host
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,6 @@ SESSION_BEARER = "chat2api-session"
 COOKIE_MAX_AGE = 400 * 24 * 3600  # the longest lifetime browsers keep (RFC 6265bis)
 LIST_PAGE = 100  # the backend's largest conversation page
 _HOST = re.compile(r"[A-Za-z0-9.-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
-_HOST_PARTS = re.compile(r"\[([0-9a-f:.]+)\](?::(\d{1,5}))?|([a-z0-9_.-]+?)\.?(?::(\d{1,5}))?")
 _CONVERSATION_POST = re.compile(r"^/backend-api/(?:f/)?conversation$")
 _READS = ("GET", "HEAD", "OPTIONS")
 _SECURITY = [
@@ -250,22 +250,6 @@ def is_navigation(req: MirrorRequest) -> bool:
     if req.header("sec-fetch-mode") == "navigate":
         return True
     return "text/html" in (req.header("accept") or "")
-
-
-def split_host(value: str) -> tuple[str, int | None] | None:
-    """``(name, port)`` of a ``Host`` value or a ``gateway_hosts`` entry (IPv6 in
-    brackets or bare, a trailing dot dropped, lower case); None if malformed."""
-    text = value.strip().lower()
-    if ":" in text and not text.startswith("[") and text.count(":") > 1:
-        text = f"[{text}]"  # a bare IPv6 address (settings only)
-    m = _HOST_PARTS.fullmatch(text)
-    if m is None:
-        return None
-    name = m.group(1) or m.group(3)
-    port = m.group(2) or m.group(4)
-    if not name or (port is not None and not 0 < int(port) < 65536):
-        return None
-    return name, int(port) if port else None
 
 
 def same_origin(origin: str, host: str) -> bool:

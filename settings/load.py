@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from settings.allow_list import parse_allow_rules
+from settings.host_names import split_host
 from settings.schema import Settings, Timeouts
 
 
@@ -193,16 +195,13 @@ def _parse_schedule(value: Any) -> str:
     return text
 
 
-def _parse_lines(value: Any) -> tuple[str, ...]:
-    if isinstance(value, list):
-        return tuple(str(item).strip() for item in value if str(item).strip())
-    return tuple(s.strip() for s in str(value or "").splitlines() if s.strip())
-
-
 def _parse_ban_list(value: Any) -> tuple[str, ...]:
     # Comma-separated in the environment would split regexes like {1,3}: a YAML
     # list there, or one entry per line in the environment variable.
-    entries = _parse_lines(value)
+    if isinstance(value, list):
+        entries = tuple(str(item).strip() for item in value if str(item).strip())
+    else:
+        entries = tuple(s.strip() for s in str(value or "").splitlines() if s.strip())
     from mirror.paths import parse_ban_rules  # lazily, like the model table below
 
     parse_ban_rules(entries)
@@ -210,16 +209,16 @@ def _parse_ban_list(value: Any) -> tuple[str, ...]:
 
 
 def _parse_allow_list(value: Any) -> tuple[str, ...]:
-    entries = _parse_lines(value)
-    from mirror.paths import parse_allow_rules
-
-    parse_allow_rules(entries)
+    # One entry per line in the environment, like the ban list (regexes hold commas).
+    if isinstance(value, list):
+        entries = tuple(str(item).strip() for item in value if str(item).strip())
+    else:
+        entries = tuple(s.strip() for s in str(value or "").splitlines() if s.strip())
+    parse_allow_rules(entries)  # the mirror parses them again when it is built
     return entries
 
 
 def _parse_gateway_hosts(value: Any) -> tuple[str, ...]:
-    from mirror.router import split_host
-
     hosts = tuple(h.lower() for h in _parse_list(value))
     for host in hosts:
         if split_host(host) is None:

@@ -12,16 +12,11 @@ import pytest
 from mirror import default_hosts
 from mirror.bodies import Unreadable, conversation_ids
 from mirror.limits import PerAddress, address_key
-from mirror.paths import (
-    allowed,
-    as_backend_api,
-    canonical,
-    is_backend,
-    names_conversations,
-    parse_allow_rules,
-)
-from mirror.router import MirrorRequest, cross_site, same_origin, split_host
+from mirror.paths import allowed, as_backend_api, canonical, is_backend, names_conversations
+from mirror.router import MirrorRequest, cross_site, same_origin
 from settings import SettingsError, load_settings
+from settings.allow_list import parse_allow_rules
+from settings.host_names import split_host
 from settings.schema import DEFAULT_GATEWAY_ALLOWED_PATHS
 
 CID = "6f1c2d3e-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
