@@ -189,10 +189,8 @@ def continue_body(cid: str) -> dict[str, Any]:
 def odd_bodies(cid: str) -> dict[str, tuple[bytes, dict[str, str]]]:
     text = json.dumps(continue_body(cid))
     as_json = {"content_type": "application/json"}
-    first_wins = text.replace("{", '{"conversation_id": "%s", ' % cid, 1).replace(
-        f'"conversation_id": "{cid}"', '"conversation_id": null', 2
-    )
-    first_wins = first_wins.replace('"conversation_id": null', f'"conversation_id": "{cid}"', 1)
+    # B's id first, then null: a parser that keeps the first key continues B's.
+    first_wins = f'{{"conversation_id": "{cid}", ' + text[1:].replace(f'"{cid}"', "null")
     return {
         "utf-8 with BOM": (b"\xef\xbb\xbf" + text.encode(), as_json),
         "utf-16 with BOM": (text.encode("utf-16"), as_json),
