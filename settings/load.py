@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from settings.allow_list import parse_allow_rules
+from settings.host_names import split_host
 from settings.schema import Settings, Timeouts
 
 
@@ -225,6 +227,24 @@ def _parse_ban_list(value: Any) -> tuple[str, ...]:
     return entries
 
 
+def _parse_allow_list(value: Any) -> tuple[str, ...]:
+    # One entry per line in the environment, like the ban list (regexes hold commas).
+    if isinstance(value, list):
+        entries = tuple(str(item).strip() for item in value if str(item).strip())
+    else:
+        entries = tuple(s.strip() for s in str(value or "").splitlines() if s.strip())
+    parse_allow_rules(entries)  # the mirror parses them again when it is built
+    return entries
+
+
+def _parse_gateway_hosts(value: Any) -> tuple[str, ...]:
+    hosts = tuple(h.lower() for h in _parse_list(value))
+    for host in hosts:
+        if split_host(host) is None:
+            raise ValueError(f"expected host names or addresses (optionally :port), got {host!r}")
+    return hosts
+
+
 def _parse_models(value: Any) -> Any:
     # The table's own parser lives with the model mapping; imported lazily so
     # that settings stay importable on their own.
@@ -284,6 +304,11 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "enable_gateway": parse_bool,
     "auto_seed": parse_bool,
     "gateway_blocked_paths": _parse_ban_list,
+    "gateway_allowed_paths": _parse_allow_list,
+    "gateway_hosts": _parse_gateway_hosts,
+    "auto_seed_limit": _parse_int(0, 10**9),
+    "gateway_new_seeds_per_hour": _parse_int(0, 10**6),
+    "gateway_signin_refreshes_per_hour": _parse_int(0, 10**6),
     "gateway_assets_url": _parse_url,
     "gateway_files_url": _parse_url,
     "gateway_sandbox_url": _parse_url,

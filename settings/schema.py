@@ -36,6 +36,26 @@ DEFAULT_GATEWAY_BLOCKED_PATHS: tuple[str, ...] = (
 )
 
 
+_UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+# What a seed user may reach on the backend (mirror/router.py, fail closed): the path
+# families the site calls for a conversation turn, its own conversations and list,
+# models, files and GPT pages (docs/mirror-security.md). Regexes matched against the
+# whole canonical path (no leading "/"; any /backend-… prefix reads as backend-api);
+# "read:" limits an entry to GET, HEAD and OPTIONS.
+DEFAULT_GATEWAY_ALLOWED_PATHS: tuple[str, ...] = (
+    "backend-api/sentinel/.+",
+    "backend-api/(f/)?conversation",
+    "backend-api/f/conversation/(prepare|resume)",
+    "backend-api/conversation/init",
+    f"backend-api/(f/)?conversation/(gen_title/)?{_UUID}(/.*)?",
+    "read:backend-api/conversations",
+    "read:backend-api/models",
+    "backend-api/files(/.*)?",
+    "read:backend-api/gizmos/g-(?!p-)[^/]+",
+)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Timeouts:
     """Backend call limits, in seconds."""
@@ -112,6 +132,14 @@ class Settings:
     enable_gateway: bool = False
     auto_seed: bool = True
     gateway_blocked_paths: tuple[str, ...] = DEFAULT_GATEWAY_BLOCKED_PATHS
+    gateway_allowed_paths: tuple[str, ...] = DEFAULT_GATEWAY_ALLOWED_PATHS
+    # the Host names the mirror answers to; () = HOST, localhost, 127.0.0.1 and ::1
+    gateway_hosts: tuple[str, ...] = ()
+    # seeds that may exist before auto_seed stops making new ones; 0 = no cap
+    auto_seed_limit: int = 100
+    # per client address and hour; 0 = no limit
+    gateway_new_seeds_per_hour: int = 10
+    gateway_signin_refreshes_per_hour: int = 10
     gateway_assets_url: str = "https://cdn.oaistatic.com"
     gateway_files_url: str = "https://files.oaiusercontent.com"
     gateway_sandbox_url: str = "https://web-sandbox.oaiusercontent.com"
