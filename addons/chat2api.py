@@ -33,11 +33,12 @@ from mitmproxy.proxy import mode_specs  # noqa: E402
 
 from addons import inline_stream  # noqa: E402
 from addons.admin import TokenAdmin  # noqa: E402
+from addons.ops import Ops  # noqa: E402
 from errors import Chat2ApiError, UpstreamUnavailable, printable  # noqa: E402
+from ops.startup import log_summary  # noqa: E402
 from service import runtime as rt  # noqa: E402
 from service.api import Reply, StreamReply, error_reply  # noqa: E402
 from settings import Settings, SettingsError, load_settings  # noqa: E402
-from settings.load import describe  # noqa: E402
 
 log = logging.getLogger("chat2api")
 
@@ -92,7 +93,6 @@ class Chat2Api:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             self.intercept = frozenset(settings.intercept_hosts)
-            log.info("chat2api settings: %s", describe(settings))
             if not self._listeners_chosen:
                 self._listeners_chosen = True
                 self._default_listeners(settings)
@@ -130,6 +130,7 @@ class Chat2Api:
         self.admin.set_pool(
             runtime.accounts.pool, admin_key=settings.admin_key, prefix=settings.api_prefix or ""
         )
+        await log_summary(runtime)
 
     async def _switch(self, old: rt.Runtime, new: rt.Runtime) -> None:
         """New settings while running: start their runtime, retire the old one
@@ -175,7 +176,6 @@ class Chat2Api:
         if not await self.runtime.until_started():
             self._reply(flow, error_reply(UpstreamUnavailable("chat2api is still starting")))
             return
-        started = time.monotonic()
         path = flow.request.path.split("?", 1)[0]
         shown = self._loggable(path)
         try:
@@ -192,14 +192,7 @@ class Chat2Api:
             self._stream(flow, reply)
         else:
             self._reply(flow, reply)
-        log.info(
-            "%s %s -> %d%s in %.0f ms",
-            flow.request.method,
-            shown,
-            reply.status,
-            " (streaming)" if isinstance(reply, StreamReply) else "",
-            (time.monotonic() - started) * 1000,
-        )
+        # (The access line, with its durations, is addons/ops.py's.)
 
     def _loggable(self, path: str) -> str:
         """``path`` for the log: without the secret API_PREFIX, and encodable (raw
@@ -306,6 +299,7 @@ def _header_dict(fields: tuple[tuple[bytes, bytes], ...]) -> dict[str, str]:
 
 
 _admin = TokenAdmin()
-# The admin addon goes first: on the reverse listener chat2api answers every
-# path it does not own with a 404, so /tokens must be taken before that.
-addons = [_admin, Chat2Api(_admin)]
+# The ops addon goes first (request ids, /health, /ready, /metrics, CORS), then
+# the admin addon: on the reverse listener chat2api answers every path it does
+# not own with a 404, so /tokens must be taken before that.
+addons = [Ops(), _admin, Chat2Api(_admin)]
