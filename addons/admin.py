@@ -66,6 +66,9 @@ class TokenAdmin:
             log.exception("admin route %s failed", route)
             answer = error_response(Chat2ApiError("Internal error in the admin API."))
         flow.response = http.Response.make(answer.status, answer.body, answer.headers)
+        if route.startswith("/tokens/add"):  # refused; keep the token out of flow logs too
+            path = flow.request.path
+            flow.request.path = path[: path.index("/tokens/add")] + "/tokens/add/<redacted>"
 
     async def _answer(self, flow: http.HTTPFlow) -> AdminResponse:
         if flow.metadata["chat2api.admin"] == "/auth/refresh":

@@ -75,6 +75,17 @@ def curl(m: Mitm, method: str, path: str, *args: str) -> tuple[int, dict[str, st
     return status, headers, json.loads(body) if body.strip() else None
 
 
+def curl_raw(m: Mitm, method: str, path: str, *args: str) -> tuple[int, dict[str, str], str]:
+    """Like :func:`curl`, for answers that are not JSON."""
+    cmd = ["curl", "-sS", "-D", "-", "-X", method, "--noproxy", "*", *args]
+    cmd.append(f"http://127.0.0.1:{m.reverse_port}{path}")
+    out = subprocess.run(cmd, capture_output=True, timeout=60, check=True).stdout.decode()
+    head, _, body = out.partition("\r\n\r\n")
+    lines = head.split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
 KEY = ("-H", f"Authorization: Bearer {ADMIN_KEY}")
 
 
@@ -131,14 +142,33 @@ def test_error_tokens_are_masked(mitm: Mitm, emulator: Emulator) -> None:
     curl(mitm, "POST", "/tokens/clear", *KEY)
 
 
-def test_token_in_url_is_refused(mitm: Mitm) -> None:
-    token = mint_access_token()
-    status, _, body = curl(mitm, "GET", f"/tokens/add/{token}", *KEY)
-    assert status == 400
-    assert "/tokens/upload" in body["error"]["message"]
-    assert token not in json.dumps(body) and token not in mitm.log()
-    _, _, view = curl(mitm, "GET", "/tokens/api/tokens", *KEY)
-    assert view["count"] == 0
+def test_token_in_url_is_refused(emulator: Emulator, tmp_path: Path) -> None:
+    # flow_detail=1, as run.sh leaves it: mitmdump prints every request line too.
+    with start_mitm(tmp_path, env_for(emulator), flow_detail=1) as m:
+        token = mint_access_token()
+        status, _, body = curl(m, "GET", f"/tokens/add/{token}", *KEY)
+        assert status == 400
+        assert "/tokens/upload" in body["error"]["message"]
+        assert token not in json.dumps(body)
+        _, _, view = curl(m, "GET", "/tokens/api/tokens", *KEY)
+        assert view["count"] == 0
+        assert "/tokens/add/<redacted>" in m.log()
+        assert token not in m.log() and token[-30:] not in m.log()
+
+
+def test_mirror_answers_carry_ids_but_no_cors(mitm: Mitm) -> None:
+    origin = ("-H", "Origin: https://evil.example")
+    status, headers, _ = curl_raw(mitm, "GET", "/login", *origin)
+    assert status == 200 and headers["x-request-id"].startswith("req_")
+    assert "access-control-allow-origin" not in headers
+    code = ("-H", f"Authorization: Bearer {CODE}")
+    status, headers, _ = curl(mitm, "GET", "/seedtoken", *code, *origin)
+    assert status == 200 and headers["x-request-id"]
+    assert "access-control-allow-origin" not in headers
+    pre = ("-H", "Access-Control-Request-Method: POST")
+    for path in ("/seedtoken", "/login", "/backend-api/me", "/tokens/upload"):
+        _, headers, _ = curl_raw(mitm, "OPTIONS", path, *origin, *pre)
+        assert "access-control-allow-origin" not in headers, path
 
 
 def test_seedtoken_in_the_original_shapes(mitm: Mitm) -> None:
