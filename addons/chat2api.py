@@ -34,6 +34,7 @@ from mitmproxy.proxy import mode_specs  # noqa: E402
 
 import patches  # noqa: E402
 from addons.admin import TokenAdmin  # noqa: E402
+from addons.ops import Ops  # noqa: E402
 from addons.shield import Shield  # noqa: E402
 from errors import (  # noqa: E402
     Chat2ApiError,
@@ -41,12 +42,12 @@ from errors import (  # noqa: E402
     UpstreamUnavailable,
     printable,
 )
+from ops.startup import log_summary  # noqa: E402
 from patches import early_answer, inline_stream  # noqa: E402
 from service import runtime as rt  # noqa: E402
 from service.api import Reply, StreamReply, error_reply  # noqa: E402
 from service.bridge import Bridge, BridgeJob  # noqa: E402
 from settings import Settings, SettingsError, load_settings  # noqa: E402
-from settings.load import describe  # noqa: E402
 
 log = logging.getLogger("chat2api")
 
@@ -105,7 +106,6 @@ class Chat2Api:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             self.intercept = frozenset(settings.intercept_hosts)
-            log.info("chat2api settings: %s", describe(settings))
             # Plain mitmdump installs the patches here; under the lean launcher
             # its main did already, and this changes nothing.
             wanted = settings.mitm_patches == "on"
@@ -155,6 +155,7 @@ class Chat2Api:
         self.admin.set_pool(
             runtime.accounts.pool, admin_key=settings.admin_key, prefix=settings.api_prefix or ""
         )
+        await log_summary(runtime)
 
     async def _switch(self, old: rt.Runtime, new: rt.Runtime) -> None:
         """New settings while running: start their runtime, retire the old one
@@ -240,7 +241,6 @@ class Chat2Api:
         if not await self.runtime.until_started():
             self._reply(flow, error_reply(UpstreamUnavailable("chat2api is still starting")))
             return
-        started = time.monotonic()
         path = flow.request.path.split("?", 1)[0]
         shown = self._loggable(path)
         try:
@@ -257,14 +257,7 @@ class Chat2Api:
             self._stream(flow, reply)
         else:
             self._reply(flow, reply)
-        log.info(
-            "%s %s -> %d%s in %.0f ms",
-            flow.request.method,
-            shown,
-            reply.status,
-            " (streaming)" if isinstance(reply, StreamReply) else "",
-            (time.monotonic() - started) * 1000,
-        )
+        # (The access line, with its durations, is addons/ops.py's.)
 
     def _loggable(self, path: str) -> str:
         """``path`` for the log: without the secret API_PREFIX, and encodable (raw
@@ -427,6 +420,7 @@ def _too_large(size: str, limit: int) -> PayloadTooLarge:
 
 _admin = TokenAdmin()
 # The shield goes first (addons/shield.py: refusals before anything runs); then the
-# admin addon: on the reverse listener chat2api answers every path it does not own
-# with a 404, so /tokens must be taken before that.
-addons = [Shield(), _admin, Chat2Api(_admin)]
+# ops addon (request ids, /health, /ready, /metrics, CORS) and the admin addon: on
+# the reverse listener chat2api answers every path it does not own with a 404, so
+# /tokens must be taken before that.
+addons = [Shield(), Ops(), _admin, Chat2Api(_admin)]

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ops.requestid import current_id
+
 
 def printable(text: str) -> str:
     """``text`` with any lone surrogate (from ``\\ud800`` escapes in JSON a client or
@@ -61,10 +63,16 @@ class Chat2ApiError(Exception):
             self.status = status
 
     def to_dict(self) -> dict[str, Any]:
-        """The OpenAI error envelope for this error."""
+        """The OpenAI error envelope for this error. A server-side error names
+        the request's id, as OpenAI's do, so a report can be matched to the log."""
+        message = self.message
+        if self.status >= 500:
+            rid = current_id()
+            if rid is not None:
+                message = f"{message} (request id {rid})"
         return {
             "error": {
-                "message": self.message,
+                "message": message,
                 "type": self.type,
                 "param": self.param,
                 "code": self.code,

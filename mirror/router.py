@@ -365,7 +365,7 @@ class Gateway:
         if m in ("/logout", "/auth/logout"):
             return redirect("/login", "logout", clear_cookie(secure=req.secure))
         if m == "/seedtoken" or m.startswith("/seedtoken/"):
-            a = await self.seed_api.handle(method, m, dict(req.headers), req.body)
+            a = await self.seed_api.handle(method, m, dict(req.headers), req.body, path.query)
             return Answer(
                 status=a.status, headers=list(a.headers.items()), body=a.body, reason="seedtoken"
             )

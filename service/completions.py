@@ -30,6 +30,8 @@ from typing import Any, Protocol
 
 from accounts.pool import Credential, Outcome, PoolSession
 from errors import Chat2ApiError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from ops import requestid
+from ops.metrics import METRICS
 from service.media import MediaResolver
 from service.uploads import Blobs, Uploader
 from translator import answer as tr
@@ -153,17 +155,21 @@ class CompletionService:
         deadline = time.monotonic() + self.limits.total_timeout
         last_error: Chat2ApiError | None = None
         while (credential := await session.next()) is not None:
+            if last_error is not None:
+                METRICS.retries.inc()
             try:
                 # (asyncio.timeout, not wait_for: no task of its own per attempt)
                 async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
                     primed = await self._attempt(req, model, credential, deadline, blobs)
             except TimeoutError:
+                METRICS.backend_error("timeout")
                 await session.report(Outcome.TIMEOUT, detail="total deadline")
                 raise UpstreamTimeout(
                     "the ChatGPT backend did not answer within the total deadline"
                 ) from None
             except Chat2ApiError as e:
                 outcome = outcome_of(e)
+                METRICS.backend_error(outcome.value if outcome else type(e).__name__)
                 log.info(
                     "attempt %d as %r failed: %s (%s)",
                     session.attempts,
@@ -179,6 +185,7 @@ class CompletionService:
                 last_error = e
                 continue
             await session.report(Outcome.OK)
+            requestid.note(account=primed.ctx.label)
             return primed
         if last_error is None:  # the session gave no account at all
             raise UpstreamUnavailable("no account is available for this request")
@@ -485,6 +492,7 @@ def _usage(
     completion = count_text_tokens("".join(content), model.reported)
     thought = "".join(reasoning)
     reasoning_tokens = count_text_tokens(thought, model.reported) if thought else 0
+    METRICS.tokens(prompt, completion + reasoning_tokens)
     return oa.Usage(
         prompt_tokens=prompt,
         completion_tokens=completion + reasoning_tokens,

@@ -245,6 +245,17 @@ def _parse_gateway_hosts(value: Any) -> tuple[str, ...]:
     return hosts
 
 
+def _parse_origins(value: Any) -> tuple[str, ...]:
+    origins = tuple(o.rstrip("/") for o in _parse_list(value))
+    for origin in origins:
+        parts = urlsplit(origin)
+        if origin != "*" and (
+            parts.scheme not in ("http", "https") or not parts.netloc or parts.path
+        ):
+            raise ValueError(f"expected * or origins such as https://app.example, got {origin!r}")
+    return origins
+
+
 def _parse_models(value: Any) -> Any:
     # The table's own parser lives with the model mapping; imported lazily so
     # that settings stay importable on their own.
@@ -272,6 +283,11 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "authorization": _parse_list,
     "admin_key": _parse_optional_str,
     "auth_key": _parse_optional_str,
+    "metrics_key": _parse_optional_str,
+    "cors_origins": _parse_origins,
+    "auth_refresh_open": parse_bool,
+    "auth_refresh_per_minute": _parse_int(1, 10000),
+    "log_format": _one_of("text", "json"),
     "chatgpt_base_url": _parse_urls,
     "proxy_url": _parse_proxies,
     "export_proxy_url": _parse_optional_proxy,
@@ -373,6 +389,7 @@ def _check_consistency(s: Settings) -> None:
 def describe(settings: Settings) -> dict[str, Any]:
     """The settings as plain data with every secret masked, for logs."""
     secret = {"authorization", "admin_key", "auth_key", "api_prefix", "proxy_auth"}
+    secret = {"authorization", "admin_key", "auth_key", "api_prefix", "metrics_key"}
     out: dict[str, Any] = {}
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)

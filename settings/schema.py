@@ -9,6 +9,7 @@ Dialect = Literal["classic", "2026", "auto"]
 PowAlgorithm = Literal["auto", "sha3", "fnv1a"]
 UnknownModel = Literal["default", "reject"]
 OnOff = Literal["on", "off"]
+LogFormat = Literal["text", "json"]
 
 
 # The mirror's ban list for seed users: reference §13.4, plus writes to the account's
@@ -92,6 +93,15 @@ class Settings:
     authorization: tuple[str, ...] = ()
     admin_key: str | None = None
     auth_key: str | None = None
+    # GET /metrics: this key, or admin_key (ops/metrics.py)
+    metrics_key: str | None = None
+    # origins allowed to call the API from a browser; () = no CORS (ops/cors.py)
+    cors_origins: tuple[str, ...] = ("*",)
+    # POST /auth/refresh without a key (rate-limited per client address)
+    auth_refresh_open: bool = False
+    auth_refresh_per_minute: int = 10
+    # operations
+    log_format: LogFormat = "text"
     # upstream
     chatgpt_base_url: tuple[str, ...] = ("https://chatgpt.com",)
     proxy_url: tuple[str, ...] = ()
