@@ -211,7 +211,26 @@ def _parse_models(value: Any) -> Any:
     # that settings stay importable on their own.
     from translator.models import parse_model_table
 
-    return parse_model_table(value)
+    return parse_model_table(shipped_model_table() if value is None else value)
+
+
+#: The config.yaml that ships with chat2api: its ``models`` table is the default
+#: for a config file that has none.
+SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
+
+
+def shipped_model_table() -> Any:
+    """The ``models`` table of the shipped config.yaml, as plain data."""
+    try:
+        loaded = yaml.safe_load(SHIPPED_CONFIG.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(
+            f"cannot read the default model table from {SHIPPED_CONFIG}: {e}"
+        ) from None
+    table = loaded.get("models") if isinstance(loaded, dict) else None
+    if table is None:
+        raise ValueError(f"{SHIPPED_CONFIG} has no models table")
+    return table
 
 
 # key → parser. Keys are the config.yaml names; environment names are upper case.
