@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from curl_cffi.requests import BrowserType
+
 from accounts.pool import Credential
+from pow import BrowserProfile
+from pow.browsers import BrowserChoice, build_profiles
 from service import memory
 from service.accounts import AccountsService
 from service.api import ApiApp
@@ -23,7 +27,7 @@ from service.completions import CompletionService, Limits
 from service.images import ImagesService
 from service.media import MediaResolver
 from service.uploads import MediaFetcher, MediaLimits, Uploader
-from settings import Settings
+from settings import Settings, SettingsError
 from translator import usage
 from translator.models import ResolvedModel
 from translator.request import (
@@ -36,7 +40,7 @@ from translator.request import (
 from upstream.auto import AutoDialect
 from upstream.classic import ClassicDialect
 from upstream.common import Limits as DialectLimits
-from upstream.context import TurnContext, make_context
+from upstream.context import TurnContext, make_context, pinned_proxy
 from upstream.d2026 import Dialect2026
 from upstream.dialect import Dialect, PrepareState, TurnBodies, Wire
 from upstream.http import BackendHttp
@@ -100,6 +104,24 @@ def make_dialect(settings: Settings, http: BackendHttp) -> Dialect:
     return AutoDialect(newer, classic)
 
 
+def browser_profiles(settings: Settings) -> tuple[BrowserProfile, ...]:
+    """The browsers accounts look like (``IMPERSONATE``, ``USER_AGENTS``, ``*_TUPLE``)."""
+    choice = BrowserChoice(
+        impersonate=settings.impersonate,
+        user_agents=settings.user_agents,
+        devices=settings.device_tuple,
+        browsers=settings.browser_tuple,
+        platforms=settings.platform_tuple,
+    )
+    try:
+        built = build_profiles(choice, (b.value for b in BrowserType))
+    except ValueError as e:
+        raise SettingsError("impersonate", str(e)) from None
+    for note in built.skipped:
+        log.warning("chat2api: %s", note)
+    return built.profiles
+
+
 def build_runtime(settings: Settings) -> Runtime:
     # Also under plain mitmdump (run.sh's launcher has done it already).
     memory.tune_malloc()
@@ -107,14 +129,18 @@ def build_runtime(settings: Settings) -> Runtime:
     accounts = AccountsService(settings, http)
     dialect = make_dialect(settings, http)
 
+    profiles = browser_profiles(settings)
+
     def context_for(credential: Credential, rng: random.Random) -> TurnContext:
         return make_context(
             origins=settings.chatgpt_base_url,
             credential=credential,
             language=settings.oai_language,
             auth_key=settings.auth_key,
-            proxy=http.pick_proxy(),
+            proxy=pinned_proxy(settings.proxy_url, credential, rng),
+            sentinel_proxy=pinned_proxy(settings.sentinel_proxy_url, credential, rng),
             rng=rng,
+            profiles=profiles,
         )
 
     def body_for(

@@ -66,6 +66,19 @@ class Settings:
     chatgpt_base_url: tuple[str, ...] = ("https://chatgpt.com",)
     proxy_url: tuple[str, ...] = ()
     export_proxy_url: str | None = None
+    # proxies for the chat-requirements (sentinel) calls only; empty: proxy_url
+    sentinel_proxy_url: tuple[str, ...] = ()
+    # an external fetcher for file URLs: POST {"file_url": url} (the original's CF_FILE_URL)
+    cf_file_url: str | None = None
+    # solvers the sentinel may ask for (the original's request and answer shapes)
+    arkose_token_url: tuple[str, ...] = ()
+    turnstile_solver_url: str | None = None
+    # browser choice (pow/browsers.py): curl_cffi targets, fixed user agents, filters
+    impersonate: tuple[str, ...] = ()
+    user_agents: tuple[str, ...] = ()
+    device_tuple: tuple[str, ...] = ()
+    browser_tuple: tuple[str, ...] = ()
+    platform_tuple: tuple[str, ...] = ()
     backend_dialect: Dialect = "classic"
     # the hash of proof-of-work challenges; auto = the dialect's own (classic sha3, 2026 fnv1a)
     pow_algorithm: PowAlgorithm = "auto"
@@ -106,6 +119,14 @@ class Settings:
     gateway_files_url: str = "https://files.oaiusercontent.com"
     gateway_sandbox_url: str = "https://web-sandbox.oaiusercontent.com"
     gateway_statsig_url: str = "https://ab.chatgpt.com"
+    # the original's mirror switches
+    force_no_history: bool = False
+    no_sentinel: bool = False
+    x_sign: str | None = None
+    file_host: str | None = None
+    voice_host: str | None = None
+    # start-up notes about the environment (unknown look-alike variables, ...)
+    warnings: tuple[str, ...] = ()
 
     @property
     def api_root(self) -> str:

@@ -55,7 +55,7 @@ class ClassicDialect:
             json_body={"p": p},
             impersonate=ctx.profile.impersonate,
             timeout=self.limits.sentinel_timeout,
-            proxy=ctx.proxy,
+            proxy=ctx.sentinel_via,
         )
         if answer.status != 200:
             raise classify(

@@ -265,7 +265,7 @@ class Dialect2026:
             json_body=body,
             impersonate=ctx.profile.impersonate,
             timeout=self.limits.sentinel_timeout,
-            proxy=ctx.proxy,
+            proxy=ctx.sentinel_via if path.startswith("/sentinel/") else ctx.proxy,
         )
 
     def _json(self, answer: HttpAnswer, what: str, *, spoken: bool = False) -> dict[str, Any]:
