@@ -44,6 +44,7 @@ from upstream.context import TurnContext, make_context, pinned_proxy
 from upstream.d2026 import Dialect2026
 from upstream.dialect import Dialect, PrepareState, TurnBodies, Wire
 from upstream.http import BackendHttp
+from upstream.solvers import ChallengeSolvers
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +96,15 @@ def make_dialect(settings: Settings, http: BackendHttp) -> Dialect:
         first_byte_timeout=settings.timeouts.first_byte,
     )
     only = settings.conversation_only
-    classic = ClassicDialect(http, limits, conversation_only=only)
+    solvers = ChallengeSolvers(
+        http,
+        turnstile_url=settings.turnstile_solver_url,
+        arkose_urls=settings.arkose_token_url,
+    )
+    classic = ClassicDialect(http, limits, conversation_only=only, solvers=solvers)
     if settings.backend_dialect == "classic":
         return classic
-    newer = Dialect2026(http, limits, conversation_only=only)
+    newer = Dialect2026(http, limits, conversation_only=only, solvers=solvers)
     if settings.backend_dialect == "2026":
         return newer
     return AutoDialect(newer, classic)

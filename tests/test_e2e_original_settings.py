@@ -8,8 +8,11 @@ chat-requirements calls only; a ``.env`` next to the config is read.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.server
 import json
+import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +20,14 @@ from typing import Any
 
 import pytest
 
-from tests.fakechatgpt.harness import Emulator, mint_access_token, received, reset, run_emulator
+from tests.fakechatgpt.harness import (
+    Emulator,
+    mint_access_token,
+    received,
+    reset,
+    run_emulator,
+    set_sentinel,
+)
 from tests.support.mitm import Mitm, start_mitm
 from tests.support.recproxy import recording_proxy
 
@@ -122,3 +132,74 @@ def test_dotenv_next_to_the_config(emulator: Emulator, tmp_path: Path) -> None:
         log = mitm.log()
     assert all(c["headers"]["oai-language"] == "zh-CN" for c in backend_calls(emulator))
     assert "RETRY_TIMEZ is not a setting; did you mean RETRY_TIMES?" in log
+
+
+@contextlib.contextmanager
+def solver(answer: dict[str, Any]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A solver service on loopback answering ``answer``; yields its URL and the bodies."""
+    bodies: list[dict[str, Any]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            length = int(self.headers["content-length"])
+            bodies.append(json.loads(self.rfile.read(length)))
+            data = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/solve", bodies
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("dialect", ["classic", "2026"])
+def test_turnstile_and_arkose_solvers(emulator: Emulator, tmp_path: Path, dialect: str) -> None:
+    reset(emulator.url)
+    set_sentinel(
+        emulator.url,
+        persona="chatgpt-freeaccount",
+        turnstile={"dx": "TDX", "token": "turnstile-ok"},
+        arkose={"dx": "ADX", "token": "arkose-ok"},
+    )
+    with (
+        solver({"t": "turnstile-ok"}) as (turnstile_url, turnstile_bodies),
+        solver({"token": "arkose-ok", "solved": True}) as (arkose_url, arkose_bodies),
+    ):
+        env = {
+            "CHATGPT_BASE_URL": emulator.url,
+            "BACKEND_DIALECT": dialect,
+            "TURNSTILE_SOLVER_URL": turnstile_url,
+            "ARK0SE_TOKEN_URL": arkose_url,  # the original's spelling
+        }
+        with start_mitm(tmp_path, env) as mitm:
+            answer = complete(mitm, mint_access_token())
+    assert answer["choices"][0]["message"]["content"]
+    (asked,) = turnstile_bodies
+    ua = backend_calls(emulator)[0]["headers"]["user-agent"]
+    assert asked["url"] == emulator.url and asked["dx"] == "TDX" and asked["ua"] == ua
+    assert isinstance(asked["p"], str) and asked["p"].startswith("gAAAAAC")
+    if dialect == "classic":  # the 2026 sentinel asks for no arkose
+        assert arkose_bodies == [{"blob": "ADX", "method": "chat35"}]
+
+
+def test_without_solvers_the_turn_goes_on_with_a_warning(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    reset(emulator.url)
+    set_sentinel(emulator.url, turnstile={"dx": "TDX"}, arkose={"dx": "ADX"})
+    with start_mitm(tmp_path, {"CHATGPT_BASE_URL": emulator.url}) as mitm:
+        answer = complete(mitm, mint_access_token())
+        log = mitm.log()
+    assert answer["choices"][0]["message"]["content"]
+    assert "TURNSTILE_SOLVER_URL is not set" in log and "ARKOSE_TOKEN_URL is not set" in log

@@ -38,6 +38,7 @@ from upstream.context import TurnContext
 from upstream.dialect import DialectNotSpoken, ResumeRefused, Turn, TurnBodies
 from upstream.failures import classify
 from upstream.http import BackendHttp, HttpAnswer, StreamAnswer
+from upstream.solvers import ChallengeSolvers
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,18 @@ _SESSION_NS = uuid.UUID("0b6f5d4e-2a51-4c1e-9f3a-7c28e0d5a911")
 class Dialect2026:
     name = "2026"
 
-    def __init__(self, http: BackendHttp, limits: Limits, *, conversation_only: bool = False):
+    def __init__(
+        self,
+        http: BackendHttp,
+        limits: Limits,
+        *,
+        conversation_only: bool = False,
+        solvers: ChallengeSolvers | None = None,
+    ):
         self.http = http
         self.limits = limits
         self.conversation_only = conversation_only
+        self.solvers = solvers or ChallengeSolvers(http)
         self.algorithm: pow.Algorithm = limits.pow_algorithm or "fnv1a"
         self._builds: dict[str, tuple[str | None, float]] = {}
         # One simulated page load per device for this process: oai-session-id.
@@ -143,12 +152,14 @@ class Dialect2026:
         prepare_token = prepared.get("prepare_token")
         if not isinstance(prepare_token, str) or not prepare_token:
             raise UpstreamError("ChatGPT's chat-requirements/prepare answer has no prepare_token")
-        for challenge in ("turnstile", "so"):
-            self._unsolved(challenge, prepared.get(challenge))
+        self._unsolved("so", prepared.get("so"))
+        turnstile = await self.solvers.turnstile(ctx, p, prepared.get("turnstile"))
         answer = await solve_challenge(
             config, prepared.get("proofofwork"), self.limits, self.algorithm
         )
         finalize: dict[str, Any] = {"prepare_token": prepare_token}
+        if turnstile is not None:
+            finalize["turnstile"] = turnstile
         proof = None
         if answer is not None:
             # The 2026 token form whatever the hash: the site checks the form by its suffix.

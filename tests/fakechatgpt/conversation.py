@@ -49,7 +49,20 @@ class Sentinel:
         self.state = state
 
     def _persona(self, anon: bool) -> str:
-        return "chatgpt-noauth" if anon else "chatgpt-paid"
+        if anon:
+            return "chatgpt-noauth"
+        return str(self.state.challenges.get("persona") or "chatgpt-paid")
+
+    def _challenge(self, name: str) -> dict[str, Any]:
+        """The ``turnstile`` / ``arkose`` object of an answer (/_fake/sentinel asks for one)."""
+        wanted = self.state.challenges.get(name)
+        if isinstance(wanted, dict):
+            return {"required": True, "dx": wanted.get("dx")}
+        return {"required": False, "dx": None} if name == "arkose" else {"required": False}
+
+    def _expected(self, name: str) -> str | None:
+        wanted = self.state.challenges.get(name)
+        return str(wanted["token"]) if isinstance(wanted, dict) and "token" in wanted else None
 
     def _p(self, req: Request, dialects: tuple[str, ...]) -> sentinel.DecodedConfig | Response:
         try:
@@ -89,6 +102,8 @@ class Sentinel:
             dialect=decoded.dialect,
             persona=self._persona(anon),
             expires_at=now + REQUIREMENTS_TTL,
+            turnstile=self._expected("turnstile"),
+            arkose=self._expected("arkose"),
         )
         st.requirements[r.token] = r
         return json_response(
@@ -98,8 +113,8 @@ class Sentinel:
                 "token": r.token,
                 "expire_after": int(REQUIREMENTS_TTL),
                 "expire_at": int(r.expires_at),
-                "arkose": {"required": False, "dx": None},
-                "turnstile": {"required": False},
+                "arkose": self._challenge("arkose"),
+                "turnstile": self._challenge("turnstile"),
                 "proofofwork": {"required": True, "seed": r.seed, "difficulty": r.difficulty},
             },
         )
@@ -125,7 +140,7 @@ class Sentinel:
             {
                 "persona": p.persona,
                 "prepare_token": p.token,
-                "turnstile": {"required": False},
+                "turnstile": self._challenge("turnstile"),
                 "proofofwork": {"required": True, "seed": p.seed, "difficulty": p.difficulty},
                 "so": {"required": False},
             },
@@ -146,6 +161,9 @@ class Sentinel:
         prepared = st.prepared.get(body.get("prepare_token") or "")
         if prepared is None or prepared.used or prepared.expires_at <= st.now():
             return json_response(500, INTERNAL)
+        expected = self._expected("turnstile")
+        if expected is not None and body.get("turnstile") != expected:
+            return detail(403, "Missing or invalid turnstile token")
         try:
             sentinel.verify_proof(
                 body.get("proofofwork"),
@@ -246,6 +264,9 @@ class Conversations:
             return detail(403, "Chat requirements token has already been used")
         if r.expires_at <= st.now():
             return detail(403, "Chat requirements token has expired")
+        for name, expected in (("turnstile", r.turnstile), ("arkose", r.arkose)):
+            if expected is not None and req.header(f"openai-sentinel-{name}-token") != expected:
+                return detail(403, f"Missing or invalid {name} token")
         try:
             sentinel.verify_proof(
                 req.header("openai-sentinel-proof-token"),

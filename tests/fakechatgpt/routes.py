@@ -601,6 +601,11 @@ class App:
             for t in tokens:
                 st.refresh_tokens[t] = "live"
             return json_response(200, {"ok": True})
+        if name == "sentinel":
+            if not isinstance(body, dict) or set(body) - {"persona", "turnstile", "arkose"}:
+                return json_response(400, {"error": "keys: persona, turnstile, arkose"})
+            st.challenges = body
+            return json_response(200, {"ok": True})
         if name == "clock":
             st.clock_offset += float(body.get("advance_s", 0))
             return json_response(200, {"ok": True, "clock_offset": st.clock_offset})
