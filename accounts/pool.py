@@ -73,6 +73,8 @@ class Outcome(enum.Enum):
     RATE_LIMITED = "rate_limited"
     SERVER_ERROR = "server_error"
     TIMEOUT = "timeout"
+    #: the account's plan cannot use the model (a free persona asking for a paid model)
+    MODEL_NOT_IN_PLAN = "model_not_in_plan"
 
 
 class Source(enum.Enum):
@@ -426,6 +428,10 @@ class Pool:
                 await self.store.touch(entry_id, now, f"429 for {model}")
             elif pooled:
                 await self._cool(entry_id, seconds, "rate limited")
+            return False
+        if outcome is Outcome.MODEL_NOT_IN_PLAN:
+            # The account is fine, only not for this model: the session moves on.
+            await self.store.touch(entry_id, now, f"its plan cannot use {model}")
             return False
         if outcome is Outcome.FORBIDDEN_CLOUDFLARE and pooled:
             await self._cool(entry_id, self.cooldowns.cloudflare, "403 cloudflare")

@@ -187,7 +187,9 @@ def build_runtime(settings: Settings) -> Runtime:
                 client_contextual_info=info,
             )
 
-        return TurnBodies(conversation=conversation, prepare=prepare)
+        return TurnBodies(
+            conversation=conversation, prepare=prepare, refuse_persona=model.refused_for
+        )
 
     media = MediaResolver(
         http,

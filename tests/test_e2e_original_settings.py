@@ -13,6 +13,7 @@ import hashlib
 import http.server
 import json
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -203,3 +204,55 @@ def test_without_solvers_the_turn_goes_on_with_a_warning(
         log = mitm.log()
     assert answer["choices"][0]["message"]["content"]
     assert "TURNSTILE_SOLVER_URL is not set" in log and "ARKOSE_TOKEN_URL is not set" in log
+
+
+def _error(mitm: Mitm, token: str, model: str) -> tuple[int, dict[str, Any]]:
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+    req = urllib.request.Request(
+        mitm.base_url + "/chat/completions",
+        data=body.encode(),
+        headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_a_free_account_asking_for_a_paid_model_gets_404(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    reset(emulator.url)
+    set_sentinel(emulator.url, persona="chatgpt-freeaccount")
+    with start_mitm(tmp_path, {"CHATGPT_BASE_URL": emulator.url}) as mitm:
+        status, body = _error(mitm, mint_access_token(), "gpt-4")
+        assert status == 404, body
+        assert body["error"]["code"] == "model_not_found"
+        assert body["error"]["message"] == (
+            "The model `gpt-4` does not exist or you do not have access to it."
+        )
+        # A model of its plan still works.
+        assert _error(mitm, mint_access_token(), "gpt-4o")[0] == 200
+    paths = [c["path"] for c in backend_calls(emulator)]
+    assert paths.count("/backend-api/conversation") == 1  # only the gpt-4o turn
+
+
+def test_the_pool_tries_a_paid_account_first(emulator: Emulator, tmp_path: Path) -> None:
+    reset(emulator.url)
+    free, paid = "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222"
+    tokens = {free: mint_access_token(account_id=free), paid: mint_access_token(account_id=paid)}
+    set_sentinel(emulator.url, personas={free: "chatgpt-freeaccount", paid: "chatgpt-paid"})
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "token.txt").write_text(tokens[free] + "\n" + tokens[paid] + "\n")
+    env = {"CHATGPT_BASE_URL": emulator.url, "AUTHORIZATION": "code-1", "RANDOM_TOKEN": "false"}
+    with start_mitm(tmp_path, env) as mitm:
+        for _ in range(2):
+            status, body = _error(mitm, "code-1", "gpt-4")
+            assert status == 200, body
+    calls = backend_calls(emulator)
+    conversations = [c for c in calls if c["path"] == "/backend-api/conversation"]
+    bearer = "authorization"
+    assert {c["headers"][bearer] for c in conversations} == {f"Bearer {tokens[paid]}"}
+    asked = {c["headers"][bearer] for c in calls if c["path"].endswith("chat-requirements")}
+    assert f"Bearer {tokens[free]}" in asked  # the free one was tried, then skipped

@@ -307,3 +307,27 @@ def test_bad_tables(obj: object, message: str) -> None:
     with pytest.raises(ValueError) as info:
         parse_model_table(obj)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "persona", "refused"),
+    [
+        ("gpt-4", "chatgpt-freeaccount", True),
+        ("gpt-4", "chatgpt-noauth", True),
+        ("gpt-4", "chatgpt-paid", False),
+        ("gpt-4", "chatgpt-teamaccount", False),  # an unknown persona is let through
+        ("gpt-4", None, False),
+        ("gpt-4-0613", "chatgpt-freeaccount", True),  # the substring rule is paid too
+        ("o1-preview", "chatgpt-freeaccount", True),
+        ("gpt-4o", "chatgpt-freeaccount", False),
+        ("gpt-4o-mini", "chatgpt-noauth", False),
+    ],
+)
+def test_paid_models_refused_for_free_personas(
+    table: ModelTable, name: str, persona: str | None, refused: bool
+) -> None:
+    error = resolve_model(table, name).refused_for(persona)
+    assert (error is not None) == refused
+    if error is not None:
+        assert error.status == 404 and error.code == "model_not_found"
+        assert name in error.message

@@ -57,6 +57,7 @@ class ModelEntry:
     system_fingerprint: tuple[str, ...] = ()
     thinking: bool = False
     image: bool = False
+    paid: bool = False  # only paid plans may use it (the chat-requirements persona)
     listed: bool = True
     created: int | None = None
     regex: re.Pattern[str] | None = None  # compiled form of a glob or regex entry
@@ -82,8 +83,19 @@ class ResolvedModel:
     gizmo_id: str | None = None  # set: conversation_mode gizmo_interaction
     image: bool = False  # picture_v2 system hint
     thinking: bool = False  # thinking model: thinking_effort applies
+    paid: bool = False  # free and anonymous accounts get 404 model_not_found
     system_fingerprint: tuple[str, ...] = ()
 
+    def refused_for(self, persona: str | None) -> ModelNotFound | None:
+        """The 404 for an account whose plan (persona) cannot use this model, as the
+        original answered; None when it can. Unknown personas are let through."""
+        if self.paid and persona in FREE_PERSONAS:
+            return _not_found(self.requested)
+        return None
+
+
+#: chat-requirements personas of accounts without a paid plan.
+FREE_PERSONAS = frozenset({"chatgpt-noauth", "chatgpt-freeaccount"})
 
 _GIZMO = re.compile(r"(?:gpt-[A-Za-z0-9.]+-gizmo-)?(g-[A-Za-z0-9]+)")
 _IMAGE_SUFFIX = "-image"
@@ -99,6 +111,7 @@ _ENTRY_KEYS = frozenset(
         "system_fingerprint",
         "thinking",
         "image",
+        "paid",
         "listed",
         "created",
     }
@@ -164,6 +177,7 @@ def _from_entry(entry: ModelEntry, name: str, slug: str) -> ResolvedModel:
         slug=slug,
         reported=entry.reported or name,
         image=entry.image or _IMAGE_WORD in name,
+        paid=entry.paid,
         thinking=entry.thinking,
         system_fingerprint=entry.system_fingerprint,
     )
@@ -188,6 +202,7 @@ def _resolve_known(table: ModelTable, name: str) -> ResolvedModel | None:
                 gizmo_id=known.gizmo_id,
                 image=True,
                 thinking=known.thinking,
+                paid=known.paid,
             )
     for pattern in table.patterns:
         if pattern.kind == "contains":
@@ -284,6 +299,7 @@ def _parse_entry(raw: object, where: str) -> ModelEntry:
         system_fingerprint=tuple(fingerprints),
         thinking=_bool(raw, "thinking", where, False),
         image=_bool(raw, "image", where, False),
+        paid=_bool(raw, "paid", where, False),
         listed=_bool(raw, "listed", where, kind == "name") and kind == "name",
         created=_int(raw, "created", where),
         regex=compiled,

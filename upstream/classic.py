@@ -17,7 +17,7 @@ from errors import UpstreamError
 from pow.ahead import AheadOfTime
 from upstream.common import Limits, SentinelTokens, open_event_stream, solve_challenge
 from upstream.context import TurnContext
-from upstream.dialect import Turn, TurnBodies
+from upstream.dialect import Turn, TurnBodies, check_persona
 from upstream.failures import classify
 from upstream.http import BackendHttp
 from upstream.solvers import ChallengeSolvers
@@ -96,7 +96,9 @@ class ClassicDialect:
         """Run the sentinel and start the conversation stream (status 200 only)."""
         headers = ctx.headers(accept="text/event-stream")
         if not self.conversation_only:
-            headers.update((await self.sentinel(ctx, rng)).headers())
+            tokens = await self.sentinel(ctx, rng)
+            check_persona(bodies, tokens.persona)
+            headers.update(tokens.headers())
         stream = await open_event_stream(
             self.http,
             ctx,

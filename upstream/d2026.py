@@ -35,7 +35,7 @@ import pow
 from errors import Chat2ApiError, UpstreamError
 from upstream.common import Limits, SentinelTokens, open_event_stream, solve_challenge
 from upstream.context import TurnContext
-from upstream.dialect import DialectNotSpoken, ResumeRefused, Turn, TurnBodies
+from upstream.dialect import DialectNotSpoken, ResumeRefused, Turn, TurnBodies, check_persona
 from upstream.failures import classify
 from upstream.http import BackendHttp, HttpAnswer, StreamAnswer
 from upstream.solvers import ChallengeSolvers
@@ -82,6 +82,8 @@ class Dialect2026:
         trace_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         build = await self.client_build(ctx)
         tokens = None if self.conversation_only else await self.sentinel(ctx, rng, build)
+        if tokens is not None:
+            check_persona(bodies, tokens.persona)
         conduit = await self.conduit(ctx, bodies, trace_id, build)
         headers = self._headers(ctx, "/f/conversation", trace_id, build)
         headers["x-conduit-token"] = conduit

@@ -48,10 +48,13 @@ class Sentinel:
     def __init__(self, state: State) -> None:
         self.state = state
 
-    def _persona(self, anon: bool) -> str:
+    def _persona(self, anon: bool, account: str) -> str:
         if anon:
             return "chatgpt-noauth"
-        return str(self.state.challenges.get("persona") or "chatgpt-paid")
+        by_account = self.state.challenges.get("personas") or {}
+        return str(
+            by_account.get(account) or self.state.challenges.get("persona") or "chatgpt-paid"
+        )
 
     def _challenge(self, name: str) -> dict[str, Any]:
         """The ``turnstile`` / ``arkose`` object of an answer (/_fake/sentinel asks for one)."""
@@ -86,7 +89,7 @@ class Sentinel:
             return plan_response(plan)
         return None
 
-    def requirements(self, req: Request, anon: bool) -> Response:
+    def requirements(self, req: Request, anon: bool, account: str = "") -> Response:
         edge = self._edge()
         if edge:
             return edge
@@ -100,7 +103,7 @@ class Sentinel:
             seed=st.new_seed(),
             difficulty=st.difficulty,
             dialect=decoded.dialect,
-            persona=self._persona(anon),
+            persona=self._persona(anon, account),
             expires_at=now + REQUIREMENTS_TTL,
             turnstile=self._expected("turnstile"),
             arkose=self._expected("arkose"),
@@ -119,7 +122,7 @@ class Sentinel:
             },
         )
 
-    def prepare(self, req: Request, anon: bool) -> Response:
+    def prepare(self, req: Request, anon: bool, account: str = "") -> Response:
         edge = self._edge()
         if edge:
             return edge
@@ -131,7 +134,7 @@ class Sentinel:
             token=opaque_token(),
             seed=st.new_seed(),
             difficulty=st.difficulty,
-            persona=self._persona(anon),
+            persona=self._persona(anon, account),
             expires_at=st.now() + PREPARE_TTL,
         )
         st.prepared[p.token] = p
@@ -146,7 +149,7 @@ class Sentinel:
             },
         )
 
-    def finalize(self, req: Request, anon: bool) -> Response:
+    def finalize(self, req: Request, anon: bool, account: str = "") -> Response:
         edge = self._edge()
         if edge:
             return edge
