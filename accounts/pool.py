@@ -75,6 +75,8 @@ class Outcome(enum.Enum):
     TIMEOUT = "timeout"
     #: the account's plan cannot use the model (a free persona asking for a paid model)
     MODEL_NOT_IN_PLAN = "model_not_in_plan"
+    #: it answered, but with another model than the one asked for (noted on /tokens)
+    DOWNGRADED = "downgraded"
 
 
 class Source(enum.Enum):
@@ -428,6 +430,11 @@ class Pool:
                 await self.store.touch(entry_id, now, f"429 for {model}")
             elif pooled:
                 await self._cool(entry_id, seconds, "rate limited")
+            return False
+        if outcome is Outcome.DOWNGRADED:
+            # It works (healthy), with a note for the /tokens page.
+            note = detail or "answered with another model"
+            await self.store.set_health(entry_id, Health(last_used=now, last_error=note))
             return False
         if outcome is Outcome.MODEL_NOT_IN_PLAN:
             # The account is fine, only not for this model: the session moves on.

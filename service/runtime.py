@@ -210,6 +210,7 @@ def build_runtime(settings: Settings) -> Runtime:
             total_timeout=settings.timeouts.total,
             inline_reasoning=settings.reasoning_inline,
             resume_attempts=settings.resume_attempts,
+            on_downgrade=settings.on_downgrade,
         ),
     )
     api = ApiApp(

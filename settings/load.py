@@ -306,6 +306,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "allow_anonymous": parse_bool,
     "reasoning_inline": parse_bool,
     "unknown_model": _one_of("default", "reject"),
+    "on_downgrade": _one_of("pass", "error", "retry"),
     "max_body_bytes": _parse_int(1024, 1024 * 1024 * 1024),
     "models": _parse_models,
     "media_max_bytes": _parse_int(1024, 1024 * 1024 * 1024),

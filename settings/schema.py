@@ -8,6 +8,7 @@ from typing import Any, Literal
 Dialect = Literal["classic", "2026", "auto"]
 PowAlgorithm = Literal["auto", "sha3", "fnv1a"]
 UnknownModel = Literal["default", "reject"]
+OnDowngrade = Literal["pass", "error", "retry"]
 
 
 # The mirror's ban list for seed users: reference §13.4, plus writes to the account's
@@ -97,6 +98,9 @@ class Settings:
     allow_anonymous: bool = True
     reasoning_inline: bool = False
     unknown_model: UnknownModel = "default"
+    # ChatGPT answered with another model than the one asked for: pass it on
+    # (reported as such), refuse it, or retry on another pool account
+    on_downgrade: OnDowngrade = "pass"
     max_body_bytes: int = 25 * 1024 * 1024
     # media (service/uploads.py, service/media.py)
     media_max_bytes: int = 20 * 1024 * 1024

@@ -24,6 +24,7 @@ import pytest
 from tests.fakechatgpt.harness import (
     Emulator,
     mint_access_token,
+    next_plan,
     received,
     reset,
     run_emulator,
@@ -256,3 +257,84 @@ def test_the_pool_tries_a_paid_account_first(emulator: Emulator, tmp_path: Path)
     assert {c["headers"][bearer] for c in conversations} == {f"Bearer {tokens[paid]}"}
     asked = {c["headers"][bearer] for c in calls if c["path"].endswith("chat-requirements")}
     assert f"Bearer {tokens[free]}" in asked  # the free one was tried, then skipped
+
+
+def _stream(mitm: Mitm, token: str, model: str) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    body = json.dumps(
+        {"model": model, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    )
+    req = urllib.request.Request(
+        mitm.base_url + "/chat/completions",
+        data=body.encode(),
+        headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        headers = {k.lower(): v for k, v in resp.headers.items()}
+        lines = resp.read().decode().splitlines()
+    chunks = [json.loads(x[6:]) for x in lines if x.startswith("data: {")]
+    return headers, chunks
+
+
+def test_a_switched_model_is_reported(emulator: Emulator, tmp_path: Path) -> None:
+    reset(emulator.url)
+    with start_mitm(tmp_path, {"CHATGPT_BASE_URL": emulator.url}) as mitm:
+        next_plan(emulator.url, answer_model="gpt-4o-mini", count=2)
+        status, answer = _error(mitm, mint_access_token(), "gpt-4o")
+        assert status == 200 and answer["model"] == "gpt-4o-mini"
+        headers, chunks = _stream(mitm, mint_access_token(), "gpt-4o")
+        assert headers["x-chat2api-model-downgraded"] == "gpt-4o -> gpt-4o-mini"
+        assert chunks and {c["model"] for c in chunks} == {"gpt-4o-mini"}
+        # auto: ChatGPT chooses, so only its own note of an adjustment counts.
+        next_plan(
+            emulator.url,
+            answer_model="gpt-5-mini",
+            model_adjustments=["auto:smaller_model:reached_message_cap"],
+        )
+        headers, chunks = _stream(mitm, mint_access_token(), "auto")
+        assert headers["x-chat2api-model-downgraded"] == "auto -> gpt-5-mini"
+        next_plan(emulator.url, answer_model="gpt-5-mini")
+        headers, chunks = _stream(mitm, mint_access_token(), "auto")
+        assert "x-chat2api-model-downgraded" not in headers
+        assert {c["model"] for c in chunks} == {"auto"}
+        # An answer from the model asked for is not reported.
+        status, answer = _error(mitm, mint_access_token(), "gpt-4o")
+        assert answer["model"] == "gpt-4o-2024-08-06"
+        log = mitm.log()
+    assert "model switched: gpt-4o was asked for (gpt-4o), ChatGPT answered with gpt-4o-mini" in log
+    assert "(auto:smaller_model:reached_message_cap)" in log
+
+
+def test_on_downgrade_error_and_retry(emulator: Emulator, tmp_path: Path) -> None:
+    reset(emulator.url)
+    env = {"CHATGPT_BASE_URL": emulator.url, "ON_DOWNGRADE": "error"}
+    with start_mitm(tmp_path / "error", env) as mitm:
+        next_plan(emulator.url, answer_model="gpt-4o-mini")
+        status, body = _error(mitm, mint_access_token(), "gpt-4o")
+    assert status == 503 and body["error"]["code"] == "model_downgraded", body
+    assert "gpt-4o-mini instead of gpt-4o" in body["error"]["message"]
+
+    reset(emulator.url)
+    first, second = mint_access_token(), mint_access_token()
+    (tmp_path / "retry" / "data").mkdir(parents=True)
+    (tmp_path / "retry" / "data" / "token.txt").write_text(first + "\n" + second + "\n")
+    env = {
+        "CHATGPT_BASE_URL": emulator.url,
+        "ON_DOWNGRADE": "retry",
+        "AUTHORIZATION": "code-1",
+        "RANDOM_TOKEN": "false",
+        "ADMIN_KEY": "admin-key-123456",
+    }
+    with start_mitm(tmp_path / "retry", env) as mitm:
+        next_plan(emulator.url, answer_model="gpt-4o-mini")  # the first account's answer
+        status, answer = _error(mitm, "code-1", "gpt-4o")
+        assert status == 200 and answer["model"] == "gpt-4o-2024-08-06", answer
+        req = urllib.request.Request(
+            mitm.base_url.removesuffix("/v1") + "/tokens/api/tokens",
+            headers={"authorization": "Bearer admin-key-123456"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            listing = json.loads(resp.read())
+    notes = json.dumps(listing)
+    assert "answered with gpt-4o-mini instead of gpt-4o" in notes
+    conversations = [c for c in backend_calls(emulator) if c["path"].endswith("/conversation")]
+    assert len(conversations) == 2

@@ -143,6 +143,21 @@ def resolve_model(table: ModelTable, name: str, *, unknown: str = "default") -> 
     )
 
 
+def switched_model(asked: str, answered: str | None, adjustments: tuple[str, ...]) -> str | None:
+    """The slug that answered when ChatGPT used another model than ``asked`` (the slug
+    the request was sent with), else None.
+
+    ``auto`` lets ChatGPT choose, so an ``auto`` answer counts as switched only
+    when the backend says it adjusted the choice (``model_adjustments``, e.g.
+    ``auto:smaller_model:reached_message_cap``).
+    """
+    if not answered:
+        return None
+    if asked == "auto":
+        return answered if adjustments else None
+    return answered if answered != asked else None
+
+
 def list_models(table: ModelTable) -> list[dict[str, Any]]:
     """The ``data`` of ``GET /v1/models``: every listed exact name, in table order."""
     return [_model_object(table, e) for e in table.exact.values() if e.listed]

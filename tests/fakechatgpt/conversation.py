@@ -329,6 +329,8 @@ class Conversations:
             moderation=plan.moderation,
             image_role=plan.image_role,
             gizmo_id=gizmo_id,
+            answer_model=plan.answer_model,
+            model_adjustments=plan.model_adjustments,
         )
         if picture or plan.async_image:
             for scheme in ("sediment", "file-service"):
