@@ -876,7 +876,7 @@ class AnswerExtractor:
                         lang = msg.get("recipient")
                     lang = lang if isinstance(lang, str) and lang != "all" else ""
                 else:
-                    lang = ""
+                    lang = "Output"  # the original's label for execution output
                 self._emit_text(st, "```" + "".join(lang.split()) + "\n", out)
                 st.fence = True
                 self._fence_owner = st
