@@ -31,6 +31,7 @@ Use :meth:`Pool.session` for one client request and its retries.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hmac
 import logging
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from accounts.refresh import Refresher
-from accounts.store import Health, State, Store
+from accounts.store import Health, State, Store, seed_key
 from accounts.tokens import (
     Entry,
     InvalidToken,
@@ -223,8 +224,13 @@ class Pool:
         body_account_id: str | None = None,
         *,
         model: str | None = None,
+        seeds_only: bool = False,
     ) -> PoolSession:
-        return PoolSession(self, bearer or "", header_account_id, body_account_id, model)
+        """``seeds_only``: the bearer must be a mirror seed (the original's API with
+        ``AUTO_SEED=false``); codes and tokens are refused."""
+        return PoolSession(
+            self, bearer or "", header_account_id, body_account_id, model, seeds_only
+        )
 
     async def resolve(
         self,
@@ -239,6 +245,25 @@ class Pool:
         cred = await self.session(bearer, header_account_id, body_account_id, model=model).next()
         assert cred is not None  # a first attempt never runs out
         return cred
+
+    async def _seed_target(self, bearer: str) -> _Target:
+        """The account a mirror seed stands for; 401 ``Invalid Seed`` as the original."""
+        record = await self.store.seed(seed_key(bearer.strip())) if bearer.strip() else None
+        line: str | None = None
+        if record is not None and record.token:
+            line = record.token
+        elif record is not None and record.entry_id:
+            for candidate in await self.store.tokens():
+                with contextlib.suppress(InvalidToken):
+                    if parse_line(candidate).id == record.entry_id:
+                        line = candidate
+                        break
+        if line is None:
+            raise AuthenticationFailed("Invalid Seed")
+        try:
+            return _Target(entry=parse_line(line))
+        except InvalidToken:
+            raise AuthenticationFailed("Invalid Seed") from None
 
     def _target(self, bearer: str) -> _Target | None:
         bearer = bearer.strip()
@@ -567,10 +592,12 @@ class PoolSession:
         header_account_id: str | None,
         body_account_id: str | None,
         model: str | None,
+        seeds_only: bool = False,
     ) -> None:
         self.pool = pool
         self.model = model
         self._bearer = bearer
+        self._seeds_only = seeds_only
         self._accounts = (body_account_id, header_account_id)
         self.attempts = 0
         self.tried: list[str] = []
@@ -582,7 +609,11 @@ class PoolSession:
         pool = self.pool
         if self.attempts > pool.retry_times:
             return None
-        target = pool._target(self._bearer)
+        target = (
+            await pool._seed_target(self._bearer)
+            if self._seeds_only
+            else pool._target(self._bearer)
+        )
         account_id = pool._account_id(*self._accounts)
         cred: Credential | None
         if target is None:

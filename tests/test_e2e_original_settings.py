@@ -338,3 +338,33 @@ def test_on_downgrade_error_and_retry(emulator: Emulator, tmp_path: Path) -> Non
     assert "answered with gpt-4o-mini instead of gpt-4o" in notes
     conversations = [c for c in backend_calls(emulator) if c["path"].endswith("/conversation")]
     assert len(conversations) == 2
+
+
+def test_auto_seed_off_makes_api_keys_seeds(emulator: Emulator, tmp_path: Path) -> None:
+    reset(emulator.url)
+    token = mint_access_token()
+    env = {
+        "CHATGPT_BASE_URL": emulator.url,
+        "AUTO_SEED": "false",
+        "ENABLE_GATEWAY": "true",
+        "ADMIN_KEY": "admin-key-123456",
+        "AUTHORIZATION": "code-1",
+    }
+    with start_mitm(tmp_path, env, scripts=("addons/chat2api.py", "addons/mirror.py")) as mitm:
+        req = urllib.request.Request(
+            mitm.base_url.removesuffix("/v1") + "/seedtoken",
+            data=json.dumps({"seed": "my-seed-1234", "token": token}).encode(),
+            headers={
+                "authorization": "Bearer admin-key-123456",
+                "content-type": "application/json",
+            },
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status in (200, 201)
+        status, answer = _error(mitm, "my-seed-1234", "gpt-4o")
+        assert status == 200, answer
+        for bearer in (token, "code-1", "not-a-seed"):
+            status, answer = _error(mitm, bearer, "gpt-4o")
+            assert status == 401 and answer["error"]["message"] == "Invalid Seed", answer
+    conversations = [c for c in backend_calls(emulator) if c["path"].endswith("/conversation")]
+    assert [c["headers"]["authorization"] for c in conversations] == [f"Bearer {token}"]
