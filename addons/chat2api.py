@@ -94,12 +94,13 @@ class Chat2Api:
             )
             try:
                 settings = load_settings(path, os.environ)
+                runtime = rt.build_runtime(settings)
             except SettingsError as e:
                 raise exceptions.OptionsError(str(e)) from None  # type: ignore[no-untyped-call]
             old = self.runtime
             if old is not None:
                 log.info("settings changed; new requests use them")
-            self.runtime = rt.build_runtime(settings)
+            self.runtime = runtime
             rt.CURRENT = self.runtime
             if old is not None and self._running:
                 task = asyncio.ensure_future(self._switch(old, self.runtime))
@@ -115,6 +116,8 @@ class Chat2Api:
                 # Only then: a responseheaders hook on every flow has a cost
                 # (patches/layer_shim.py answers hooks nobody handles in one pass).
                 self.responseheaders = self._bridge_responseheaders
+            for note in settings.warnings:
+                log.warning("chat2api: %s", note)
             if not self._listeners_chosen:
                 self._listeners_chosen = True
                 self._default_listeners(settings)

@@ -16,6 +16,7 @@ an honest HTTP status (like h11's ``error_status_hint``)::
     └── UpstreamError                  502 server_error          (the backend failed us)
         ├── UpstreamTimeout            504 server_error
         └── UpstreamUnavailable        503 server_error
+            └── ModelDowngraded        503 server_error / model_downgraded
 
 Messages never contain credentials: callers pass masked values only.
 """
@@ -160,3 +161,10 @@ class UpstreamTimeout(UpstreamError):
 
 class UpstreamUnavailable(UpstreamError):
     status = 503
+
+
+class ModelDowngraded(UpstreamUnavailable):
+    """ChatGPT answered with another model than the one asked for, and the
+    operator refuses such answers (``on_downgrade``)."""
+
+    code = "model_downgraded"

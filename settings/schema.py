@@ -10,6 +10,7 @@ PowAlgorithm = Literal["auto", "sha3", "fnv1a"]
 UnknownModel = Literal["default", "reject"]
 OnOff = Literal["on", "off"]
 LogFormat = Literal["text", "json"]
+OnDowngrade = Literal["pass", "error", "retry"]
 
 
 # The mirror's ban list for seed users: reference §13.4, plus writes to the account's
@@ -106,6 +107,19 @@ class Settings:
     chatgpt_base_url: tuple[str, ...] = ("https://chatgpt.com",)
     proxy_url: tuple[str, ...] = ()
     export_proxy_url: str | None = None
+    # proxies for the chat-requirements (sentinel) calls only; empty: proxy_url
+    sentinel_proxy_url: tuple[str, ...] = ()
+    # an external fetcher for file URLs: POST {"file_url": url} (the original's CF_FILE_URL)
+    cf_file_url: str | None = None
+    # solvers the sentinel may ask for (the original's request and answer shapes)
+    arkose_token_url: tuple[str, ...] = ()
+    turnstile_solver_url: str | None = None
+    # browser choice (pow/browsers.py): curl_cffi targets, fixed user agents, filters
+    impersonate: tuple[str, ...] = ()
+    user_agents: tuple[str, ...] = ()
+    device_tuple: tuple[str, ...] = ()
+    browser_tuple: tuple[str, ...] = ()
+    platform_tuple: tuple[str, ...] = ()
     backend_dialect: Dialect = "classic"
     # the hash of proof-of-work challenges; auto = the dialect's own (classic sha3, 2026 fnv1a)
     pow_algorithm: PowAlgorithm = "auto"
@@ -124,6 +138,9 @@ class Settings:
     allow_anonymous: bool = True
     reasoning_inline: bool = False
     unknown_model: UnknownModel = "default"
+    # ChatGPT answered with another model than the one asked for: pass it on
+    # (reported as such), refuse it, or retry on another pool account
+    on_downgrade: OnDowngrade = "pass"
     max_body_bytes: int = 25 * 1024 * 1024
     # media (service/uploads.py, service/media.py)
     media_max_bytes: int = 20 * 1024 * 1024
@@ -154,6 +171,14 @@ class Settings:
     gateway_files_url: str = "https://files.oaiusercontent.com"
     gateway_sandbox_url: str = "https://web-sandbox.oaiusercontent.com"
     gateway_statsig_url: str = "https://ab.chatgpt.com"
+    # the original's mirror switches
+    force_no_history: bool = False
+    no_sentinel: bool = False
+    x_sign: str | None = None
+    file_host: str | None = None
+    voice_host: str | None = None
+    # start-up notes about the environment (unknown look-alike variables, ...)
+    warnings: tuple[str, ...] = ()
 
     @property
     def api_root(self) -> str:

@@ -24,6 +24,8 @@ A plan is posted to `/_fake/next` as JSON; every key is optional:
                          GET conversation/{id}); async_ready_ms (default 300) sets "later"
     async_ready_ms
     image_role           "assistant" (default) or "tool": author of the generated-image message
+    answer_model         the model_slug the answer's messages carry (a silent switch)
+    model_adjustments    the backend's list of why it switched (e.g. "auto:smaller_model:...")
     resume_fail          resume calls for this conversation answer 404
 
 "Events" count chunks written: one SSE block each (pings and the empty `data:` line included).
@@ -95,7 +97,7 @@ KEYS = {
     "count", "target", "preset", "status", "body", "content_type", "replay", "answer",
     "delay_ms", "stall_ms", "stall_after_events", "drop_after_events", "error_event",
     "error_after_events", "malformed_event", "moderation", "async_image", "async_ready_ms",
-    "image_role", "resume_fail",
+    "image_role", "resume_fail", "answer_model", "model_adjustments",
 }  # fmt: skip
 TARGETS = ("conversation", "sentinel", "codex")
 
@@ -125,6 +127,8 @@ class Plan:
     async_ready_ms: float = 300
     image_role: str = "assistant"
     resume_fail: bool = False
+    answer_model: str | None = None
+    model_adjustments: list[str] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)
     codex: Any = None  # codex_plan.CodexPlan for target "codex"
 
@@ -169,11 +173,15 @@ def parse_plan(raw: Any) -> Plan:
     for key in ("stall_after_events", "drop_after_events", "error_after_events"):
         if key in raw:
             setattr(plan, key, int(raw[key]))
-    for key in ("replay", "answer", "error_event"):
+    for key in ("replay", "answer", "error_event", "answer_model"):
         if key in raw:
             setattr(plan, key, str(raw[key]))
     for key in ("moderation", "async_image", "resume_fail"):
         setattr(plan, key, bool(raw.get(key, False)))
+    adjustments = raw.get("model_adjustments", [])
+    if not isinstance(adjustments, list) or not all(isinstance(a, str) for a in adjustments):
+        raise PlanError("model_adjustments must be a list of strings")
+    plan.model_adjustments = adjustments
     if "malformed_event" in raw:
         plan.malformed_event = raw["malformed_event"]
     plan.image_role = raw.get("image_role", "assistant")

@@ -37,6 +37,7 @@ __all__ = [
     "received",
     "reset",
     "advance_clock",
+    "set_sentinel",
     "add_refresh_tokens",
     "fake_state",
     "mint_access_token",
@@ -132,6 +133,12 @@ def received(url: str) -> list[dict[str, Any]]:
 
 def reset(url: str) -> None:
     _call(url, "/_fake/reset", {})
+
+
+def set_sentinel(url: str, **challenges: Any) -> None:
+    """What the next sentinel answers ask for: ``persona``, ``turnstile`` and ``arkose``
+    (``{"dx": ..., "token": <what the conversation call must then carry>}``)."""
+    _call(url, "/_fake/sentinel", challenges)
 
 
 def advance_clock(url: str, seconds: float) -> None:

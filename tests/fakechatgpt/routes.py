@@ -168,15 +168,15 @@ class App:
     def _requirements(
         self, req: Request, anon: bool, entry: Entry, claims: Entry, m: Match
     ) -> Response:
-        return self.sentinel.requirements(req, anon)
+        return self.sentinel.requirements(req, anon, self._account_id(claims))
 
     def _prepare(self, req: Request, anon: bool, entry: Entry, claims: Entry, m: Match) -> Response:
-        return self.sentinel.prepare(req, anon)
+        return self.sentinel.prepare(req, anon, self._account_id(claims))
 
     def _finalize(
         self, req: Request, anon: bool, entry: Entry, claims: Entry, m: Match
     ) -> Response:
-        return self.sentinel.finalize(req, anon)
+        return self.sentinel.finalize(req, anon, self._account_id(claims))
 
     def _conversation(
         self, req: Request, anon: bool, entry: Entry, claims: Entry, m: Match
@@ -616,6 +616,12 @@ class App:
                 return json_response(400, {"error": "tokens must be a list of strings"})
             for t in tokens:
                 st.refresh_tokens[t] = "live"
+            return json_response(200, {"ok": True})
+        if name == "sentinel":
+            allowed = {"persona", "personas", "turnstile", "arkose"}
+            if not isinstance(body, dict) or set(body) - allowed:
+                return json_response(400, {"error": f"keys: {', '.join(sorted(allowed))}"})
+            st.challenges = body
             return json_response(200, {"ok": True})
         if name == "clock":
             st.clock_offset += float(body.get("advance_s", 0))

@@ -52,6 +52,10 @@ class Requirement:
     persona: str
     expires_at: float
     used: bool = False
+    #: tokens the conversation call must carry (openai-sentinel-turnstile-token /
+    #: -arkose-token), set by a /_fake/sentinel challenge
+    turnstile: str | None = None
+    arkose: str | None = None
 
 
 @dataclass(kw_only=True)
@@ -132,6 +136,9 @@ class State:
         self.codex_calls: dict[str, int] = {}  # account id -> accepted Codex calls
         self.codex_cache: dict[str, int] = {}  # prompt_cache_key -> last input tokens
         self.codex_replay_uses = 0
+        # /_fake/sentinel: persona override and the challenges to ask for
+        # ({"persona", "turnstile": {"dx", "token"}, "arkose": {"dx", "token"}}).
+        self.challenges: dict[str, Any] = {}
 
     def now(self) -> float:
         return time.time() + self.clock_offset
