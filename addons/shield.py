@@ -8,7 +8,7 @@ attacks these answer:
 * a connection without a complete request head for ``header_timeout`` seconds
   (at its start, or after its last request ended) is closed;
 * header values with control characters, and request lines with raw bytes that
-  are not ASCII, are a 400 before the body is read (:mod:`addons.early_answer`);
+  are not ASCII, are a 400 before the body is read (:mod:`patches.early_answer`);
 * on the HTTPS-proxy listener: ``proxy_auth`` (a 407 with ``Proxy-Authenticate``),
   and no ``CONNECT``, absolute-form request or connection to a loopback, private
   or link-local address or to the proxy's own listeners unless listed in
@@ -26,8 +26,8 @@ from typing import Any
 from mitmproxy import connection, ctx, http, tls
 from mitmproxy.proxy import mode_specs, server_hooks
 
-from addons import early_answer
 from errors import Chat2ApiError, InvalidRequest, PermissionDenied, ProxyAuthRequired
+from patches import early_answer
 from service import runtime as rt
 from service.api import error_reply
 from service.shield import (
@@ -43,7 +43,6 @@ from settings import Settings
 
 log = logging.getLogger("chat2api.shield")
 
-early_answer.install()
 
 # How often idle connections are looked for (the timeout's resolution).
 _SWEEP_SECONDS = 1.0

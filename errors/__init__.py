@@ -16,6 +16,7 @@ an honest HTTP status (like h11's ``error_status_hint``)::
     └── UpstreamError                  502 server_error          (the backend failed us)
         ├── UpstreamTimeout            504 server_error
         └── UpstreamUnavailable        503 server_error
+            └── ModelDowngraded        503 server_error / model_downgraded
 
 Messages never contain credentials: callers pass masked values only.
 """
@@ -23,6 +24,8 @@ Messages never contain credentials: callers pass masked values only.
 from __future__ import annotations
 
 from typing import Any
+
+from ops.requestid import current_id
 
 
 def printable(text: str) -> str:
@@ -61,10 +64,16 @@ class Chat2ApiError(Exception):
             self.status = status
 
     def to_dict(self) -> dict[str, Any]:
-        """The OpenAI error envelope for this error."""
+        """The OpenAI error envelope for this error. A server-side error names
+        the request's id, as OpenAI's do, so a report can be matched to the log."""
+        message = self.message
+        if self.status >= 500:
+            rid = current_id()
+            if rid is not None:
+                message = f"{message} (request id {rid})"
         return {
             "error": {
-                "message": self.message,
+                "message": message,
                 "type": self.type,
                 "param": self.param,
                 "code": self.code,
@@ -152,3 +161,10 @@ class UpstreamTimeout(UpstreamError):
 
 class UpstreamUnavailable(UpstreamError):
     status = 503
+
+
+class ModelDowngraded(UpstreamUnavailable):
+    """ChatGPT answered with another model than the one asked for, and the
+    operator refuses such answers (``on_downgrade``)."""
+
+    code = "model_downgraded"

@@ -2,7 +2,8 @@
 
 The addon turns a flow into ``handle(method, path, headers, body)`` and applies
 the result: a :class:`Reply` is sent as it is, a :class:`StreamReply` is
-streamed piece by piece (``addons/inline_stream.py``).
+streamed piece by piece (``patches/inline_stream.py``; without that patch,
+through the loopback bridge, ``service/bridge.py``).
 """
 
 from __future__ import annotations
@@ -169,6 +170,11 @@ class ApiApp:
             header_account_id=headers.get("chatgpt-account-id"),
             blobs=blobs,
         )
+        switched = {}
+        if primed.switched is not None:
+            # A header value: printable ASCII only, whatever the client's model name holds.
+            asked = "".join(c if " " <= c <= "~" else "?" for c in req.model)
+            switched = {"x-chat2api-model-downgraded": f"{asked} -> {primed.switched}"}
         if req.stream:
             return StreamReply(
                 status=200,
@@ -176,9 +182,11 @@ class ApiApp:
                     "content-type": "text/event-stream; charset=utf-8",
                     "cache-control": "no-cache",
                     "x-accel-buffering": "no",
+                    **switched,
                 },
                 body=self.completions.stream_body(req, model, primed),
                 metadata={"account": primed.ctx.label},
             )
         answer = await self.completions.complete(req, model, primed)
-        return Reply(status=answer.status, headers=answer.headers, body=answer.body)
+        headers = {**answer.headers, **switched} if answer.status == 200 else answer.headers
+        return Reply(status=answer.status, headers=headers, body=answer.body)

@@ -30,7 +30,6 @@ import asyncio
 import base64
 import binascii
 import dataclasses
-import ipaddress
 import logging
 import mimetypes
 import re
@@ -41,11 +40,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes, urljoin, urlsplit
-
-from curl_cffi import CurlECode, CurlError, CurlOpt
-from curl_cffi.curl import CURL_WRITEFUNC_ERROR
-from curl_cffi.requests import AsyncSession
-from curl_cffi.requests.exceptions import RequestException
 
 from errors import Chat2ApiError, InvalidRequest
 from service.netguard import forbidden_address as forbidden_address  # (re-exported)
@@ -61,9 +55,11 @@ from translator.request import (
     TextPart,
     split_leading_urls,
 )
+from upstream import files
 from upstream.context import TurnContext
 from upstream.failures import NOT_THE_ACCOUNT, classify, outcome_of
 from upstream.http import BackendHttp
+from upstream.media_fetch import FetchFailed, FetchTooLarge, fetch_pinned
 
 log = logging.getLogger(__name__)
 
@@ -439,69 +435,20 @@ class MediaFetcher:
     async def _get(
         self, where: str, url: str, host: str, port: int, address: str
     ) -> tuple[int, dict[str, str], bytes]:
-        """One GET to ``address``; the body is bounded while curl decodes it.
-
-        curl inflates a gzip, deflate or brotli body before the write callback sees
-        it, and its own size limit (``MAXFILESIZE``) counts the bytes on the wire: a
-        1 MiB gzip can inflate to 1 GiB. So the callback counts decoded bytes and
-        fails the transfer at ``media_max_bytes``; curl stops reading at once.
-        """
-        pinned = f"[{address}]" if ":" in address else address
-        limit = self.limits.max_bytes
-        options: dict[CurlOpt, Any] = {CurlOpt.MAXFILESIZE_LARGE: limit}
         try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            options[CurlOpt.RESOLVE] = [f"{host}:{port}:{pinned}"]
-        body = _BoundedBody(limit)
-        session: AsyncSession[Any] = AsyncSession(
-            trust_env=False, discard_cookies=True, curl_options=options
-        )
-        try:
-            rsp = await session.request(
-                "GET",
+            return await fetch_pinned(
                 url,
-                impersonate="chrome",
+                host,
+                port,
+                address,
                 proxy=self.export_proxy,
-                allow_redirects=False,
-                content_callback=body.write,
                 timeout=self.limits.fetch_timeout,
+                max_bytes=self.limits.max_bytes,
             )
-        except (RequestException, CurlError) as e:
-            if body.over or _is_code(e, CurlECode.FILESIZE_EXCEEDED):
-                raise refused(where, self._too_big()) from None
-            reason = str(e).split(" See https://")[0][:200]
-            raise refused(where, f"fetching {_short(url)} failed: {reason}.") from None
-        finally:
-            await session.close()
-        headers = {str(k).lower(): str(v) for k, v in rsp.headers.items()}
-        return rsp.status_code, headers, body.data()
-
-
-class _BoundedBody:
-    """curl's write callback for a media fetch: keeps at most ``limit`` decoded bytes."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.size = 0
-        self.over = False
-        self._chunks: list[bytes] = []
-
-    def write(self, chunk: bytes) -> int:
-        self.size += len(chunk)
-        if self.size > self.limit:
-            self.over = True
-            self._chunks.clear()
-            return CURL_WRITEFUNC_ERROR  # curl aborts the transfer (CURLE_WRITE_ERROR)
-        self._chunks.append(chunk)
-        return len(chunk)
-
-    def data(self) -> bytes:
-        return b"".join(self._chunks)
-
-
-def _is_code(error: BaseException, code: int) -> bool:
-    return getattr(error, "code", None) == code
+        except FetchTooLarge:
+            raise refused(where, self._too_big()) from None
+        except FetchFailed as e:
+            raise refused(where, f"fetching {_short(url)} failed: {e}.") from None
 
 
 def _short(url: str) -> str:
@@ -595,15 +542,7 @@ class Uploader:
         self, ctx: TurnContext, blob: Blob, method: str, path: str, body: Any, *, step: str
     ) -> dict[str, Any]:
         try:
-            answer = await self.http.request(
-                method,
-                ctx.base + path,
-                headers=ctx.headers(),
-                json_body=body,
-                impersonate=ctx.profile.impersonate,
-                timeout=self.timeout,
-                proxy=ctx.proxy,
-            )
+            answer = await files.call_json(self.http, ctx, method, path, body, timeout=self.timeout)
         except Chat2ApiError as e:
             raise _tagged(refused(blob.where, f"uploading it failed: {e.message}."), e) from None
         if answer.status != 200:
@@ -620,37 +559,10 @@ class Uploader:
         return parsed
 
     async def _put(self, ctx: TurnContext, blob: Blob, upload_url: str) -> None:
-        # The blob store is not ChatGPT: no authorization, device id or language
-        # (reference §10.2 step 5).
-        headers = {
-            k: v
-            for k, v in ctx.headers(accept="application/json, text/plain, */*").items()
-            if k
-            not in (
-                "authorization",
-                "oai-device-id",
-                "oai-language",
-                "chatgpt-account-id",
-                "authkey",
-            )
-        }
-        headers.update(
-            {
-                "content-type": blob.mime_type,
-                "x-ms-blob-type": "BlockBlob",
-                "x-ms-version": "2020-04-08",
-                "sec-fetch-site": "cross-site",
-            }
-        )
+        # (The blob store gets none of the account's own headers: upstream/files.py.)
         try:
-            answer = await self.http.request(
-                "PUT",
-                upload_url,
-                headers=headers,
-                data=blob.data,
-                impersonate=ctx.profile.impersonate,
-                timeout=self.timeout,
-                proxy=ctx.proxy,
+            answer = await files.put_blob(
+                self.http, ctx, upload_url, blob.data, blob.mime_type, timeout=self.timeout
             )
         except Chat2ApiError as e:
             raise _tagged(

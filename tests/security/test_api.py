@@ -727,7 +727,7 @@ def test_no_tracebacks_in_the_log(mitm: Mitm) -> None:
 def test_the_launcher_applies_the_same_shield(
     emulator: Emulator, probe: Probe, tmp_path: Path
 ) -> None:
-    """run.sh starts the lean master (``python -m service.launcher``): the same refusals."""
+    """run.sh starts the lean master (``python -m patches.launcher``): the same refusals."""
     import sys
 
     env = {
@@ -735,7 +735,7 @@ def test_the_launcher_applies_the_same_shield(
         "AUTHORIZATION": CODE,
         "HEADER_TIMEOUT": str(HEADER_TIMEOUT),
     }
-    command = (sys.executable, "-m", "service.launcher")
+    command = (sys.executable, "-m", "patches.launcher")
     with start_mitm(tmp_path, env, command=command) as lean:
         target = f"127.0.0.1:{probe.port}"
         raw = f"CONNECT {target} HTTP/1.1\r\nhost: {target}\r\n\r\n".encode()

@@ -1,11 +1,12 @@
-"""Answering a request before its body is read, and cutting a body at a limit.
+"""Answering a request before its body is read, and cutting a body at a limit
+(patch ``early_answer``).
 
 mitmproxy reads a request's whole body into memory before the ``request`` hook,
 even when an addon already answered in ``requestheaders``: that answer leaves
 only after the last byte came in (``HttpStream.state_consume_request_body``).
 A 200 MiB POST without a key was buffered whole before its 401.
 
-:func:`install` gives ``HttpStream`` two more cases:
+:func:`apply` gives ``HttpStream`` two more cases:
 
 * an answer set in ``requestheaders`` together with :func:`answer_now` leaves at
   once; the rest of the body is read and dropped, never kept;
@@ -17,10 +18,14 @@ Either way an HTTP/1 connection is half-closed after the answer (the client
 reads the answer, then the end; addons/shield.py closes it for good if the
 client keeps sending); on HTTP/2 only that stream ends. Nothing else changes.
 The mitmproxy behaviour this relies on: ``docs/api-security.md``.
+
+Without the patch (it stood aside, or ``MITM_PATCHES=off``) the same calls still
+give the same answers, after mitmproxy has read the body: correct, not early.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Generator
 from typing import Any
@@ -33,6 +38,8 @@ from mitmproxy.proxy.layers.http._events import (
     RequestData,
     ResponseEndOfMessage,
 )
+
+import patches
 
 EARLY = "chat2api.early"
 LIMIT = "chat2api.body_limit"
@@ -53,7 +60,29 @@ def limit_body(flow: http.HTTPFlow, limit: int, over: http.Response) -> None:
     flow.metadata[OVER] = over
 
 
-def install() -> None:
+def fits() -> str | None:
+    """None when ``HttpStream`` has the states and fields this patch relies on."""
+    why = patches.mitmproxy_version_fits()
+    if why is not None:
+        return why
+    cls: Any = getattr(http_layers, "HttpStream", None)
+    if cls is None:
+        return "mitmproxy.proxy.layers.http has no HttpStream"
+    for name in (
+        "state_wait_for_request_headers",
+        "state_consume_request_body",
+        "state_errored",
+        "send_response",
+    ):
+        if not callable(getattr(cls, name, None)):
+            return f"HttpStream has no {name}"
+    params = list(inspect.signature(cls.state_consume_request_body).parameters)
+    if params != ["self", "event"]:
+        return f"HttpStream.state_consume_request_body takes {params}, not (self, event)"
+    return None
+
+
+def apply() -> None:
     """Patch ``HttpStream`` (idempotent)."""
     cls: Any = http_layers.HttpStream
     headers = cls.state_wait_for_request_headers
