@@ -235,4 +235,8 @@ def mask_text(text: str) -> str:
     for secret, shown in _MASKED.items():
         if secret in text:
             text = text.replace(secret, shown)
+        if "\u2026" in text:
+            # mitmdump's flow dump cuts long URLs with "…", maybe inside the prefix
+            for cut in range(len(secret) - 1, 3, -1):
+                text = text.replace(secret[:cut] + "\u2026", shown + "\u2026")
     return text

@@ -133,6 +133,7 @@ def test_prefix_masking() -> None:
     mask_in_logs("s3cret-prefix")
     try:
         assert mask_text("GET /s3cret-prefix/v1/models") == "GET /<api_prefix>/v1/models"
+        assert mask_text("GET http://h/s3cret-pr\u2026") == "GET http://h/<api_prefix>\u2026"
     finally:
         mask_in_logs(None)
     assert mask_text("GET /s3cret-prefix/v1") == "GET /s3cret-prefix/v1"
