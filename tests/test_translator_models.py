@@ -103,13 +103,21 @@ def test_image_suffix(table: ModelTable, name: str, slug: str, gizmo_id: str | N
     "name", ["image", "gpt-4o-images", "gpt-image-1", "imagegpt-4o", "GPT-4O", "gpt-4o ", "g-"]
 )
 def test_not_image_or_not_known(table: ModelTable, name: str) -> None:
-    model = resolve_model(table, name)  # default mode: the default slug, name echoed
-    assert (model.slug, model.reported, model.image, model.gizmo_id) == ("auto", name, False, None)
+    model = resolve_model(table, name)  # default mode: the default slug, which answers
+    assert (model.slug, model.reported, model.image, model.gizmo_id) == (
+        "auto",
+        "auto",
+        False,
+        None,
+    )
+    assert model.unknown
 
 
 def test_unknown_default_mode(table: ModelTable) -> None:
     model = resolve_model(table, "my-llama")
-    assert (model.slug, model.reported, model.thinking) == ("auto", "my-llama", False)
+    # The answer names the model that answered (the default entry), not the invented name.
+    assert (model.slug, model.reported, model.thinking) == ("auto", "auto", False)
+    assert model.unknown and model.requested == "my-llama"
     assert resolve_model(table, "my-llama-image").image
 
 

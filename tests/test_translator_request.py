@@ -570,13 +570,11 @@ def test_all_fields() -> None:
         False,
     )
     assert req.account_id == "acc-1"
+    # response_format, stop and tools are honoured now (translator/options.py).
     assert req.ignored == (
         "logit_bias",
-        "response_format",
         "seed",
-        "stop",
         "temperature",
-        "tools",
         "top_p",
         "user",
         "vendor_extension",

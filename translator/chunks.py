@@ -152,6 +152,41 @@ class ChunkEncoder:
         chunk = self._text_chunk(self._reasoning, text)
         return chunk if self.started else self.start() + chunk
 
+    def set_field(self, key: str, value: Any) -> None:
+        """A top-level field on every later chunk (``conversation_id`` once it is known)."""
+        if self.extra_fields.get(key) == value:
+            return
+        self.extra_fields[key] = value
+        tail = ',"usage":null' if self.include_usage else ""
+        for k, v in self.extra_fields.items():
+            tail += "," + _dumps(k) + ":" + _dumps(v)
+        self._tail = tail + "}\n\n"
+        self._content = self._affixes("content")
+        self._reasoning = self._affixes("reasoning_content")
+
+    def tool_call(self, index: int, call_id: str, name: str, pieces: tuple[str, ...]) -> bytes:
+        """One call as OpenAI streams it: id, type and name with ``arguments: ""`` first, then
+        the arguments piece by piece; ``index`` counts the calls of this answer."""
+        if self.ended:
+            return b""
+        head = {"index": index, "id": call_id, "type": "function"}
+        out = self.start() + self._choice(
+            {"tool_calls": [{**head, "function": {"name": name, "arguments": ""}}]}, None
+        )
+        for piece in pieces:
+            delta = {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+            out += self._choice(delta, None)
+        return out
+
+    def function_call(self, name: str, pieces: tuple[str, ...]) -> bytes:
+        """A legacy ``functions`` answer: ``delta.function_call``, name first."""
+        if self.ended:
+            return b""
+        out = self.start() + self._choice({"function_call": {"name": name, "arguments": ""}}, None)
+        for piece in pieces:
+            out += self._choice({"function_call": {"arguments": piece}}, None)
+        return out
+
     def finish(self, reason: str, usage: Usage | None = None) -> bytes:
         """The final chunk, the usage chunk (with ``include_usage``) and ``[DONE]``."""
         if self.ended:
@@ -200,6 +235,8 @@ class CompletionAggregator:
         self._content: list[str] = []
         self._reasoning: list[str] = []
         self.finish_reason: str | None = None
+        self.tool_calls: list[dict[str, Any]] = []
+        self.function_call: dict[str, str] | None = None
 
     @property
     def text(self) -> str:
@@ -218,8 +255,18 @@ class CompletionAggregator:
     def finish(self, reason: str) -> None:
         self.finish_reason = reason
 
+    def tool_call(self, call_id: str, name: str, arguments: str) -> None:
+        fn = {"name": name, "arguments": arguments}
+        self.tool_calls.append({"id": call_id, "type": "function", "function": fn})
+
     def build(self, usage: Usage) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "assistant", "content": self.text, "refusal": None}
+        calls = bool(self.tool_calls or self.function_call)
+        content = None if calls and not self._content else self.text
+        message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+        if self.tool_calls:
+            message["tool_calls"] = self.tool_calls
+        if self.function_call is not None:
+            message["function_call"] = self.function_call
         if self._reasoning:
             message["reasoning_content"] = self.reasoning_text
         obj: dict[str, Any] = {

@@ -14,7 +14,8 @@ as ``o3``.  Here the mapping is data, resolved in this order, first hit wins:
    name (``re.fullmatch``) and its slug may use group references (``\\1``, ``\\g<name>``);
 5. **unknown** names: the ``unknown_model`` setting (a top-level setting, passed to
    :func:`resolve_model` as ``unknown``) decides.  ``"default"`` (the default) sends them to
-   ``default_slug`` and echoes the client's name back; ``"reject"`` answers
+   ``default_slug`` and reports the default entry's name (the model that answered), not the
+   invented one; ``"reject"`` answers
    404 ``model_not_found`` as OpenAI does.  Rejecting is the honest choice for deployments whose
    clients pick models from ``GET /v1/models``; ``default`` keeps clients with hard-coded odd
    names working.
@@ -173,6 +174,7 @@ class ResolvedModel:
     image: bool = False  # picture_v2 system hint
     thinking: bool = False  # thinking model: thinking_effort applies
     system_fingerprint: tuple[str, ...] = ()
+    unknown: bool = False  # not in the table: sent to the default slug (unknown_model: default)
 
 
 _GIZMO = re.compile(r"(?:gpt-[A-Za-z0-9.]+-gizmo-)?(g-[A-Za-z0-9]+)")
@@ -208,7 +210,12 @@ def resolve_model(table: ModelTable, name: str, *, unknown: str = "default") -> 
     if unknown == "reject":
         raise _not_found(name)
     image = name.endswith(_IMAGE_SUFFIX)
-    return ResolvedModel(requested=name, slug=table.default_slug, reported=name, image=image)
+    # The answer names the model that answered, never the invented name.
+    default = next((e for e in table.exact.values() if e.slug == table.default_slug), None)
+    reported = (default.reported or default.key) if default is not None else table.default_slug
+    return ResolvedModel(
+        requested=name, slug=table.default_slug, reported=reported, image=image, unknown=True
+    )
 
 
 def list_models(table: ModelTable) -> list[dict[str, Any]]:

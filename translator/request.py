@@ -6,16 +6,18 @@ for every problem; a body over the size limit is :class:`~errors.PayloadTooLarge
 (413).  :func:`build_conversation_body` and :func:`build_prepare_body` turn the result into the
 backend's JSON (chatgpt-backend.md §4, chatgpt-backend-2026.md §2.4-2.5).
 
-Fields ChatGPT cannot honour are type-checked, then **accepted and ignored** (they are listed in
-``ChatRequest.ignored`` for logging): ``temperature``, ``top_p``, ``stop``, ``presence_penalty``,
-``frequency_penalty``, ``logit_bias``, ``logprobs``, ``top_logprobs``, ``seed``, ``tools``,
-``tool_choice``, ``parallel_tool_calls``, ``functions``, ``function_call``, ``response_format``,
-``metadata``, ``store``, ``service_tier``, ``modalities``, ``audio``, ``prediction``,
-``web_search_options``, ``verbosity``, ``prompt_cache_key``, ``safety_identifier`` and
-``user`` (kept, but not sent upstream), plus a message's ``name`` for system, developer, user and
-assistant messages.  ``max_tokens`` / ``max_completion_tokens`` are kept for the response side,
-which truncates.  Unknown top-level keys are ignored too (the original did; rejecting them would
-break clients that send vendor extensions).  ``n`` above 1 is rejected: ChatGPT answers once.
+Tools, ``tool_choice``, ``parallel_tool_calls``, legacy ``functions`` / ``function_call``,
+``response_format``, ``stop`` and ``logprobs`` / ``top_logprobs`` (refused) are read by
+:mod:`translator.options` into ``ChatRequest.options``.  Other fields ChatGPT cannot honour are
+type-checked, then **accepted and ignored** (they are listed in ``ChatRequest.ignored`` for
+logging): ``temperature``, ``top_p``, ``presence_penalty``, ``frequency_penalty``,
+``logit_bias``, ``seed``, ``metadata``, ``store``, ``service_tier``, ``modalities``, ``audio``,
+``prediction``, ``web_search_options``, ``verbosity``, ``prompt_cache_key``,
+``safety_identifier`` and ``user`` (kept, but not sent upstream), plus a message's ``name`` for
+system, developer, user and assistant messages.  ``max_tokens`` / ``max_completion_tokens`` are
+kept for the response side, which cuts the answer there.  Unknown top-level keys are ignored too
+(the original did; rejecting them would break clients that send vendor extensions).  ``n`` above
+1 is rejected: ChatGPT answers once.
 
 Non-standard keys the original read from the body: ``conversation_id``, ``parent_message_id``
 (continue a ChatGPT conversation), ``history_disabled`` (bool, overrides the setting) and
@@ -38,6 +40,8 @@ from zoneinfo import ZoneInfo
 
 from errors import InvalidRequest, PayloadTooLarge
 from translator.models import ResolvedModel
+from translator.options import FIELDS as OPTION_FIELDS
+from translator.options import NO_OPTIONS, Options, parse_options
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 ROLES: tuple[Role, ...] = ("system", "assistant", "user", "function", "tool", "developer")
@@ -150,6 +154,7 @@ class ChatRequest:
     history_disabled: bool | None = None  # None: use the setting
     account_id: str | None = None  # body key Chatgpt-Account-Id
     ignored: tuple[str, ...] = ()  # fields present but not honoured, for logs
+    options: Options = NO_OPTIONS  # tools, structured output, stop (translator/options.py)
 
 
 # --- uploads hook ---------------------------------------------------------------------------
@@ -260,6 +265,7 @@ def parse_chat_request(raw: bytes, *, max_body_bytes: int) -> ChatRequest:
     for field, check in _IGNORED_CHECKS.items():
         if body.get(field) is not None:
             check(body[field], field)
+    options = parse_options(body)
 
     return ChatRequest(
         model=model,
@@ -275,6 +281,7 @@ def parse_chat_request(raw: bytes, *, max_body_bytes: int) -> ChatRequest:
         parent_message_id=_opt_string(body, "parent_message_id", max_length=_MAX_ID_LENGTH),
         history_disabled=_opt_bool(body, "history_disabled"),
         account_id=_account_id(body),
+        options=options,
         ignored=tuple(
             sorted(
                 k
@@ -709,6 +716,7 @@ _READ_FIELDS = frozenset(
         "conversation_id",
         "parent_message_id",
         "history_disabled",
+        *OPTION_FIELDS,
     }
 )
 
