@@ -20,12 +20,14 @@ from errors import (
     NotFound,
     printable,
 )
-from service.completions import CompletionService, error_answer
+from service.completions import Answer, CompletionService, error_answer
+from service.emulation import Emulation, is_live
 from service.images import ImagesService
 from service.uploads import MediaFetcher
 from translator.chunks import json_bytes
 from translator.models import ModelTable, get_model, list_models, resolve_model
 from translator.request import parse_chat_request
+from translator.toolcalls.protocol import emulate, needs_emulation
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,7 @@ class ApiApp:
         self.models = models
         self.unknown_model = unknown_model
         self.completions = completions
+        self.emulation = Emulation(completions)
         self.max_body_bytes = max_body_bytes
         self.history_disabled = history_disabled
         self.media = media
@@ -138,27 +141,58 @@ class ApiApp:
             raise InvalidRequest("Invalid content type: expected application/json.", param=None)
         req = parse_chat_request(body, max_body_bytes=self.max_body_bytes)
         model = resolve_model(self.models, req.model, unknown=self.unknown_model)
+        if model.unknown:
+            log.info(
+                "model %r is not in the model table: mapped to %s (unknown_model: default)",
+                req.model,
+                model.slug,
+            )
+        if req.ignored:
+            log.info("fields not applied (ChatGPT has no such setting): %s", ", ".join(req.ignored))
+        if req.reasoning_effort is not None and not model.thinking:
+            log.info(
+                "reasoning_effort %r not applied: %s is not a thinking model",
+                req.reasoning_effort,
+                model.slug,
+            )
         blobs = None
         if self.media is not None:  # image, file and audio parts → bytes, before any account
             req = self.media.prepare(req)
             blobs = await self.media.fetch_all(req)
+        # With history on, the conversation's id comes back so a client can continue it.
+        show_ids = not (
+            self.history_disabled if req.history_disabled is None else req.history_disabled
+        )
+        bearer = bearer_of(headers)
+        account = headers.get("chatgpt-account-id")
+        if needs_emulation(req) and not is_live(req):
+            result = await self.emulation.checked(
+                req, model, bearer=bearer, header_account_id=account, blobs=blobs, show_ids=show_ids
+            )
+            if isinstance(result, Answer):
+                return Reply(status=result.status, headers=result.headers, body=result.body)
+            return StreamReply(status=200, headers=dict(_SSE), body=result)
         primed = await self.completions.prime(
-            req,
-            model,
-            bearer=bearer_of(headers),
-            header_account_id=headers.get("chatgpt-account-id"),
-            blobs=blobs,
+            emulate(req), model, bearer=bearer, header_account_id=account, blobs=blobs
         )
         if req.stream:
+            body_iter = (
+                self.emulation.stream_live(req, model, primed, show_ids=show_ids)
+                if needs_emulation(req)
+                else self.completions.stream_body(req, model, primed, show_ids=show_ids)
+            )
             return StreamReply(
                 status=200,
-                headers={
-                    "content-type": "text/event-stream; charset=utf-8",
-                    "cache-control": "no-cache",
-                    "x-accel-buffering": "no",
-                },
-                body=self.completions.stream_body(req, model, primed),
+                headers=dict(_SSE),
+                body=body_iter,
                 metadata={"account": primed.ctx.label},
             )
-        answer = await self.completions.complete(req, model, primed)
+        answer = await self.completions.complete(req, model, primed, show_ids=show_ids)
         return Reply(status=answer.status, headers=answer.headers, body=answer.body)
+
+
+_SSE = {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache",
+    "x-accel-buffering": "no",
+}

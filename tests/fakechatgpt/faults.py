@@ -24,6 +24,8 @@ A plan is posted to `/_fake/next` as JSON; every key is optional:
     async_ready_ms
     image_role           "assistant" (default) or "tool": author of the generated-image message
     resume_fail          resume calls for this conversation answer 404
+    tool_mode            how to answer chat2api's tool prompt (toolmodel.MODES; default
+                         "follow": obey it)
 
 "Events" count chunks written: one SSE block each (pings and the empty `data:` line included).
 Status plans (status/preset) answer before any validation, as an edge would; stream plans apply
@@ -35,6 +37,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from . import toolmodel
 
 CLOUDFLARE_HTML = (
     '<!DOCTYPE html><html lang="en-US"><head><title>Just a moment...</title>'
@@ -93,7 +97,7 @@ KEYS = {
     "count", "target", "preset", "status", "body", "content_type", "replay", "answer",
     "delay_ms", "stall_ms", "stall_after_events", "drop_after_events", "error_event",
     "error_after_events", "malformed_event", "moderation", "async_image", "async_ready_ms",
-    "image_role", "resume_fail",
+    "image_role", "resume_fail", "tool_mode",
 }  # fmt: skip
 TARGETS = ("conversation", "sentinel")
 
@@ -123,6 +127,7 @@ class Plan:
     async_ready_ms: float = 300
     image_role: str = "assistant"
     resume_fail: bool = False
+    tool_mode: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -169,6 +174,10 @@ def parse_plan(raw: Any) -> Plan:
         setattr(plan, key, bool(raw.get(key, False)))
     if "malformed_event" in raw:
         plan.malformed_event = raw["malformed_event"]
+    if "tool_mode" in raw:
+        if raw["tool_mode"] not in toolmodel.MODES:
+            raise PlanError(f"tool_mode must be one of {toolmodel.MODES}")
+        plan.tool_mode = raw["tool_mode"]
     plan.image_role = raw.get("image_role", "assistant")
     if plan.image_role not in ("assistant", "tool"):
         raise PlanError("image_role must be assistant or tool")
