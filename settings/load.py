@@ -206,6 +206,13 @@ def _parse_ban_list(value: Any) -> tuple[str, ...]:
     return entries
 
 
+def _parse_codex_models(value: Any) -> Any:
+    from translator.models import parse_model_table
+    from translator.responses.models import DEFAULT_CODEX_MODEL_TABLE
+
+    return parse_model_table(DEFAULT_CODEX_MODEL_TABLE if value is None else value)
+
+
 def _parse_models(value: Any) -> Any:
     # The table's own parser lives with the model mapping; imported lazily so
     # that settings stay importable on their own.
@@ -247,6 +254,9 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "unknown_model": _one_of("default", "reject"),
     "max_body_bytes": _parse_int(1024, 1024 * 1024 * 1024),
     "models": _parse_models,
+    "codex_backend": _one_of("auto", "always", "never"),
+    "codex_models": _parse_codex_models,
+    "responses_ttl": _parse_int(60, 366 * 24 * 3600),
     "media_max_bytes": _parse_int(1024, 1024 * 1024 * 1024),
     "media_fetch_timeout": _parse_seconds,
     "media_allow_hosts": _parse_hosts,
@@ -308,6 +318,8 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         values["timeouts"] = Timeouts(**timeouts)
     if "models" not in values:
         values["models"] = _parse_models(None)
+    if "codex_models" not in values:
+        values["codex_models"] = _parse_codex_models(None)
     settings = Settings(**values)
     _check_consistency(settings)
     return settings
@@ -327,7 +339,7 @@ def describe(settings: Settings) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
-        if f.name == "models":
+        if f.name in ("models", "codex_models"):
             continue
         if f.name in secret and value:
             value = f"<{len(value) if isinstance(value, tuple) else 1} set>"

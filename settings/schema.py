@@ -8,6 +8,7 @@ from typing import Any, Literal
 Dialect = Literal["classic", "2026", "auto"]
 PowAlgorithm = Literal["auto", "sha3", "fnv1a"]
 UnknownModel = Literal["default", "reject"]
+CodexBackend = Literal["auto", "always", "never"]
 
 
 # The mirror's ban list for seed users: reference §13.4, plus writes to the account's
@@ -92,6 +93,11 @@ class Settings:
     media_async_timeout: float = 300.0
     media_poll_interval: float = 2.0
     models: Any = None
+    # the Codex backend (upstream/codex.py): auto, always or never; its model table
+    codex_backend: CodexBackend = "auto"
+    codex_models: Any = None
+    # stored responses (service/responsestore.py) are kept this many seconds
+    responses_ttl: int = 30 * 24 * 3600
     # accounts
     scheduled_refresh: bool = False
     refresh_schedule: str = "every 2 days at 03:00"
