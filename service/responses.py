@@ -277,8 +277,9 @@ class ResponsesService:
         )
         try:
             async for chunk in stream.chunks(idle_timeout=self._idle(deadline)):
-                for event in primed.decoder.feed(chunk):
-                    primed.events.append(event)
+                batch = primed.decoder.feed(chunk)
+                primed.events.extend(batch)  # (all of it: what follows is not read again)
+                for event in batch:
                     if isinstance(event, Failed):
                         raise failure_error(event.error)
                     if isinstance(event, ItemAdded) or event.type.endswith(".delta"):
