@@ -3,6 +3,7 @@ replays the shared captures byte for byte (docs/codex-backend.md)."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from tests.fakechatgpt.harness import (
     codex_headers,
     codex_plan,
     expected_codex_answer,
+    expected_codex_json,
     expected_codex_summary,
     expected_codex_tool_answer,
     mint_access_token,
@@ -26,6 +28,8 @@ from tests.fakechatgpt.harness import (
     reset,
     run_emulator,
 )
+from tests.fakechatgpt.state import FAKE_PNG
+from tests.support.clients import run_client
 
 PATH = "/backend-api/codex/responses"
 CAPTURE_01 = CODEX_FIXTURES / "01-codex-backend-gpt-5.5-reasoning-and-text.sse"
@@ -34,6 +38,7 @@ CAPTURE_03 = (
     / "03-public-api-gpt-5.1-codex-max-reasoning-summary-and-function-calls.chunks.jsonl"
 )
 CAPTURE_04 = CODEX_FIXTURES / "04-public-api-gpt-5-function-call-roundtrip.sse"
+CLI_SHAPE = CODEX_FIXTURES / "codex-cli-0.171.0-request-to-custom-provider.shape.json"
 WEATHER = {
     "type": "function",
     "name": "get_weather",
@@ -79,9 +84,9 @@ def call(
     method: str = "POST",
 ) -> tuple[int, dict[str, str], bytes]:
     h = codex_headers(token or mint_access_token())
-    h.update(headers or {})
     for name in drop:
         h.pop(name, None)
+    h.update(headers or {})
     conn = http.client.HTTPConnection("127.0.0.1", emu.port, timeout=10)
     data = None if body is None else json.dumps(body).encode()
     try:
@@ -271,6 +276,33 @@ def test_plan_tool_calls_preamble_and_custom_tool(emu: Emulator) -> None:
     assert [i["type"] for i in items_done(events_of(call(emu, codex_body("x"))[2]))] == ["message"]
 
 
+def test_structured_output_and_single_calls(emu: Emulator) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string"},
+            "days": {"type": "array", "items": {"type": "integer"}},
+            "mood": {"enum": ["sunny", "rainy"]},
+        },
+        "required": ["city", "days", "mood"],
+        "additionalProperties": False,
+    }
+    fmt = {"type": "json_schema", "name": "out", "schema": schema, "strict": True}
+    (message,) = items_done(events_of(call(emu, codex_body("Weather?", text={"format": fmt}))[2]))
+    text = message["content"][0]["text"]
+    assert text == expected_codex_json(fmt, "Weather?", "gpt-5.5")
+    value = json.loads(text)
+    assert set(value) == {"city", "days", "mood"} and value["mood"] == "sunny"
+    body = codex_body("x", text={"format": {"type": "json_object"}})
+    (message,) = items_done(events_of(call(emu, body)[2]))
+    assert json.loads(message["content"][0]["text"]) == {
+        "answer": expected_codex_answer("x", "gpt-5.5")
+    }
+    # parallel_tool_calls false: only the first asked call is made.
+    body = codex_body("call clock() then call clock()", tools=[CLOCK], parallel_tool_calls=False)
+    assert len(items_done(events_of(call(emu, body)[2]))) == 1
+
+
 def test_cached_tokens_follow_the_prompt_cache_key(emu: Emulator) -> None:
     body = codex_body("a long prompt " * 200, prompt_cache_key="k1")
     first = events_of(call(emu, body)[2])[-1]["response"]["usage"]
@@ -330,6 +362,13 @@ NOT_PERSISTED = (
         (_unanswered_call, 400, "No tool output found for function call call_y."),
         ({"previous_response_id": "resp_1"}, 400, "previous_response_not_found"),
         ({"reasoning": {"effort": "ultra"}}, 400, "unsupported_value"),
+        ({"reasoning": {"effort": "low", "summary": "long"}}, 400, "Invalid value: 'long'"),
+        ({"tool_choice": "any"}, 400, "'none', 'auto', and 'required'"),
+        (
+            {"model": "gpt-5.3-codex-spark", "text": {"verbosity": "low"}},
+            400,
+            "Supported values are: 'medium'.",
+        ),
         ({"tool_choice": {"type": "function", "name": "nope"}}, 400, "not found in 'tools'"),
         ({"input": "a bare string"}, 422, "type_error.list"),
     ],
@@ -355,6 +394,72 @@ def test_body_refusals(emu: Emulator, change: Any, status: int, expected: Any) -
     assert json.loads(raw) == {"detail": "Instructions are required"}
     got, _, raw = call(emu, {"model": "gpt-5.5", "input": [], "instructions": "x", "stream": True})
     assert json.loads(raw) == {"detail": "Store must be set to false"}
+
+
+def test_a_codex_cli_request_once_forwarded(emu: Emulator) -> None:
+    """What Codex CLI 0.171.0 sends must lose its item ids and gain instructions to pass."""
+    shape = json.loads(CLI_SHAPE.read_text())
+    sent = dict(line.split(": ", 1) for line in shape["headers"])
+    body = shape["body"]
+    body["input"] = [i for i in body["input"] if isinstance(i, dict)]
+    body["input"].append(user('call exec_command({"cmd": "ls"})'))
+    body["input"][-1]["id"] = "msg_last"
+    headers = {"originator": sent["originator"], "session-id": sent["session-id"]}
+    status, _, raw = call(emu, body, headers=headers, drop=("originator", "session_id"))
+    assert (status, json.loads(raw)) == (400, {"detail": "Instructions are required"})
+    body["instructions"] = "You are Codex."
+    status, _, raw = call(emu, body, headers=headers, drop=("originator", "session_id"))
+    assert status == 400 and b"Item with id 'msg_5e3548cf" in raw
+    for item in body["input"]:
+        item.pop("id")
+    status, _, raw = call(emu, body, headers=headers, drop=("originator", "session_id"))
+    assert status == 200, raw
+    reasoning, fn = items_done(events_of(raw))
+    assert reasoning["type"] == "reasoning" and reasoning["encrypted_content"]
+    assert (fn["name"], json.loads(fn["arguments"])) == ("exec_command", {"cmd": "ls"})
+
+
+def _image(url: Any) -> dict[str, Any]:
+    part = {"type": "input_image", "image_url": url}
+    return {
+        "type": "message",
+        "role": "user",
+        "content": [{"type": "input_text", "text": "see"}, part],
+    }
+
+
+PNG = "data:image/png;base64," + base64.b64encode(FAKE_PNG).decode()
+
+
+@pytest.mark.parametrize(
+    "item, code, marker",
+    [
+        (_image(PNG), None, ""),
+        (_image("https://example.com/cat.png"), None, ""),
+        (_image({"url": PNG}), "invalid_type", "expected a string, but got an object"),
+        (_image("data:text/plain;base64,aGk="), "invalid_value", "data URL with an image MIME"),
+        (_image("data:image/png;base64,bm90IGFuIGltYWdl"), "invalid_value", "not represent"),
+        (
+            {"role": "user", "content": [{"type": "text", "text": "chat-style part"}]},
+            "invalid_value",
+            "Invalid value: 'text'",
+        ),
+    ],
+)
+def test_message_content_parts(
+    emu: Emulator, item: dict[str, Any], code: str | None, marker: str
+) -> None:
+    body = codex_body("x")
+    body["input"] = [item]
+    status, _, raw = call(emu, body)
+    if code is None:
+        assert status == 200, raw
+    else:
+        error = json.loads(raw)["error"]
+        assert (status, error["code"]) == (400, code) and marker in error["message"]
+        assert error["param"].startswith(
+            "input[0].content[1]" if "image" in str(item) else "input[0]"
+        )
 
 
 def test_model_outside_the_plan(emu: Emulator) -> None:
@@ -454,6 +559,9 @@ def test_replay_flag() -> None:
         assert first + second == CAPTURE_04.read_bytes()
         # Refusals still apply before the replay.
         assert call(e, codex_body("x", store=True))[0] == 400
+    with run_emulator(codex_replay=str(CAPTURE_01), codex_replay_framing="wire") as e:
+        events = events_of(call(e, codex_body("x"))[2])
+        assert [ev["sequence_number"] for ev in events] == list(range(11))
 
 
 # ---------------------------------------------------------------- faults
@@ -510,6 +618,9 @@ def test_status_plan_and_web_plans_stay_apart(emu: Emulator) -> None:
     codex_plan(emu.url, status=418, body={"detail": "teapot"}, headers={"x-extra": "1"})
     status, headers, raw = call(emu, codex_body("x"))
     assert (status, json.loads(raw), headers["x-extra"]) == (418, {"detail": "teapot"}, "1")
+    codex_plan(emu.url, headers={"x-codex-primary-used-percent": "87.5"})
+    status, headers, _ = call(emu, codex_body("x"))
+    assert (status, headers["x-codex-primary-used-percent"]) == (200, "87.5")
     assert call(emu, codex_body("x"))[0] == 200
 
 
@@ -540,6 +651,7 @@ def test_stream_endings(emu: Emulator, plan: dict[str, Any], last: str) -> None:
         last == "response.content_part.done" and events[-1]["type"] == "response.output_item.done"
     )
     assert not any(e["type"] == "response.completed" for e in events)
+    assert received(emu.url)[-1]["codex"]["terminal"] == events[-1]["type"]
     if last == "response.failed":
         failed = plan["failed"]
         code = failed if isinstance(failed, str) else failed["code"]
@@ -552,9 +664,13 @@ def test_stream_endings(emu: Emulator, plan: dict[str, Any], last: str) -> None:
         assert len(events) == 4
 
 
-def test_unknown_codex_plan_key_is_rejected(emu: Emulator) -> None:
+def test_bad_codex_plans_are_rejected(emu: Emulator) -> None:
     with pytest.raises(Exception, match="400"):
         codex_plan(emu.url, bogus=1)
+    with pytest.raises(Exception, match="400"):
+        codex_plan(emu.url, replay="/nonexistent/capture.sse")
+    with pytest.raises(Exception, match="400"):
+        codex_plan(emu.url, preset="nope")
 
 
 # ---------------------------------------------------------------- models
@@ -581,3 +697,37 @@ def test_models_catalog(emu: Emulator) -> None:
     assert "gpt-5.4" not in free_slugs and "gpt-5.4-mini" in free_slugs
     assert models(plus, "")[0] == 422
     assert models(plus, "?client_version=v1.5.0")[0] == 400
+
+
+# ---------------------------------------------------------------- a real client
+
+
+def test_openai_sdk_accumulator_accepts_the_streams(emu: Emulator) -> None:
+    """openai-python's `responses.stream` asserts the event order as it accumulates."""
+    token = mint_access_token()
+    headers = codex_headers(token)
+    del headers["authorization"], headers["content-type"]
+    script = f"""
+    from openai import OpenAI
+    client = OpenAI(api_key={token!r}, base_url={emu.url + "/backend-api/codex"!r},
+                    default_headers={headers!r}, max_retries=0)
+    tools = [{{"type": "function", "name": "clock", "strict": False,
+              "parameters": {{"type": "object", "properties": {{}}}}}}]
+    for prompt in ["hello", "call clock() and call clock()"]:
+        with client.responses.stream(
+            model="gpt-5.5", instructions="Be brief.", store=False, tools=tools,
+            input=[{{"role": "user", "content": prompt}}],
+            reasoning={{"effort": "low", "summary": "auto"}},
+            include=["reasoning.encrypted_content"],
+        ) as stream:
+            events = list(stream)
+            final = stream.get_final_response()
+        done = [e.item.type for e in events if e.type == "response.output_item.done"]
+        text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+        emit({{"done": done, "output": len(final.output), "text": text,
+              "reasoning_tokens": final.usage.output_tokens_details.reasoning_tokens}})
+    """
+    text, calls = run_client(script, timeout=60)
+    assert text["done"] == ["reasoning", "message"] and calls["done"][1:] == ["function_call"] * 2
+    assert text["text"] == expected_codex_answer("hello", "gpt-5.5")
+    assert text["output"] == 0 and text["reasoning_tokens"] > 0  # completed.output is []

@@ -10,6 +10,7 @@ client under test must send what Codex CLI sends.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from typing import Any
@@ -32,6 +33,7 @@ UNSUPPORTED = (
 )  # fmt: skip
 WORKSPACES_CLAIM = "workspace_account_ids"  # emulator-only: Team accounts the token may use
 DEFAULT_PLAN = "plus"
+IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"RIFF")
 
 
 def detail(status: int, text: str) -> Response:
@@ -49,7 +51,9 @@ def token_accounts(claims: dict[str, Any]) -> tuple[str, set[str], str]:
     auth = auth if isinstance(auth, dict) else {}
     own = str(auth.get("chatgpt_account_id") or "")
     extra = auth.get(WORKSPACES_CLAIM) or []
-    ids = {own} | {str(x) for x in extra if isinstance(x, str)} if own else set()
+    ids = {str(x) for x in extra if isinstance(x, str)}
+    if own:
+        ids.add(own)
     return own, ids, str(auth.get("chatgpt_plan_type") or DEFAULT_PLAN)
 
 
@@ -73,6 +77,72 @@ def header_error(req: Request, claims: dict[str, Any]) -> Response | None:
     return None
 
 
+PART_TYPES = (
+    "input_text", "input_image", "output_text", "refusal", "input_file",
+    "computer_screenshot", "summary_text",
+)  # fmt: skip
+BAD_IMAGE = (
+    "The image data you provided does not represent a valid image. Please check your input and "
+    "try again with one of the supported image formats: ['image/jpeg', 'image/png', "
+    "'image/gif', 'image/webp']."
+)
+
+
+def _image_error(url: Any, where: str) -> Response | None:
+    if not isinstance(url, str):
+        got = "an object" if isinstance(url, dict) else type(url).__name__
+        return api_error(
+            400,
+            f"Invalid type for '{where}': expected a string, but got {got} instead.",
+            param=where,
+            code="invalid_type",
+        )
+    if url.startswith(("https://", "http://")):
+        return None
+    head, _, data = url.partition(",")
+    if not head.startswith("data:image/") or not head.endswith(";base64"):
+        return api_error(
+            400,
+            f"Invalid '{where}'. Expected a base64-encoded data URL with an image MIME type "
+            "(e.g. 'data:image/png;base64,aW1nIGJ5dGVzIGhlcmU='), or an https URL.",
+            param=where,
+            code="invalid_value",
+        )
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except ValueError:
+        raw = b""
+    if not raw.startswith(IMAGE_MAGIC):
+        return api_error(400, BAD_IMAGE, param=where, code="invalid_value")
+    return None
+
+
+def _content_error(content: Any, i: int) -> Response | None:
+    """Message content: a string, or parts of the Responses types (not Chat's `text`)."""
+    if isinstance(content, str) or content is None:
+        return None
+    if not isinstance(content, list):
+        return json_response(422, Invalid([wrong_type(["input", i, "content"], "list")]).body)
+    for j, part in enumerate(content):
+        where = f"input[{i}].content[{j}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind not in PART_TYPES:
+            allowed = ", ".join(f"'{t}'" for t in PART_TYPES[:-1])
+            return api_error(
+                400,
+                f"Invalid value: '{kind}'. Supported values are: {allowed}, and "
+                f"'{PART_TYPES[-1]}'.",
+                param=f"{where}.type",
+                code="invalid_value",
+            )
+        if kind == "input_image":
+            assert isinstance(part, dict)
+            problem = _image_error(part.get("image_url"), f"{where}.image_url")
+            if problem:
+                return problem
+    return None
+
+
 def _items_error(items: list[Any], account: str) -> Response | None:
     calls: set[str] = set()
     answered: set[str] = set()
@@ -89,7 +159,11 @@ def _items_error(items: list[Any], account: str) -> Response | None:
                 code=None,
             )
         kind = item.get("type")
-        if kind in ("function_call", "custom_tool_call"):
+        if kind in (None, "message"):
+            problem = _content_error(item.get("content"), i)
+            if problem:
+                return problem
+        elif kind in ("function_call", "custom_tool_call"):
             calls.add(str(item.get("call_id")))
         elif kind in ("function_call_output", "custom_tool_call_output"):
             call_id = str(item.get("call_id"))
@@ -111,9 +185,13 @@ def _items_error(items: list[Any], account: str) -> Response | None:
                     param=None,
                     code="invalid_encrypted_content",
                 )
-    for call_id in sorted(calls - answered):
+    unanswered = sorted(calls - answered)
+    if unanswered:
         return api_error(
-            400, f"No tool output found for function call {call_id}.", param="input", code=None
+            400,
+            f"No tool output found for function call {unanswered[0]}.",
+            param="input",
+            code=None,
         )
     return None
 
@@ -185,18 +263,44 @@ def body_error(body: Any, account: str, plan_type: str) -> Response | None:
     model = models.lookup(body["model"], plan_type)
     if model is None:
         return detail(400, models.not_supported_message(body["model"]))
-    reasoning = body.get("reasoning")
-    effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
-    if effort is not None and effort not in model.efforts:
-        allowed = ", ".join(f"'{e}'" for e in model.efforts)
-        return api_error(
-            400,
-            f"Unsupported value: '{effort}' is not supported with the '{model.slug}' model. "
-            f"Supported values are: {allowed}.",
-            param="reasoning.effort",
-            code="unsupported_value",
+    return _options_error(body, model)
+
+
+def _one_of(value: Any, allowed: tuple[str, ...], param: str, model: str | None) -> Response | None:
+    if value is None or value in allowed:
+        return None
+    listed = ", ".join(f"'{a}'" for a in allowed[:-1])
+    listed = f"{listed}, and '{allowed[-1]}'" if listed else f"'{allowed[-1]}'"
+    if model is None:
+        message = f"Invalid value: '{value}'. Supported values are: {listed}."
+        return api_error(400, message, param=param, code="invalid_value")
+    message = (
+        f"Unsupported value: '{value}' is not supported with the '{model}' model. "
+        f"Supported values are: {listed}."
+    )
+    return api_error(400, message, param=param, code="unsupported_value")
+
+
+def _options_error(body: dict[str, Any], model: models.CodexModel) -> Response | None:
+    """tool_choice, reasoning effort and summary, and verbosity, as the model allows them."""
+    choice = body.get("tool_choice")
+    raw_reasoning, raw_text = body.get("reasoning"), body.get("text")
+    reasoning: dict[str, Any] = raw_reasoning if isinstance(raw_reasoning, dict) else {}
+    text: dict[str, Any] = raw_text if isinstance(raw_text, dict) else {}
+    verbosities = ("low", "medium", "high") if model.verbosity else ("medium",)
+    return (
+        _one_of(
+            choice if isinstance(choice, str) else None,
+            ("none", "auto", "required"),
+            "tool_choice",
+            None,
         )
-    return None
+        or _one_of(reasoning.get("effort"), model.efforts, "reasoning.effort", model.slug)
+        or _one_of(
+            reasoning.get("summary"), ("auto", "concise", "detailed"), "reasoning.summary", None
+        )
+        or _one_of(text.get("verbosity"), verbosities, "text.verbosity", model.slug)
+    )
 
 
 class Codex:
@@ -239,17 +343,10 @@ class Codex:
             return p.codex.account is None or p.codex.account == account
 
         plan = st.plans.peek_first("codex", mine)
-        body: Any = None
         if plan is not None and plan.answers_status:
             st.plans.take_first("codex", mine)
             entry["plan"] = plan.raw
-            with_body = req.body
-            try:
-                body = json.loads(with_body) if with_body else None
-            except ValueError:
-                body = None
-            model = body.get("model") if isinstance(body, dict) else ""
-            return self._edge(plan, account, plan_type, str(model or ""))
+            return self._edge(plan, account, plan_type, _model_of(req.body))
         refused = header_error(req, claims)
         if refused:
             return refused
@@ -272,9 +369,7 @@ class Codex:
         assert plan.status is not None
         headers = self.limit_headers(account)
         if cp.preset is None:
-            return Response(
-                plan.status, plan.body, plan.content_type, headers + list(cp.headers.items())
-            )
+            return Response(plan.status, plan.body, plan.content_type, _merge(headers, cp.headers))
         ctype, raw = codex_plan.preset_answer(
             cp.preset,
             plan_type=cp.plan_type or plan_type,
@@ -286,7 +381,7 @@ class Codex:
             headers = self.limit_headers(account, used=100.0)
         if cp.preset == "cloudflare":
             headers = [("cf-mitigated", "challenge"), ("cf-ray", "8d2f0c1b2a3e4f5a-FRA")]
-        return Response(plan.status, raw, ctype, headers + list(cp.headers.items()))
+        return Response(plan.status, raw, ctype, _merge(headers, cp.headers))
 
     def _context(self, body: dict[str, Any], account: str) -> events.Context:
         st = self.state
@@ -332,7 +427,8 @@ class Codex:
                 "usage": built.usage,
             }
         chunks = _terminal(chunks, cp, ctx, int(st.now()))
-        headers = self.limit_headers(account) + list(cp.headers.items())
+        entry["codex"]["terminal"] = events.type_of(chunks[-1]) if chunks else None
+        headers = _merge(self.limit_headers(account), cp.headers)
 
         async def run(sink: Sink) -> None:
             try:
@@ -346,7 +442,8 @@ class Codex:
 
     def _replay_chunks(self, path: str, cp: codex_plan.CodexPlan) -> list[bytes]:
         st = self.state
-        parts = events.load_replay(path, cp.framing)
+        framing = cp.framing if cp.replay or cp.framing_set else st.codex_replay_framing
+        parts = events.load_replay(path, framing)
         if cp.replay_part == "all":
             return [c for part in parts for c in part]
         if isinstance(cp.replay_part, int):
@@ -379,6 +476,22 @@ class Codex:
             return detail(400, f"Invalid client_version: {version[:40]}")
         body, etag = models.catalog(plan_type, parsed)
         return json_response(200, body, [("x-models-etag", etag)])
+
+
+def _model_of(raw: bytes) -> str:
+    """The body's model, for the preset that names it; "" if there is none."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return ""
+    model = body.get("model") if isinstance(body, dict) else None
+    return model if isinstance(model, str) else ""
+
+
+def _merge(headers: list[tuple[str, str]], extra: dict[str, str]) -> list[tuple[str, str]]:
+    """Headers with the plan's replacing any of the same name."""
+    names = {k.lower() for k in extra}
+    return [(k, v) for k, v in headers if k.lower() not in names] + list(extra.items())
 
 
 def _terminal(

@@ -7,14 +7,18 @@ either function calls or a text message. The rules, in order:
 1. A fault plan's `tool_calls` (or `answer`) wins.
 2. After the last user message, `function_call_output` / `custom_tool_call_output` items mean the
    tool loop is done: a final text, `expected_codex_tool_answer(outputs, model)`.
-3. The user text asks for calls as `call NAME({...json...})` (several allowed), NAME being one of
-   the request's function tools: those calls, in order.
+3. The user text of this turn (every user message after the last tool output or assistant item)
+   asks for calls as `call NAME({...json...})` (several allowed), NAME being one of the
+   request's function tools: those calls, in order.
 4. `tool_choice` "required" or `{"type": "function", "name": N}`: one call to N (or the first
    function tool), with `default_arguments(tool)` built from its JSON schema.
 5. Otherwise a text: `expected_codex_answer(prompt, model)`.
 
-With `tool_choice: "none"` rules 3 and 4 never apply. `expected_codex_summary(prompt, model)`
-gives the summary sections.
+With `tool_choice: "none"` rules 3 and 4 never apply; with `parallel_tool_calls: false` rule 3
+makes only the first call. With `text.format` `json_schema` or `json_object`, the texts of rules
+2 and 5 are JSON instead: `expected_codex_json(format, subject, model)`, the subject being the
+prompt (rule 5) or the outputs joined with newlines (rule 2).
+`expected_codex_summary(prompt, model)` gives the summary sections.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ __all__ = [
     "ToolCall",
     "default_arguments",
     "expected_codex_answer",
+    "expected_codex_json",
     "expected_codex_summary",
     "expected_codex_tool_answer",
     "last_user_text",
@@ -98,6 +103,45 @@ def expected_codex_summary(prompt: str, model: str) -> list[str]:
     ]
 
 
+def _filled(schema: Any, tag: str, name: str) -> Any:
+    if not isinstance(schema, dict):
+        return f"{name} {tag}"
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf"):
+        if isinstance(schema.get(key), list) and schema[key]:
+            return _filled(schema[key][0], tag, name)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
+    if kind == "object":
+        props = schema.get("properties") or {}
+        return {key: _filled(sub, tag, key) for key, sub in props.items()}
+    if kind == "array":
+        return [_filled(schema.get("items"), tag, name)]
+    return {"integer": 1, "number": 1.5, "boolean": True, "null": None}.get(
+        str(kind), f"{name} {tag}"
+    )
+
+
+def expected_codex_json(fmt: dict[str, Any], subject: str, model: str) -> str:
+    """The text of a structured answer: every schema property filled (strings name + tag)."""
+    tag = _tag(model, subject)
+    if fmt.get("type") == "json_schema":
+        value = _filled(fmt.get("schema"), tag, "value")
+    else:
+        value = {"answer": expected_codex_answer(subject, model)}
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _structured(body: dict[str, Any]) -> dict[str, Any] | None:
+    text = body.get("text")
+    fmt = text.get("format") if isinstance(text, dict) else None
+    if isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object"):
+        return fmt
+    return None
+
+
 def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
@@ -125,6 +169,17 @@ def last_user_text(items: list[Any]) -> str:
         if _is_message(item, "user"):
             return _text_of(item.get("content"))
     return ""
+
+
+def turn_user_texts(items: list[Any]) -> str:
+    """Every user message of the current turn (after the last tool output or assistant item)."""
+    texts: list[str] = []
+    for item in reversed(items):
+        if _is_message(item, "user"):
+            texts.append(_text_of(item.get("content")))
+        elif not (_is_message(item, "developer") or _is_message(item, "system")):
+            break
+    return "\n".join(texts[::-1])
 
 
 def tool_outputs(items: list[Any]) -> list[str]:
@@ -261,9 +316,16 @@ def plan_turn(
     elif outputs:
         turn.kind, turn.text = "final", expected_codex_tool_answer(outputs, model)
     elif body.get("tool_choice") != "none" and tools:
-        calls = _asked_calls(prompt, tools) or _forced_call(body, tools)
+        calls = _asked_calls(turn_user_texts(items), tools)
+        if calls and body.get("parallel_tool_calls") is False:
+            calls = calls[:1]
+        calls = calls or _forced_call(body, tools)
         if calls:
             turn.kind, turn.calls, turn.preamble = "tools", calls, preamble
     if turn.kind == "text" and turn.text is None:
         turn.text = expected_codex_answer(prompt, model)
+    fmt = _structured(body)
+    if fmt is not None and answer is None and turn.kind != "tools":
+        subject = "\n".join(outputs) if turn.kind == "final" else prompt
+        turn.text = expected_codex_json(fmt, subject, model)
     return turn

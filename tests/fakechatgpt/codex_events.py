@@ -8,6 +8,7 @@ blocks, the JSON's keys as the backend orders them (`type` first, the rest sorte
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import secrets
@@ -301,7 +302,7 @@ def error_event(seq: int, error: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- replay
 
 
-def _type_of(block: bytes) -> str | None:
+def type_of(block: bytes) -> str | None:
     for line in block.splitlines():
         if line.startswith(b"data:"):
             try:
@@ -341,12 +342,14 @@ def _wire(block: bytes) -> bytes:
     return stripped + b"\n\n" if stripped else b""
 
 
+@functools.lru_cache(maxsize=32)
 def load_replay(path: str, framing: str = "verbatim") -> list[list[bytes]]:
     """A capture as responses (each a list of event chunks, one socket write each).
 
     `.sse`: the file's bytes cut at event boundaries (framing "verbatim"), or each event ending
     with a blank line ("wire"). `.jsonl`: one JSON event per line, framed as `event:` + `data:`.
-    A new response starts at every `response.created` after the first.
+    A new response starts at every `response.created` after the first. Cached: callers must not
+    change the lists.
     """
     data = Path(path).read_bytes()
     if path.endswith(".jsonl"):
@@ -361,11 +364,11 @@ def load_replay(path: str, framing: str = "verbatim") -> list[list[bytes]]:
             blocks = [b for b in map(_wire, blocks) if b]
     parts: list[list[bytes]] = []
     for block in blocks:
-        if not parts or (_type_of(block) == "response.created" and _has_created(parts[-1])):
+        if not parts or (type_of(block) == "response.created" and _has_created(parts[-1])):
             parts.append([])
         parts[-1].append(block)
     return parts
 
 
 def _has_created(blocks: list[bytes]) -> bool:
-    return any(_type_of(b) == "response.created" for b in blocks)
+    return any(type_of(b) == "response.created" for b in blocks)

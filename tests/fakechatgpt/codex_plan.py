@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .codex_answers import ToolCall
@@ -76,6 +77,7 @@ class CodexPlan:
     replay: str | None = None
     replay_part: int | str | None = None
     framing: str = "verbatim"
+    framing_set: bool = False  # the plan chose a framing (else --codex-replay-framing applies)
     answer: str | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)
     preamble: str | None = None
@@ -137,12 +139,15 @@ def parse(raw: dict[str, Any]) -> Plan:
     for key in ("account", "plan_type", "replay", "answer", "preamble", "incomplete"):
         if raw.get(key) is not None:
             setattr(cp, key, str(raw[key]))
+    if cp.replay is not None and not Path(cp.replay).is_file():
+        raise PlanError(f"replay file not found: {cp.replay}")
     cp.resets_in_seconds = int(raw.get("resets_in_seconds", 3600))
     part = raw.get("replay_part")
     if part is not None and part != "all" and not isinstance(part, int):
         raise PlanError('replay_part must be an int or "all"')
     cp.replay_part = part
     cp.framing = raw.get("framing", "verbatim")
+    cp.framing_set = "framing" in raw
     if cp.framing not in ("verbatim", "wire"):
         raise PlanError('framing must be "verbatim" or "wire"')
     cp.tool_calls = [_tool_call(c) for c in raw.get("tool_calls") or []]

@@ -23,6 +23,7 @@ from .answers import expected_answer, expected_reasoning
 from .codex_answers import (
     default_arguments,
     expected_codex_answer,
+    expected_codex_json,
     expected_codex_summary,
     expected_codex_tool_answer,
     plan_turn,
@@ -47,6 +48,7 @@ __all__ = [
     "codex_body",
     "token_account_id",
     "expected_codex_answer",
+    "expected_codex_json",
     "expected_codex_summary",
     "expected_codex_tool_answer",
     "default_arguments",

@@ -589,6 +589,7 @@ class App:
                     "refresh_tokens": st.refresh_tokens,
                     "conversations": sorted(st.conversations),
                     "plans": st.plans.pending(),
+                    "codex_calls": st.codex_calls,
                     "clock_offset": st.clock_offset,
                     "time": time.time(),
                 },

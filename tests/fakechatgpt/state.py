@@ -106,12 +106,14 @@ class State:
         replay: str | None,
         refresh_tokens: list[str],
         codex_replay: str | None = None,
+        codex_replay_framing: str = "verbatim",
     ) -> None:
         self.difficulty = difficulty
         self.dialect = dialect
         self.format = fmt
         self.replay = replay
         self.codex_replay = codex_replay
+        self.codex_replay_framing = codex_replay_framing
         self.initial_refresh_tokens = list(refresh_tokens)
         self.base_url = ""
         self.reset()
