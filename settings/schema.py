@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
+
+from settings.model_table import ModelTable, parse_model_table
 
 Dialect = Literal["classic", "2026", "auto"]
 PowAlgorithm = Literal["auto", "sha3", "fnv1a"]
@@ -91,7 +93,7 @@ class Settings:
     media_allow_hosts: tuple[str, ...] = ()
     media_async_timeout: float = 300.0
     media_poll_interval: float = 2.0
-    models: Any = None
+    models: ModelTable = field(default_factory=lambda: parse_model_table(None))
     # accounts
     scheduled_refresh: bool = False
     refresh_schedule: str = "every 2 days at 03:00"

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from settings.model_table import DEFAULT_MODEL_TABLE, parse_model_table
 from translator.backend_body import (
     Attachment,
     build_conversation_body,
@@ -17,7 +18,7 @@ from translator.backend_body import (
     thinking_effort_for,
     timezone_offset_for,
 )
-from translator.models import DEFAULT_MODEL_TABLE, ResolvedModel, parse_model_table, resolve_model
+from translator.models import ResolvedModel, resolve_model
 from translator.request import ChatRequest, parse_chat_request
 
 LIMIT = 1 << 20

@@ -11,8 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from errors import Chat2ApiError, InvalidRequest, PayloadTooLarge
+from settings.model_table import DEFAULT_MODEL_TABLE, parse_model_table
 from translator.backend_body import build_conversation_body
-from translator.models import DEFAULT_MODEL_TABLE, parse_model_table, resolve_model
+from translator.models import resolve_model
 from translator.request import (
     ChatRequest,
     FilePart,
