@@ -24,8 +24,9 @@ from service.completions import CompletionService, error_answer
 from service.images import ImagesService
 from service.responses import ResponsesService, Streamed
 from service.uploads import MediaFetcher
+from settings.model_table import ModelTable
 from translator.chunks import json_bytes
-from translator.models import ModelTable, get_model, list_models, resolve_model
+from translator.models import get_model, list_models, resolve_model
 from translator.request import parse_chat_request
 
 log = logging.getLogger(__name__)

@@ -33,9 +33,10 @@ from errors import Chat2ApiError, NotFound, UpstreamError, UpstreamTimeout, Upst
 from service.completions import Accounts, Answer, CompletionService, error_answer
 from service.responsestore import ResponseStore, StoredResponse, owner_of
 from service.uploads import MediaFetcher
+from settings.model_table import ModelTable
 from translator import answer as tr
 from translator.chunks import json_bytes
-from translator.models import ModelTable, resolve_model
+from translator.models import resolve_model
 from translator.request import parse_chat_request
 from translator.responses.encode import ResponseEncoder, new_id
 from translator.responses.events import Decoder, Event, Failed, ItemAdded

@@ -28,14 +28,14 @@ from service.responsestore import FileResponseStore, RedisResponseStore, Respons
 from service.uploads import MediaFetcher, MediaLimits, Uploader
 from settings import Settings
 from translator import usage
-from translator.models import ResolvedModel
-from translator.request import (
+from translator.backend_body import (
     Attachments,
-    ChatRequest,
     build_conversation_body,
     build_prepare_body,
     contextual_info,
 )
+from translator.models import ResolvedModel
+from translator.request import ChatRequest
 from upstream.auto import AutoDialect
 from upstream.classic import ClassicDialect
 from upstream.codex import CodexBackend, CodexLimits

@@ -1,6 +1,6 @@
 """The Codex backend's model table (``CODEX_MODELS`` / ``codex_models`` in config.yaml).
 
-Same format and resolution as the web table (:mod:`translator.models`). The
+Same format and resolution as the web table (:mod:`settings.model_table`). The
 slugs are those the Codex backend listed for ChatGPT accounts in late 2026
 (``docs/codex-backend.md``, "Models"); which of them an account may use depends
 on its plan.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from translator.models import DEFAULT_CREATED
+from settings.model_table import DEFAULT_CREATED, ModelTable, parse_model_table
 
 CODEX_SLUGS = (
     "gpt-5.5",
@@ -32,3 +32,8 @@ DEFAULT_CODEX_MODEL_TABLE: dict[str, Any] = {
     "created": DEFAULT_CREATED,
     "models": [{"name": slug, "slug": slug} for slug in CODEX_SLUGS],
 }
+
+
+def parse_codex_model_table(value: object) -> ModelTable:
+    """``codex_models`` from config.yaml; empty gives :data:`DEFAULT_CODEX_MODEL_TABLE`."""
+    return parse_model_table(DEFAULT_CODEX_MODEL_TABLE if value is None else value)
