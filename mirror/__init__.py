@@ -16,12 +16,12 @@ from __future__ import annotations
 from accounts.admin import AdminApi
 from accounts.pool import Pool
 from accounts.store import Store
-from mirror.paths import parse_ban_rules
 from mirror.rewrite import Upstreams
 from mirror.router import Gateway
 from mirror.seedapi import SeedApi
 from mirror.seeds import Seeds
 from settings import Settings
+from settings.ban_list import parse_ban_rules
 
 
 def build_gateway(settings: Settings, store: Store, pool: Pool) -> Gateway:

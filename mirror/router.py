@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from mirror import stubs
-from mirror.paths import BadPath, BanRule, CanonicalPath, banned, canonical, conversation_in_path
+from mirror.paths import BadPath, CanonicalPath, banned, canonical, conversation_in_path
 from mirror.rewrite import (
     COOKIE_NAME,
     HostRewriter,
@@ -44,6 +44,7 @@ from mirror.rewrite import (
 )
 from mirror.seedapi import SeedApi
 from mirror.seeds import Identity, LoginFailed, Seeds
+from settings.ban_list import BanRule
 
 log = logging.getLogger(__name__)
 

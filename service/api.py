@@ -23,9 +23,11 @@ from errors import (
 from service.completions import Answer, CompletionService, error_answer
 from service.emulation import Emulation, is_live
 from service.images import ImagesService
+from service.responses import ResponsesService, Streamed
 from service.uploads import MediaFetcher
+from settings.model_table import ModelTable
 from translator.chunks import json_bytes
-from translator.models import ModelTable, get_model, list_models, resolve_model
+from translator.models import get_model, list_models, resolve_model
 from translator.request import parse_chat_request
 from translator.toolcalls.protocol import emulate, needs_emulation
 
@@ -83,6 +85,8 @@ class ApiApp:
         history_disabled: bool,
         media: MediaFetcher | None = None,
         images: ImagesService | None = None,
+        responses: ResponsesService | None = None,
+        codex_models: ModelTable | None = None,
     ) -> None:
         self.api_root = api_root
         self.models = models
@@ -93,6 +97,8 @@ class ApiApp:
         self.history_disabled = history_disabled
         self.media = media
         self.images = images
+        self.responses = responses
+        self.codex_models = codex_models
         self.created = int(time.time())
 
     def owns(self, path: str) -> bool:
@@ -125,20 +131,58 @@ class ApiApp:
                 body, bearer=bearer_of(headers), header_account_id=headers.get("chatgpt-account-id")
             )
             return json_reply(200, result)
+        if (route == "/responses" or route.startswith("/responses/")) and self.responses:
+            return await self._responses(method, path, route, headers, body)
         if route == "/models" and method == "GET":
-            return json_reply(200, {"object": "list", "data": list_models(self.models)})
+            return json_reply(200, {"object": "list", "data": self._model_list()})
         if route.startswith("/models/") and method == "GET":
             model_id = route[len("/models/") :]
+            if self.codex_models is not None and model_id in self.codex_models.exact:
+                return json_reply(200, get_model(self.codex_models, model_id))
             return json_reply(200, get_model(self.models, model_id))
         raise NotFound(
             f"Unknown request URL: {method} {path}. chat2api serves /chat/completions, "
-            "/images/generations and /models under this prefix."
+            "/responses, /images/generations and /models under this prefix."
         )
 
+    def _model_list(self) -> list[dict[str, Any]]:
+        data = list_models(self.models)
+        if self.codex_models is not None:
+            seen = {m["id"] for m in data}
+            data += [m for m in list_models(self.codex_models) if m["id"] not in seen]
+        return data
+
+    async def _responses(
+        self, method: str, path: str, route: str, headers: Mapping[str, str], body: bytes
+    ) -> Reply | StreamReply:
+        """``POST /responses``, ``GET``/``DELETE /responses/{id}``, ``GET …/input_items``."""
+        assert self.responses is not None
+        bearer = bearer_of(headers)
+        parts = route.split("/")[2:]  # "/responses/<id>[/input_items]"
+        if not parts:
+            if method != "POST":
+                raise NotFound(f"Unknown request URL: {method} {path}. Use POST.")
+            _check_json(headers)
+            answer = await self.responses.create(headers, body, bearer)
+            if isinstance(answer, Streamed):
+                return StreamReply(
+                    status=200,
+                    headers=answer.headers,
+                    body=answer.body,
+                    metadata={"account": answer.account},
+                )
+            return Reply(status=answer.status, headers=answer.headers, body=answer.body)
+        response_id = parts[0]
+        if len(parts) == 1 and method == "GET":
+            return json_reply(200, await self.responses.retrieve(response_id, bearer))
+        if len(parts) == 1 and method == "DELETE":
+            return json_reply(200, await self.responses.delete(response_id, bearer))
+        if parts[1:] == ["input_items"] and method == "GET":
+            return json_reply(200, await self.responses.input_items(response_id, bearer))
+        raise NotFound(f"Unknown request URL: {method} {path}.")
+
     async def _chat(self, headers: Mapping[str, str], body: bytes) -> Reply | StreamReply:
-        content_type = headers.get("content-type", "application/json").lower()
-        if content_type and "json" not in content_type and "text/plain" not in content_type:
-            raise InvalidRequest("Invalid content type: expected application/json.", param=None)
+        _check_json(headers)
         req = parse_chat_request(body, max_body_bytes=self.max_body_bytes)
         model = resolve_model(self.models, req.model, unknown=self.unknown_model)
         if model.unknown:
@@ -196,3 +240,9 @@ _SSE = {
     "cache-control": "no-cache",
     "x-accel-buffering": "no",
 }
+
+
+def _check_json(headers: Mapping[str, str]) -> None:
+    content_type = headers.get("content-type", "application/json").lower()
+    if content_type and "json" not in content_type and "text/plain" not in content_type:
+        raise InvalidRequest("Invalid content type: expected application/json.", param=None)

@@ -34,8 +34,9 @@ from service.media import MediaResolver
 from service.uploads import Blobs, Uploader
 from translator import answer as tr
 from translator import chunks as oa
+from translator.backend_body import Attachments
 from translator.models import ResolvedModel
-from translator.request import Attachments, ChatRequest
+from translator.request import ChatRequest
 from translator.shaping import Shaper
 from translator.stream import Translation
 from translator.usage import count_prompt_tokens, count_text_tokens

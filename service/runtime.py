@@ -13,6 +13,7 @@ import logging
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from accounts.pool import Credential
@@ -22,19 +23,22 @@ from service.api import ApiApp
 from service.completions import CompletionService, Limits
 from service.images import ImagesService
 from service.media import MediaResolver
+from service.responses import ResponsesLimits, ResponsesService
+from service.responsestore import FileResponseStore, RedisResponseStore, ResponseStore
 from service.uploads import MediaFetcher, MediaLimits, Uploader
 from settings import Settings
 from translator import usage
-from translator.models import ResolvedModel
-from translator.request import (
+from translator.backend_body import (
     Attachments,
-    ChatRequest,
     build_conversation_body,
     build_prepare_body,
     contextual_info,
 )
+from translator.models import ResolvedModel
+from translator.request import ChatRequest
 from upstream.auto import AutoDialect
 from upstream.classic import ClassicDialect
+from upstream.codex import CodexBackend, CodexLimits
 from upstream.common import Limits as DialectLimits
 from upstream.context import TurnContext, make_context
 from upstream.d2026 import Dialect2026
@@ -77,6 +81,8 @@ class Runtime:
 
     async def stop(self) -> None:
         await self.accounts.stop()
+        if self.api.responses is not None:
+            await self.api.responses.store.close()
         await self.http.close()
 
 
@@ -98,6 +104,14 @@ def make_dialect(settings: Settings, http: BackendHttp) -> Dialect:
     if settings.backend_dialect == "2026":
         return newer
     return AutoDialect(newer, classic)
+
+
+def make_response_store(settings: Settings) -> ResponseStore:
+    """Stored responses where the accounts live: Redis with REDIS_URL, else DATA_DIR."""
+    ttl = float(settings.responses_ttl)
+    if settings.redis_url:
+        return RedisResponseStore(settings.redis_url, prefix=settings.redis_prefix, ttl=ttl)
+    return FileResponseStore(Path(settings.data_dir).expanduser() / "responses", ttl=ttl)
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -178,6 +192,33 @@ def build_runtime(settings: Settings) -> Runtime:
             resume_attempts=settings.resume_attempts,
         ),
     )
+    media_fetcher = MediaFetcher(
+        MediaLimits(
+            max_bytes=settings.media_max_bytes,
+            fetch_timeout=settings.media_fetch_timeout,
+            allow_hosts=settings.media_allow_hosts,
+            upload_by_url=settings.upload_by_url,
+        ),
+        export_proxy=settings.export_proxy_url,
+    )
+    responses = ResponsesService(
+        accounts=accounts,
+        pool=accounts.pool,
+        codex=CodexBackend(http, CodexLimits(first_byte_timeout=settings.timeouts.first_byte)),
+        make_context=context_for,
+        completions=completions,
+        web_models=settings.models,
+        codex_models=settings.codex_models,
+        unknown_model=settings.unknown_model,
+        mode=settings.codex_backend,
+        store=make_response_store(settings),
+        limits=ResponsesLimits(
+            idle_timeout=settings.timeouts.idle,
+            total_timeout=settings.timeouts.total,
+            max_body_bytes=settings.max_body_bytes,
+        ),
+        media=media_fetcher,
+    )
     api = ApiApp(
         api_root=settings.api_root,
         models=settings.models,
@@ -185,15 +226,9 @@ def build_runtime(settings: Settings) -> Runtime:
         completions=completions,
         max_body_bytes=settings.max_body_bytes,
         history_disabled=settings.history_disabled,
-        media=MediaFetcher(
-            MediaLimits(
-                max_bytes=settings.media_max_bytes,
-                fetch_timeout=settings.media_fetch_timeout,
-                allow_hosts=settings.media_allow_hosts,
-                upload_by_url=settings.upload_by_url,
-            ),
-            export_proxy=settings.export_proxy_url,
-        ),
+        media=media_fetcher,
+        responses=responses,
+        codex_models=settings.codex_models,
         images=ImagesService(
             completions=completions,
             media=media,

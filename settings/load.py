@@ -12,6 +12,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from settings.ban_list import parse_ban_rules
+from settings.codex_models import parse_codex_model_table
+from settings.model_table import parse_model_table
 from settings.schema import Settings, Timeouts
 
 
@@ -200,18 +203,8 @@ def _parse_ban_list(value: Any) -> tuple[str, ...]:
         entries = tuple(str(item).strip() for item in value if str(item).strip())
     else:
         entries = tuple(s.strip() for s in str(value or "").splitlines() if s.strip())
-    from mirror.paths import parse_ban_rules  # lazily, like the model table below
-
-    parse_ban_rules(entries)
+    parse_ban_rules(entries)  # the mirror parses them again when it is built; this validates
     return entries
-
-
-def _parse_models(value: Any) -> Any:
-    # The table's own parser lives with the model mapping; imported lazily so
-    # that settings stay importable on their own.
-    from translator.models import parse_model_table
-
-    return parse_model_table(value)
 
 
 # key → parser. Keys are the config.yaml names; environment names are upper case.
@@ -246,7 +239,10 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "reasoning_inline": parse_bool,
     "unknown_model": _one_of("default", "reject"),
     "max_body_bytes": _parse_int(1024, 1024 * 1024 * 1024),
-    "models": _parse_models,
+    "models": parse_model_table,
+    "codex_backend": _one_of("auto", "always", "never"),
+    "codex_models": parse_codex_model_table,
+    "responses_ttl": _parse_int(60, 366 * 24 * 3600),
     "media_max_bytes": _parse_int(1024, 1024 * 1024 * 1024),
     "media_fetch_timeout": _parse_seconds,
     "media_allow_hosts": _parse_hosts,
@@ -306,8 +302,6 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
             values[key] = parsed
     if timeouts:
         values["timeouts"] = Timeouts(**timeouts)
-    if "models" not in values:
-        values["models"] = _parse_models(None)
     settings = Settings(**values)
     _check_consistency(settings)
     return settings
@@ -327,7 +321,7 @@ def describe(settings: Settings) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
-        if f.name == "models":
+        if f.name in ("models", "codex_models"):
             continue
         if f.name in secret and value:
             value = f"<{len(value) if isinstance(value, tuple) else 1} set>"

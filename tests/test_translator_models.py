@@ -1,20 +1,12 @@
-"""Model table: exact names, GPTs, image suffix, patterns, unknown names, bad tables."""
+"""Model names resolved with the table: exact names, GPTs, image suffix, patterns, unknown names."""
 
 from __future__ import annotations
-
-import copy
 
 import pytest
 
 from errors import ModelNotFound
-from translator.models import (
-    DEFAULT_MODEL_TABLE,
-    ModelTable,
-    get_model,
-    list_models,
-    parse_model_table,
-    resolve_model,
-)
+from settings.model_table import DEFAULT_MODEL_TABLE, ModelTable, parse_model_table
+from translator.models import get_model, list_models, resolve_model
 
 
 @pytest.fixture(scope="module")
@@ -138,10 +130,6 @@ def test_bad_unknown_policy(table: ModelTable) -> None:
         resolve_model(table, "gpt-4o", unknown="strict")
 
 
-def test_none_is_the_default_table() -> None:
-    assert parse_model_table(None) == parse_model_table(copy.deepcopy(DEFAULT_MODEL_TABLE))
-
-
 def test_custom_patterns_first_match_wins() -> None:
     table = parse_model_table(
         {
@@ -192,77 +180,3 @@ def test_get_model(table: ModelTable, model_id: str) -> None:
 def test_get_model_unknown_is_404_even_in_default_mode(table: ModelTable) -> None:
     with pytest.raises(ModelNotFound):
         get_model(table, "no-such-model")
-
-
-@pytest.mark.parametrize(
-    ("obj", "message"),
-    [
-        ([], "model table: expected a mapping"),
-        ({"models": []}, "model table.default_slug: required"),
-        ({"default_slug": ""}, "default_slug: expected a non-empty string"),
-        ({"default_slug": 3}, "default_slug: expected a non-empty string"),
-        ({"default_slug": "auto", "unknown_model": "reject"}, "unknown key(s) unknown_model"),
-        ({"default_slug": "auto", "modles": []}, "unknown key(s) modles"),
-        ({"default_slug": "auto", "models": "gpt-4o"}, "models: expected a list"),
-        ({"default_slug": "auto", "models": ["gpt-4o"]}, "models[0]: expected a mapping"),
-        ({"default_slug": "auto", "models": [{"slug": "x"}]}, "exactly one of 'name'"),
-        (
-            {"default_slug": "auto", "models": [{"name": "a", "glob": "a*", "slug": "x"}]},
-            "exactly one of 'name'",
-        ),
-        ({"default_slug": "auto", "models": [{"name": "a"}]}, "models[0].slug: required"),
-        (
-            {"default_slug": "auto", "models": [{"name": "a", "slug": "x", "slgu": 1}]},
-            "models[0]: unknown key(s) slgu",
-        ),
-        (
-            {"default_slug": "auto", "models": [{"name": "a", "slug": "x", "thinking": "yes"}]},
-            "models[0].thinking: expected true or false",
-        ),
-        (
-            {
-                "default_slug": "auto",
-                "models": [{"name": "a", "slug": "x", "system_fingerprint": [1]}],
-            },
-            "system_fingerprint: expected a list of non-empty strings",
-        ),
-        (
-            {"default_slug": "auto", "models": [{"regex": "gpt-(", "slug": "x"}]},
-            "models[0].regex: invalid regular expression",
-        ),
-        (
-            {"default_slug": "auto", "models": [{"regex": "gpt-(\\d)", "slug": "x-\\2"}]},
-            "models[0].slug: bad group reference",
-        ),
-        (
-            {"default_slug": "auto", "models": [{"regex": "gpt", "slug": "x-\\g<nope>"}]},
-            "models[0].slug: bad group reference",
-        ),
-        (
-            {
-                "default_slug": "auto",
-                "models": [{"name": "a", "slug": "x"}, {"name": "a", "slug": "y"}],
-            },
-            "models[1]: duplicate name 'a'",
-        ),
-        ({"default_slug": "auto", "created": -1}, "created: expected a non-negative integer"),
-        ({"default_slug": "auto", "created": True}, "created: expected a non-negative integer"),
-    ],
-)
-def test_bad_tables(obj: object, message: str) -> None:
-    with pytest.raises(ValueError) as info:
-        parse_model_table(obj)
-    assert message in str(info.value)
-
-
-def test_default_table_is_plain_data() -> None:
-    """The lead copies it into config.yaml: only YAML-representable values."""
-
-    def plain(value: object) -> bool:
-        if isinstance(value, dict):
-            return all(isinstance(k, str) and plain(v) for k, v in value.items())
-        if isinstance(value, list):
-            return all(plain(v) for v in value)
-        return isinstance(value, (str, int, bool)) or value is None
-
-    assert plain(DEFAULT_MODEL_TABLE)

@@ -12,8 +12,8 @@ import pytest
 
 from errors import AuthenticationFailed, InvalidRequest, printable
 from service.api import ApiApp, bearer_of
+from settings.model_table import parse_model_table
 from translator.chunks import ChunkEncoder, json_bytes
-from translator.models import parse_model_table
 
 
 def test_error_messages_are_printable() -> None:

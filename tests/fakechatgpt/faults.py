@@ -3,8 +3,9 @@
 A plan is posted to `/_fake/next` as JSON; every key is optional:
 
     count                how many calls it applies to (default 1)
-    target               "conversation" (default: classic and 2026 conversation calls)
-                         or "sentinel" (chat-requirements, prepare, finalize)
+    target               "conversation" (default: classic and 2026 conversation calls),
+                         "sentinel" (chat-requirements, prepare, finalize), or "codex"
+                         (/backend-api/codex/responses; its own keys, see codex_plan.py)
     preset               one of PRESETS: a ready-made status, content type and body
     status, body, content_type   answer with this instead (body: str, or JSON value)
     replay               path of a capture to stream verbatim
@@ -35,6 +36,7 @@ only to calls that pass every check.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,7 +101,7 @@ KEYS = {
     "error_after_events", "malformed_event", "moderation", "async_image", "async_ready_ms",
     "image_role", "resume_fail", "tool_mode",
 }  # fmt: skip
-TARGETS = ("conversation", "sentinel")
+TARGETS = ("conversation", "sentinel", "codex")
 
 
 class PlanError(ValueError):
@@ -129,6 +131,7 @@ class Plan:
     resume_fail: bool = False
     tool_mode: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    codex: Any = None  # codex_plan.CodexPlan for target "codex"
 
     @property
     def answers_status(self) -> bool:
@@ -144,6 +147,10 @@ def _encode_body(body: Any) -> bytes:
 def parse_plan(raw: Any) -> Plan:
     if not isinstance(raw, dict):
         raise PlanError("plan must be a JSON object")
+    if raw.get("target") == "codex":
+        from . import codex_plan  # it imports this module
+
+        return codex_plan.parse(raw)
     unknown = set(raw) - KEYS
     if unknown:
         raise PlanError(f"unknown plan keys: {sorted(unknown)}")
@@ -206,6 +213,20 @@ class PlanQueue:
         if plan.count <= 0:
             plans.pop(0)
         return plan
+
+    def peek_first(self, target: str, accepts: Callable[[Plan], bool]) -> Plan | None:
+        return next((p for p in self._plans[target] if accepts(p)), None)
+
+    def take_first(self, target: str, accepts: Callable[[Plan], bool]) -> Plan | None:
+        """Take from the first plan of `target` that `accepts`; the others stay queued."""
+        plans = self._plans[target]
+        for i, plan in enumerate(plans):
+            if accepts(plan):
+                plan.count -= 1
+                if plan.count <= 0:
+                    plans.pop(i)
+                return plan
+        return None
 
     def clear(self) -> None:
         for plans in self._plans.values():

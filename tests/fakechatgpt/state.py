@@ -105,11 +105,15 @@ class State:
         fmt: str,
         replay: str | None,
         refresh_tokens: list[str],
+        codex_replay: str | None = None,
+        codex_replay_framing: str = "verbatim",
     ) -> None:
         self.difficulty = difficulty
         self.dialect = dialect
         self.format = fmt
         self.replay = replay
+        self.codex_replay = codex_replay
+        self.codex_replay_framing = codex_replay_framing
         self.initial_refresh_tokens = list(refresh_tokens)
         self.base_url = ""
         self.reset()
@@ -125,6 +129,9 @@ class State:
         self.files: dict[str, StoredFile] = {}
         self.log: list[dict[str, Any]] = []
         self.plans = PlanQueue()
+        self.codex_calls: dict[str, int] = {}  # account id -> accepted Codex calls
+        self.codex_cache: dict[str, int] = {}  # prompt_cache_key -> last input tokens
+        self.codex_replay_uses = 0
 
     def now(self) -> float:
         return time.time() + self.clock_offset
