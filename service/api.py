@@ -20,6 +20,7 @@ from errors import (
     NotFound,
     printable,
 )
+from service.codex_chat import CodexChat
 from service.completions import Answer, CompletionService, error_answer
 from service.emulation import Emulation, is_live
 from service.images import ImagesService
@@ -87,6 +88,7 @@ class ApiApp:
         images: ImagesService | None = None,
         responses: ResponsesService | None = None,
         codex_models: ModelTable | None = None,
+        codex_chat: CodexChat | None = None,
     ) -> None:
         self.api_root = api_root
         self.models = models
@@ -99,6 +101,7 @@ class ApiApp:
         self.images = images
         self.responses = responses
         self.codex_models = codex_models
+        self.codex_chat = codex_chat
         self.created = int(time.time())
 
     def owns(self, path: str) -> bool:
@@ -184,6 +187,17 @@ class ApiApp:
     async def _chat(self, headers: Mapping[str, str], body: bytes) -> Reply | StreamReply:
         _check_json(headers)
         req = parse_chat_request(body, max_body_bytes=self.max_body_bytes)
+        bearer = bearer_of(headers)
+        account = headers.get("chatgpt-account-id")
+        if self.codex_chat is not None and self.codex_chat.wanted(req):
+            codex = await self.codex_chat.answer(req, bearer=bearer, account=account)
+            if codex is not None:
+                answer, label = codex
+                if isinstance(answer, Answer):
+                    return Reply(status=answer.status, headers=answer.headers, body=answer.body)
+                return StreamReply(
+                    status=200, headers=dict(_SSE), body=answer, metadata={"account": label}
+                )
         model = resolve_model(self.models, req.model, unknown=self.unknown_model)
         if model.unknown:
             log.info(
@@ -207,8 +221,6 @@ class ApiApp:
         show_ids = not (
             self.history_disabled if req.history_disabled is None else req.history_disabled
         )
-        bearer = bearer_of(headers)
-        account = headers.get("chatgpt-account-id")
         if needs_emulation(req) and not is_live(req):
             result = await self.emulation.checked(
                 req, model, bearer=bearer, header_account_id=account, blobs=blobs, show_ids=show_ids

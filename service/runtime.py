@@ -20,6 +20,7 @@ from accounts.pool import Credential
 from service import memory
 from service.accounts import AccountsService
 from service.api import ApiApp
+from service.codex_chat import CodexChat
 from service.completions import CompletionService, Limits
 from service.images import ImagesService
 from service.media import MediaResolver
@@ -229,6 +230,14 @@ def build_runtime(settings: Settings) -> Runtime:
         media=media_fetcher,
         responses=responses,
         codex_models=settings.codex_models,
+        codex_chat=CodexChat(
+            responses=responses,
+            completions=completions,
+            web_models=settings.models,
+            codex_models=settings.codex_models,
+            unknown_model=settings.unknown_model,
+            mode=settings.codex_backend,
+        ),
         images=ImagesService(
             completions=completions,
             media=media,

@@ -29,7 +29,7 @@ from tests.support.mitm import Mitm, start_mitm
 MODES = ["proxy", "reverse"]
 DIALECT = "2026"
 
-WEATHER = {
+WEATHER: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -53,7 +53,8 @@ def emulator() -> Iterator[Emulator]:
 
 @pytest.fixture(scope="module")
 def mitm(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
-    env = {"CHATGPT_BASE_URL": emulator.url, **mitm_env(DIALECT)}
+    # The web conversation answers everything here (the Codex side: test_e2e_codex_chat.py).
+    env = {"CHATGPT_BASE_URL": emulator.url, "CODEX_BACKEND": "never", **mitm_env(DIALECT)}
     with start_mitm(tmp_path_factory.mktemp("mitm"), env) as m:
         yield m
 

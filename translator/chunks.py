@@ -50,6 +50,7 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     reasoning_tokens: int | None = None
+    cached_tokens: int | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -61,6 +62,8 @@ class Usage:
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
         }
+        if self.cached_tokens is not None:
+            d["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
         if self.reasoning_tokens is not None:
             d["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
         return d
@@ -167,25 +170,40 @@ class ChunkEncoder:
     def tool_call(self, index: int, call_id: str, name: str, pieces: tuple[str, ...]) -> bytes:
         """One call as OpenAI streams it: id, type and name with ``arguments: ""`` first, then
         the arguments piece by piece; ``index`` counts the calls of this answer."""
+        out = self.call_start(index, call_id, name)
+        for piece in pieces:
+            out += self.call_args(index, piece)
+        return out
+
+    def call_start(self, index: int, call_id: str, name: str) -> bytes:
         if self.ended:
             return b""
-        head = {"index": index, "id": call_id, "type": "function"}
-        out = self.start() + self._choice(
-            {"tool_calls": [{**head, "function": {"name": name, "arguments": ""}}]}, None
-        )
-        for piece in pieces:
-            delta = {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
-            out += self._choice(delta, None)
-        return out
+        fn = {"name": name, "arguments": ""}
+        call = {"index": index, "id": call_id, "type": "function", "function": fn}
+        return self.start() + self._choice({"tool_calls": [call]}, None)
+
+    def call_args(self, index: int, piece: str) -> bytes:
+        if self.ended or not piece:
+            return b""
+        delta = {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+        return self.start() + self._choice(delta, None)
 
     def function_call(self, name: str, pieces: tuple[str, ...]) -> bytes:
         """A legacy ``functions`` answer: ``delta.function_call``, name first."""
+        out = self.function_start(name)
+        for piece in pieces:
+            out += self.function_args(piece)
+        return out
+
+    def function_start(self, name: str) -> bytes:
         if self.ended:
             return b""
-        out = self.start() + self._choice({"function_call": {"name": name, "arguments": ""}}, None)
-        for piece in pieces:
-            out += self._choice({"function_call": {"arguments": piece}}, None)
-        return out
+        return self.start() + self._choice({"function_call": {"name": name, "arguments": ""}}, None)
+
+    def function_args(self, piece: str) -> bytes:
+        if self.ended or not piece:
+            return b""
+        return self.start() + self._choice({"function_call": {"arguments": piece}}, None)
 
     def finish(self, reason: str, usage: Usage | None = None) -> bytes:
         """The final chunk, the usage chunk (with ``include_usage``) and ``[DONE]``."""
