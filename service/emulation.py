@@ -22,7 +22,7 @@ import logging
 import re
 import secrets
 import string
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -34,10 +34,14 @@ from translator import chunks as oa
 from translator.models import ResolvedModel
 from translator.options import Options
 from translator.request import ChatRequest, Message, TextPart
+from translator.responses.events import Event
+from translator.responses.web import WebEvents
 from translator.shaping import Shaper
 from translator.toolcalls.parser import CallError, CallParser, ParsedCall
 from translator.toolcalls.protocol import correction, emulate, render_call
+from translator.toolcalls.responses import custom_input, custom_names
 from translator.toolcalls.validate import Invalid, structured_answer
+from translator.usage import count_prompt_tokens, count_text_tokens
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +166,22 @@ class Emulation:
         show_ids: bool,
     ) -> Answer | AsyncIterator[bytes]:
         """Read, judge, correct once; then the answer (bytes of a stream, or a whole body)."""
+        turn = await self.judged(
+            req, model, bearer=bearer, header_account_id=header_account_id, blobs=blobs
+        )
+        return self._deliver(req, model, turn, show_ids=show_ids)
+
+    async def judged(
+        self,
+        req: ChatRequest,
+        model: ResolvedModel,
+        *,
+        bearer: str | None,
+        header_account_id: str | None,
+        blobs: Blobs | None,
+    ) -> Turn:
+        """A whole turn that passed judgement, after at most one corrective turn, or
+        EmulationFailed naming what was still wrong."""
         ereq = emulate(req)
         turn = await self._turn(ereq, model, bearer, header_account_id, blobs)
         verdict = judge(turn, req.options)
@@ -174,7 +194,7 @@ class Emulation:
             again = judge(turn, req.options)
             if again is not None and again.fatal:
                 raise _failure(again.code, again.detail, retried=True)
-        return self._deliver(req, model, turn, show_ids=show_ids)
+        return turn
 
     # ---------------------------------------------------------------- turns
 
@@ -353,3 +373,46 @@ def _finish_reason(opts: Options, calls: int, cut: str | None, piece: Any) -> st
 def _failure(code: str, detail: str, *, retried: bool) -> Chat2ApiError:
     again = " chat2api asked once more, and the answer was still not valid." if retried else ""
     return EmulationFailed(f"The model's answer could not be used: {detail}.{again}", code=code)
+
+
+async def turn_events(
+    turn: Turn, req: Any, chat: ChatRequest, model: str
+) -> AsyncGenerator[Event, None]:
+    """A judged web turn as ``/v1/responses`` events: reasoning, text, one item per call
+    (a ``custom_tool_call`` for the request's custom tools), then the end."""
+    web = WebEvents()
+    for event in web.start():
+        yield event
+    opts = chat.options
+    reasoning = "".join(turn.reasoning)
+    for event in web.reasoning(reasoning):
+        yield event
+    text = turn.text
+    if not turn.calls and opts.response_format is not None:
+        text = structured_answer(opts.response_format, text)
+    for event in web.text(text):
+        yield event
+    custom = custom_names(req)
+    calls = turn.calls if opts.parallel_tool_calls else turn.calls[:1]
+    for call in calls:
+        if call.name in custom:
+            given = custom_input(call.arguments)
+            pieces = tuple(given[i : i + 64] for i in range(0, len(given), 64)) or ("",)
+            events = web.call(call_id(), call.name, pieces, custom=True)
+        else:
+            events = web.call(call_id(), call.name, call.pieces)
+        for event in events:
+            yield event
+    prompt = count_prompt_tokens(chat.messages, model)
+    output = count_text_tokens(text + "".join(c.arguments for c in calls), model)
+    thought = count_text_tokens(reasoning, model) if reasoning else 0
+    usage = {
+        "input_tokens": prompt,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": output + thought,
+        "output_tokens_details": {"reasoning_tokens": thought},
+        "total_tokens": prompt + output + thought,
+    }
+    incomplete = "max_output_tokens" if turn.finish == "length" and not calls else None
+    for event in web.finish(usage, incomplete=incomplete):
+        yield event

@@ -31,6 +31,7 @@ from typing import Any, Literal
 from accounts.pool import Credential, Outcome, Pool
 from errors import Chat2ApiError, NotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from service.completions import Accounts, Answer, CompletionService, error_answer
+from service.emulation import Emulation, turn_events
 from service.responsestore import ResponseStore, StoredResponse, owner_of
 from service.uploads import MediaFetcher
 from settings.model_table import ModelTable
@@ -48,6 +49,7 @@ from translator.responses.request import (
     web_refusal,
 )
 from translator.responses.web import WebEvents
+from translator.toolcalls.protocol import needs_emulation
 from translator.usage import count_prompt_tokens, count_text_tokens
 from upstream.codex import (
     FOREIGN_REASONING,
@@ -139,6 +141,7 @@ class ResponsesService:
         self.store = store
         self.limits = limits
         self.media = media
+        self.emulation = Emulation(completions)
         self.rng = random.Random()
 
     # -- the routes ------------------------------------------------------------------
@@ -331,6 +334,18 @@ class ResponsesService:
         if self.media is not None:
             chat = self.media.prepare(chat)
             blobs = await self.media.fetch_all(chat)
+        if needs_emulation(chat):  # function/custom tools or a text format: emulated
+            if req.builtin_tools:
+                log.info(
+                    "built-in tools left out on the web conversation: %s",
+                    ", ".join(sorted(set(req.builtin_tools))),
+                )
+            turn = await self.emulation.judged(
+                chat, model, bearer=bearer, header_account_id=account_header, blobs=blobs
+            )
+            encoder = self._encoder(req, model.reported)
+            emulated = turn_events(turn, req, chat, model.reported)
+            return await self._answer(req, encoder, emulated, history, owner, "web")
         primed = await self.completions.prime(
             chat, model, bearer=bearer, header_account_id=account_header, blobs=blobs
         )

@@ -275,7 +275,7 @@ def test_bad_requests_name_their_param(body: dict[str, Any], param: str) -> None
     assert getattr(info.value, "status", None) == 400 and info.value.param == param  # type: ignore[attr-defined]
 
 
-def test_chat_form_tools_are_flattened_and_web_refuses_tools() -> None:
+def test_chat_form_tools_are_flattened_and_web_emulates_them() -> None:
     req = parse(
         {
             "model": "m",
@@ -284,8 +284,11 @@ def test_chat_form_tools_are_flattened_and_web_refuses_tools() -> None:
         }
     )
     assert req.tools == [{"type": "function", "name": "f", "parameters": {}}]
-    refusal = web_refusal(req, [])
-    assert refusal is not None and "Codex backend" in refusal.message
+    # Function tools are emulated on the web conversation (translator/toolcalls/responses.py).
+    assert web_refusal(req, []) is None
+    assert chat_body(req, [])["tools"] == [
+        {"type": "function", "function": {"name": "f", "parameters": {}}}
+    ]
     builtin = parse({"model": "m", "input": "x", "tools": [{"type": "web_search"}]})
     refusal = web_refusal(builtin, [])
     assert refusal is not None and "web_search" in refusal.message

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from errors import InvalidRequest, PayloadTooLarge
+from translator.toolcalls.responses import chat_tool_fields, history_messages
 
 #: Used when a request brings no instructions and no system/developer text: the
 #: Codex backend has refused requests without instructions (docs/codex-backend.md).
@@ -37,6 +38,17 @@ ITEM_TYPES = frozenset(
     }
 )
 ROLES = ("user", "assistant", "system", "developer")
+#: Input items the web conversation takes (tool calls through the emulation).
+WEB_ITEM_TYPES = frozenset(
+    {
+        "message",
+        "reasoning",
+        "function_call",
+        "function_call_output",
+        "custom_tool_call",
+        "custom_tool_call_output",
+    }
+)
 TOOL_CHOICES = ("auto", "none", "required")
 # Fields the Codex backend refuses (docs/codex-backend.md): accepted here, not sent.
 _DROPPED = (
@@ -384,7 +396,7 @@ def codex_body(
 
 def web_refusal(req: ResponsesRequest, history: list[dict[str, Any]]) -> InvalidRequest | None:
     """Why the web conversation cannot answer this request, if it cannot."""
-    if req.builtin_tools:
+    if req.builtin_tools and not req.function_tools:
         names = ", ".join(sorted(set(req.builtin_tools)))
         return _bad(
             f"The tool(s) {names} need the Codex backend; the ChatGPT web conversation "
@@ -392,15 +404,8 @@ def web_refusal(req: ResponsesRequest, history: list[dict[str, Any]]) -> Invalid
             "tools",
             "unsupported_tool",
         )
-    if req.function_tools:
-        return _bad(
-            "Function and custom tools need the Codex backend (CODEX_BACKEND auto or always, "
-            "with an account that has Codex); the ChatGPT web conversation cannot call them.",
-            "tools",
-            "unsupported_tool",
-        )
     for i, item in enumerate([*history, *req.input]):
-        if item.get("type", "message") not in ("message", "reasoning"):
+        if item.get("type", "message") not in WEB_ITEM_TYPES:
             return _bad(
                 f"Input items of type {item.get('type')} need the Codex backend; the ChatGPT "
                 "web conversation cannot take them.",
@@ -440,7 +445,10 @@ def chat_body(req: ResponsesRequest, history: list[dict[str, Any]]) -> dict[str,
         messages.append({"role": "system", "content": req.instructions})
     for item in [*history, *req.input]:
         if item.get("type", "message") != "message":
-            continue  # reasoning items: the web conversation has no use for them
+            # Calls and their outputs as chat tool messages (emulated tools, see
+            # translator/toolcalls/responses.py); reasoning items have no use here.
+            messages.extend(history_messages(item))
+            continue
         role = item.get("role")
         role = "system" if role == "developer" else role
         content = item.get("content")
@@ -456,6 +464,7 @@ def chat_body(req: ResponsesRequest, history: list[dict[str, Any]]) -> dict[str,
     if not any(m["role"] == "user" for m in messages):
         raise _bad("The input has no user message to answer.", "input")
     body: dict[str, Any] = {"model": req.model, "messages": messages, "stream": True}
+    body.update(chat_tool_fields(req))
     effort = (req.reasoning or {}).get("effort")
     if effort in ("minimal", "low", "medium", "high"):
         body["reasoning_effort"] = effort

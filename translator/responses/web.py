@@ -42,6 +42,40 @@ class WebEvents:
     def reasoning(self, delta: str) -> list[Event]:
         return self._piece("reasoning", delta)
 
+    def call(
+        self, call_id: str, name: str, pieces: tuple[str, ...], *, custom: bool = False
+    ) -> list[Event]:
+        """One emulated tool call as its own item (translator/toolcalls/): a
+        ``function_call`` with argument deltas, or a ``custom_tool_call`` with its input."""
+        out = self._close()
+        self._index += 1
+        where = {"output_index": self._index}
+        text = "".join(pieces)
+        if custom:
+            item_id, kind, key, stem = (
+                new_id("ctc_"),
+                "custom_tool_call",
+                "input",
+                "custom_tool_call_input",
+            )
+        else:
+            item_id, kind, key, stem = (
+                new_id("fc_"),
+                "function_call",
+                "arguments",
+                "function_call_arguments",
+            )
+        item: dict[str, Any] = {"id": item_id, "type": kind, "status": "in_progress"}
+        item.update({"call_id": call_id, "name": name, key: ""})
+        out.append(_ev({"type": "response.output_item.added", **where, "item": item}))
+        ids = {"item_id": item_id, **where}
+        for piece in pieces:
+            out.append(_ev({"type": f"response.{stem}.delta", **ids, "delta": piece}))
+        out.append(_ev({"type": f"response.{stem}.done", **ids, key: text}))
+        done = {**item, "status": "completed", key: text}
+        out.append(_ev({"type": "response.output_item.done", **where, "item": done}))
+        return out
+
     def _piece(self, kind: str, delta: str) -> list[Event]:
         if not delta:
             return []
