@@ -147,6 +147,12 @@ def build_runtime(settings: Settings) -> Runtime:
         info = contextual_info(rng)  # one browser window for both bodies of the turn
 
         def conversation(wire: Wire, prepare_state: PrepareState) -> dict[str, Any]:
+            if wire == "classic" and model.thinking and req.reasoning_effort is not None:
+                # Only the 2026 body has a field for it (translator/backend_body.py).
+                log.info(
+                    "reasoning_effort %r not applied: the classic dialect has no such field",
+                    req.reasoning_effort,
+                )
             return build_conversation_body(
                 req,
                 model=model,

@@ -577,3 +577,18 @@ def test_conversation_id_comes_back_and_continues(
     assert second["whole"]["conversation_id"] == cid
     body = conversation_bodies(emulator)[1]
     assert body["conversation_id"] == cid and body["parent_message_id"] == "p-1"
+
+
+def test_reasoning_effort_on_the_web(emulator: Emulator, mitm: Mitm, token: str) -> None:
+    thinking = raw(
+        reverse_env(mitm, token), model="o3", messages=user("think"), reasoning_effort="high"
+    )
+    assert "error" not in thinking, thinking
+    plain = raw(
+        reverse_env(mitm, token), model="gpt-4o", messages=user("quick"), reasoning_effort="low"
+    )
+    assert "error" not in plain, plain
+    first, second = conversation_bodies(emulator)
+    assert first["thinking_effort"] == "max"  # the 2026 dialect's own field
+    assert "thinking_effort" not in second
+    assert "reasoning_effort 'low' not applied: gpt-4o is not a thinking model" in mitm.log()
