@@ -19,13 +19,13 @@ from accounts.admin import AdminApi
 from accounts.pool import Pool
 from accounts.store import Store
 from mirror.limits import PerAddress
-from mirror.paths import parse_ban_rules
 from mirror.rewrite import Upstreams
 from mirror.router import Gateway
 from mirror.seedapi import SeedApi
 from mirror.seeds import Seeds
 from settings import Settings
 from settings.allow_list import parse_allow_rules
+from settings.ban_list import parse_ban_rules
 
 
 def default_hosts(listen: str) -> tuple[str, ...]:

@@ -40,7 +40,6 @@ from mirror import stubs
 from mirror.bodies import Unreadable, conversation_ids
 from mirror.paths import (
     BadPath,
-    BanRule,
     CanonicalPath,
     allowed,
     as_backend_api,
@@ -62,6 +61,7 @@ from mirror.rewrite import (
 from mirror.seedapi import SeedApi
 from mirror.seeds import Identity, LoginFailed, Seeds
 from settings.allow_list import AllowRule
+from settings.ban_list import BanRule
 from settings.host_names import split_host
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ Two steps, because they depend on different things:
    time limit and a server-side request forgery guard (:class:`UrlGuard`).
 2. :class:`Uploader` sends the blobs to the account that will answer, with the
    upload flow of ``chatgpt-backend.md`` §7 (reference §10.2), and reports one
-   :class:`~translator.request.Attachment` per part.
+   :class:`~translator.backend_body.Attachment` per part.
 
 Every part that cannot be fetched or uploaded is a 400 naming it
 (``messages[i].content[j]``); nothing is dropped silently (the original did,
@@ -44,8 +44,8 @@ from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 from errors import Chat2ApiError, InvalidRequest
 from service.netguard import forbidden_address as forbidden_address  # (re-exported)
 from service.netguard import resolve
+from translator.backend_body import Attachment
 from translator.request import (
-    Attachment,
     ChatRequest,
     FilePart,
     ImagePart,
