@@ -76,10 +76,13 @@ async def resolve(host: str, port: int) -> list[Address]:
     return out
 
 
-def host_listed(host: str, port: int, listed: Iterable[str]) -> bool:
-    """Whether ``host`` or ``host:port`` is on an allow list (lower-case entries)."""
+def host_listed(host: str, port: int, listed: Iterable[str], *, exact: bool = False) -> bool:
+    """Whether ``host`` or ``host:port`` (only the latter if ``exact``) is on an
+    allow list of lower-case entries."""
     host = host.lower().strip("[]")
-    names = {host, f"{host}:{port}", f"[{host}]:{port}"}
+    names = {f"{host}:{port}", f"[{host}]:{port}"}
+    if not exact:
+        names.add(host)
     return any(entry in names for entry in listed)
 
 
