@@ -144,7 +144,8 @@ class Mirror:
         flow.response = http.Response.make(answer.status, answer.body, _headers(answer.headers))
         if answer.scrub_query:  # `/?token=…`: keep the secret out of logs and dumps
             flow.request.path = flow.request.path.partition("?")[0]
-        log.info(
+        # (The access line with the reason is addons/ops.py's; this one is for debugging.)
+        log.debug(
             "mirror %s %s -> %d (%s)",
             flow.request.method,
             flow.request.path.partition("?")[0],

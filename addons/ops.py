@@ -197,8 +197,15 @@ class Ops:
             account=info.account,
             ttfb=track.ttfb,
             duration=duration,
-            note=printable(failure) if failure else "",
+            note=printable(failure) if failure else _note(flow, kind),
         )
+
+
+def _note(flow: http.HTTPFlow, kind: str) -> str:
+    """Why the mirror answered as it did (its reason, or where it forwarded to)."""
+    if kind != "mirror":
+        return ""
+    return str(flow.metadata.get("chat2api.mirror", ""))
 
 
 def _loggable(path: str, kind: str) -> str:
