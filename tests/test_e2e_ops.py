@@ -109,6 +109,10 @@ raw = client.chat.completions.with_raw_response.create(
     model="gpt-4o", messages=[{"role": "user", "content": "hi"}],
     extra_headers={"x-request-id": "client-chosen.id_1"})
 out["kept"] = raw.headers.get("x-request-id")
+raw = client.chat.completions.with_raw_response.create(
+    model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True)
+out["stream_header"] = raw.headers.get("x-request-id")
+out["stream_text"] = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
 emit(out)
 """
 
@@ -118,6 +122,7 @@ def test_request_ids(mitm: Mitm) -> None:
     assert out["ok_header"].startswith("req_")
     assert out["ok_request_id"] == out["ok_header"]
     assert out["kept"] == "client-chosen.id_1"
+    assert out["stream_header"].startswith("req_") and out["stream_text"]
     log = mitm.log()
     assert f"[{out['ok_header']}]" in log
     assert "[client-chosen.id_1]" in log
