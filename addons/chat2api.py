@@ -33,7 +33,7 @@ from mitmproxy.proxy import mode_specs  # noqa: E402
 
 from addons import inline_stream  # noqa: E402
 from addons.admin import TokenAdmin  # noqa: E402
-from addons.ops import Ops  # noqa: E402
+from addons.ops import OPS, TAIL  # noqa: E402
 from errors import Chat2ApiError, UpstreamUnavailable, printable  # noqa: E402
 from ops.startup import log_summary  # noqa: E402
 from service import runtime as rt  # noqa: E402
@@ -275,6 +275,7 @@ class Chat2Api:
         source.start()
 
     def _stream_ended(self, source: inline_stream.AnswerSource) -> None:
+        OPS.stream_ended(source.flow_id, source.failure)
         streams = self._streaming.get(source.client_id)
         if streams is not None:
             streams.discard(source)
@@ -302,4 +303,5 @@ _admin = TokenAdmin()
 # The ops addon goes first (request ids, /health, /ready, /metrics, CORS), then
 # the admin addon: on the reverse listener chat2api answers every path it does
 # not own with a 404, so /tokens must be taken before that.
-addons = [Ops(), _admin, Chat2Api(_admin)]
+# The ops tail goes last: it sees the answers the others made (addons/ops.py).
+addons = [OPS, _admin, Chat2Api(_admin), TAIL]

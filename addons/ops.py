@@ -1,14 +1,24 @@
 """Operability on every flow chat2api answers: request ids, ``/health``,
 ``/ready``, ``/metrics``, CORS for the API, access lines and request metrics.
 
-Loaded first by ``addons/chat2api.py`` (ahead of the token admin and the API),
-so its ``request`` hook sets the request's id before anyone logs a line about
-it (ops/requestid.py). Answers made by the other addons in their ``request``
-hooks pass through ``responseheaders`` (mitmproxy emulates that hook for them),
-where the id and the CORS headers are added; the access line and the metrics
-are written when the answer has been sent (``response``) or has failed
-(``error``). Flows passing through the HTTPS proxy to other hosts, and the
-mirror's forwards to the site, are left alone.
+Without a hook of its own after ``request``: chat2api's lean master answers
+flow hooks nobody listens to in the same pass (service/layer_shim.py), and a
+``responseheaders`` or ``response`` method here would cost every request more
+trips through the loop. So:
+
+* :class:`Ops` goes first in ``request`` (``addons/chat2api.py`` loads it ahead
+  of the others): it sets the request's id before anyone logs a line about it
+  (ops/requestid.py) and answers ``/health``, ``/ready``, ``/metrics`` and CORS
+  preflights itself;
+* :class:`OpsTail` goes last in the same ``request`` pass: an answer the token
+  admin or the API made there gets its ``x-request-id`` (and, on the API, the
+  CORS headers) before it leaves, and is counted and logged at once or, for a
+  streamed answer, when its stream ends (:meth:`Ops.stream_ended`, called by
+  ``addons/chat2api.py``);
+* the mirror, loaded later, reports its own answers (:meth:`Ops.answered`) and
+  the end of the ones it forwards (:meth:`Ops.finished`) from hooks it has anyway.
+
+Flows passing through the HTTPS proxy to other hosts are left alone.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from dataclasses import dataclass
 from mitmproxy import http
 from mitmproxy.proxy.mode_specs import ReverseMode
 
+from addons import inline_stream
 from errors import printable
 from ops import health, requestid
 from ops.cors import Cors
@@ -41,7 +52,7 @@ _SECURITY = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
 class _Track:
     info: requestid.RequestInfo
     started: float
-    kind: str  # api, admin, mirror, ops
+    kind: str  # api, admin, mirror, ops, other
     path: str
     cors_origin: str | None = None
     ttfb: float | None = None
@@ -50,7 +61,9 @@ class _Track:
 
 class Ops:
     def __init__(self) -> None:
+        # Weakly: a flow nobody here answers (the mirror's forwards, say) just goes.
         self._flows: weakref.WeakKeyDictionary[http.HTTPFlow, _Track] = weakref.WeakKeyDictionary()
+        self._streams: dict[str, http.HTTPFlow] = {}
         self._cors = Cors(())
         self._cors_for: tuple[str, ...] | None = None
         self._log_format: str | None = None
@@ -98,17 +111,24 @@ class Ops:
                 if self._cors.enabled and Cors.is_preflight(req.method, req.headers):
                     info.route = "preflight"
                     flow.metadata["chat2api.ops"] = "preflight"
-                    flow.response = http.Response.make(204, b"", self._cors.preflight(req.headers))
+                    preflight = self._cors.preflight(req.headers)
+                    self._own(flow, http.Response.make(204, b"", preflight))
                     return
         if reverse and path in health.PATHS:
             track.kind, info.route = "ops", path
             flow.metadata["chat2api.ops"] = path
             verdict = health.health() if path == "/health" else await health.ready(runtime)
-            flow.response = _json(verdict.status, verdict.body)
+            self._own(flow, _json(verdict.status, verdict.body))
         elif reverse and path == "/metrics":
             track.kind, info.route = "ops", path
             flow.metadata["chat2api.ops"] = path
-            flow.response = await self._metrics(runtime, req.headers.get("authorization", ""))
+            authorization = req.headers.get("authorization", "")
+            self._own(flow, await self._metrics(runtime, authorization))
+
+    def _own(self, flow: http.HTTPFlow, response: http.Response) -> None:
+        flow.response = response
+        self.answered(flow)
+        self.finished(flow)
 
     async def _metrics(self, runtime: rt.Runtime | None, authorization: str) -> http.Response:
         if runtime is None:
@@ -116,9 +136,8 @@ class Ops:
         s = runtime.settings
         keys = [k for k in (s.metrics_key, s.admin_key) if k]
         if not keys:
-            return _json(
-                403, _error("/metrics is off: set METRICS_KEY or ADMIN_KEY.", "permission_error")
-            )
+            message = "/metrics is off: set METRICS_KEY or ADMIN_KEY."
+            return _json(403, _error(message, "permission_error"))
         scheme, _, given = authorization.partition(" ")
         raw = given.strip().encode("utf-8", "surrogateescape")
         ok = False
@@ -140,38 +159,46 @@ class Ops:
             200, METRICS.render(), {**_SECURITY, "content-type": CONTENT_TYPE}
         )
 
-    def responseheaders(self, flow: http.HTTPFlow) -> None:
+    # -- answers made here and by the other addons ----------------------------------
+    def answered(self, flow: http.HTTPFlow, *, streaming: bool = False) -> None:
+        """``flow.response`` was just made by chat2api: add the id (and, on the API,
+        the CORS headers) and take the time to its head."""
         track = self._flows.get(flow)
         response = flow.response
-        if track is None or response is None:
+        if track is None or response is None or track.ttfb is not None:
             return
-        if str(flow.metadata.get("chat2api.mirror", "")).startswith("forward:"):
-            return  # the site's own answer, not ours
         track.ttfb = time.monotonic() - track.started
-        response.headers[requestid.HEADER] = track.info.request_id
-        if track.kind != "api":
-            if flow.metadata.get("chat2api"):
-                track.kind = "api"
-            else:
-                return
-        if flow.metadata.get("chat2api.ops") != "preflight":
-            for name, value in self._cors.simple(track.cors_origin).items():
-                response.headers[name] = value
-        if response.headers.get("content-type", "").startswith("text/event-stream"):
+        headers = response.headers
+        headers[requestid.HEADER] = track.info.request_id
+        if track.kind == "other" and flow.metadata.get("chat2api"):
+            track.kind = "api"
+        if track.kind == "api" and track.cors_origin and self._cors.enabled:
+            if flow.metadata.get("chat2api.ops") != "preflight":
+                for name, value in self._cors.simple(track.cors_origin).items():
+                    headers[name] = value
+        if streaming:
             track.streaming = True
+            self._streams[flow.id] = flow
             METRICS.active_streams.inc()
 
-    def response(self, flow: http.HTTPFlow) -> None:
-        self._done(flow, None)
+    def stream_ended(self, flow_id: str, failure: str | None) -> None:
+        """A streamed answer's body ended (addons/chat2api.py)."""
+        flow = self._streams.pop(flow_id, None)
+        if flow is not None:
+            self.finished(flow, failure)
 
-    def error(self, flow: http.HTTPFlow) -> None:
-        self._done(flow, flow.error.msg if flow.error else "error")
-
-    def _done(self, flow: http.HTTPFlow, failure: str | None) -> None:
+    def finished(self, flow: http.HTTPFlow, failure: str | None = None) -> None:
+        """The answer is complete (or failed): count it and write its access line."""
         track = self._flows.pop(flow, None)
         if track is None:
             return
-        requestid.CURRENT.set(track.info)
+        token = requestid.CURRENT.set(track.info)
+        try:
+            self._account(flow, track, failure)
+        finally:
+            requestid.CURRENT.reset(token)
+
+    def _account(self, flow: http.HTTPFlow, track: _Track, failure: str | None) -> None:
         duration = time.monotonic() - track.started
         if track.streaming:
             METRICS.active_streams.dec()
@@ -199,6 +226,21 @@ class Ops:
             duration=duration,
             note=printable(failure) if failure else _note(flow, kind),
         )
+
+
+class OpsTail:
+    """Last in the ``request`` pass of addons/chat2api.py: see the module docstring."""
+
+    def __init__(self, ops: Ops) -> None:
+        self.ops = ops
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response is None or flow.error:
+            return
+        streaming = inline_stream.is_attached(flow.id)
+        self.ops.answered(flow, streaming=streaming)
+        if not streaming:
+            self.ops.finished(flow)
 
 
 def _note(flow: http.HTTPFlow, kind: str) -> str:
@@ -230,6 +272,9 @@ def _json(status: int, body: object) -> http.Response:
     return http.Response.make(status, data, {**_SECURITY, "content-type": "application/json"})
 
 
-# No module-level instance: addons/chat2api.py creates the one Ops addon and
-# loads it first (a second one from `-s addons/ops.py` would clash by name).
+# The process's one instance: addons/chat2api.py loads it first and its tail
+# last; addons/mirror.py reports its answers to it. Loading this file as a
+# script adds nothing (a second Ops would clash by name).
+OPS = Ops()
+TAIL = OpsTail(OPS)
 addons: list[object] = []

@@ -318,3 +318,31 @@ def test_json_log_format(emulator: Emulator, tmp_path: Path) -> None:
             assert r["account"] == "anonymous"
             assert r["backend"] == "web"
         assert any("CA certificate" in r["msg"] for r in records)
+
+
+def test_under_the_lean_launcher(emulator: Emulator, tmp_path: Path) -> None:
+    """As run.sh starts it (service/launcher.py, whose layer shim answers flow
+    hooks nobody listens to at once): ids, CORS, access lines and metrics all
+    come from the request pass, with no response hooks of their own."""
+    import sys
+
+    from addons.ops import Ops, OpsTail
+
+    for cls in (Ops, OpsTail):
+        for hook in ("requestheaders", "responseheaders", "response", "error", "update"):
+            assert not hasattr(cls, hook), (cls, hook)
+    env = base_env(emulator, METRICS_KEY=METRICS_KEY)
+    command = (sys.executable, "-m", "service.launcher")
+    with start_mitm(tmp_path, env, command=command) as m:
+        (out,) = run_client(IDS, reverse_env(m, CODE))
+        assert out["ok_header"].startswith("req_") and out["stream_header"].startswith("req_")
+        assert out["stream_text"]
+        got = call(m.base_url + "/models", headers={"origin": "https://chat.example"})
+        assert got.headers["access-control-allow-origin"] == "*"
+        families = scrape(m, METRICS_KEY)
+        name = "chat2api_requests"
+        route = "/v1/chat/completions"
+        assert value(families, name, name + "_total", route=route, status="200") == 3
+        assert value(families, "chat2api_active_streams", "chat2api_active_streams") == 0
+        log = m.log()
+        assert f"[{out['stream_header']}] POST /v1/chat/completions -> 200" in log
