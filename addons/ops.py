@@ -2,7 +2,7 @@
 ``/ready``, ``/metrics``, CORS for the API, access lines and request metrics.
 
 Without a hook of its own after ``request``: chat2api's lean master answers
-flow hooks nobody listens to in the same pass (service/layer_shim.py), and a
+flow hooks nobody listens to in the same pass (patches/layer_shim.py), and a
 ``responseheaders`` or ``response`` method here would cost every request more
 trips through the loop. So:
 
@@ -34,13 +34,13 @@ from dataclasses import dataclass
 from mitmproxy import http
 from mitmproxy.proxy.mode_specs import ReverseMode
 
-from addons import inline_stream
 from errors import printable
 from ops import health, requestid
 from ops.cors import Cors
 from ops.logs import access_line
 from ops.logs import install as install_log_format
 from ops.metrics import CONTENT_TYPE, METRICS, route_label
+from patches import inline_stream
 from service import runtime as rt
 
 log = logging.getLogger("chat2api.ops")
@@ -192,6 +192,8 @@ class Ops:
         track = self._flows.pop(flow, None)
         if track is None:
             return
+        if track.streaming:
+            self._streams.pop(flow.id, None)
         token = requestid.CURRENT.set(track.info)
         try:
             self._account(flow, track, failure)

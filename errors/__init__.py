@@ -8,6 +8,7 @@ an honest HTTP status (like h11's ``error_status_hint``)::
     ├── InvalidRequest                 400 invalid_request_error
     │   └── PayloadTooLarge            413 invalid_request_error
     ├── AuthenticationFailed           401 invalid_request_error / invalid_api_key
+    │   └── ProxyAuthRequired          407 invalid_request_error (+ proxy-authenticate)
     ├── PermissionDenied               403 permission_error
     ├── NotFound                       404 invalid_request_error / unknown_url
     │   └── ModelNotFound              404 invalid_request_error / model_not_found
@@ -15,6 +16,7 @@ an honest HTTP status (like h11's ``error_status_hint``)::
     └── UpstreamError                  502 server_error          (the backend failed us)
         ├── UpstreamTimeout            504 server_error
         └── UpstreamUnavailable        503 server_error
+            └── ModelDowngraded        503 server_error / model_downgraded
 
 Messages never contain credentials: callers pass masked values only.
 """
@@ -99,6 +101,16 @@ class AuthenticationFailed(Chat2ApiError):
     code = "invalid_api_key"
 
 
+class ProxyAuthRequired(AuthenticationFailed):
+    """The HTTPS-proxy listener's own credentials (``proxy_auth``) are missing or wrong."""
+
+    status = 407
+    code = "proxy_auth_required"
+
+    def headers(self) -> dict[str, str]:
+        return {"proxy-authenticate": 'Basic realm="chat2api"'}
+
+
 class PermissionDenied(Chat2ApiError):
     status = 403
     type = "permission_error"
@@ -149,3 +161,10 @@ class UpstreamTimeout(UpstreamError):
 
 class UpstreamUnavailable(UpstreamError):
     status = 503
+
+
+class ModelDowngraded(UpstreamUnavailable):
+    """ChatGPT answered with another model than the one asked for, and the
+    operator refuses such answers (``on_downgrade``)."""
+
+    code = "model_downgraded"

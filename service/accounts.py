@@ -103,7 +103,14 @@ class AccountsService:
         *,
         model: str,
     ) -> PoolSession:
-        return self.pool.session(bearer, header_account_id, body_account_id, model=model)
+        # AUTO_SEED=false: API keys are mirror seeds, as in the original.
+        return self.pool.session(
+            bearer,
+            header_account_id,
+            body_account_id,
+            model=model,
+            seeds_only=not self.settings.auto_seed,
+        )
 
     async def post_json(
         self, url: str, body: Mapping[str, Any], timeout: float

@@ -2,14 +2,15 @@
 
 The addon turns a flow into ``handle(method, path, headers, body)`` and applies
 the result: a :class:`Reply` is sent as it is, a :class:`StreamReply` is
-streamed piece by piece (``addons/inline_stream.py``).
+streamed piece by piece (``patches/inline_stream.py``; without that patch,
+through the loopback bridge, ``service/bridge.py``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +82,7 @@ class ApiApp:
         history_disabled: bool,
         media: MediaFetcher | None = None,
         images: ImagesService | None = None,
+        key_check: Callable[[str | None, bool], Awaitable[None]] | None = None,
     ) -> None:
         self.api_root = api_root
         self.models = models
@@ -90,11 +92,27 @@ class ApiApp:
         self.history_disabled = history_disabled
         self.media = media
         self.images = images
+        #: (bearer, refresh) -> raises AuthenticationFailed for an unusable key
+        #: (``Pool.check_key``); run before any work is done for a request.
+        self.key_check = key_check
         self.created = int(time.time())
 
     def owns(self, path: str) -> bool:
         """Whether ``path`` (without query) is one of our API paths."""
         return path == self.api_root or path.startswith(self.api_root + "/")
+
+    def needs_key(self, method: str, path: str) -> bool:
+        """Whether the route does work for a key (a backend turn): such requests are
+        refused before their body is read when the key cannot be used."""
+        if method != "POST" or not self.owns(path):
+            return False
+        route = path[len(self.api_root) :].rstrip("/")
+        return route in ("/chat/completions", "/images/generations")
+
+    async def check_key(self, headers: Mapping[str, str], *, refresh: bool) -> None:
+        """Raise AuthenticationFailed if the request's key cannot be used."""
+        if self.key_check is not None:
+            await self.key_check(bearer_of(headers), refresh)
 
     async def handle(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes
@@ -141,6 +159,9 @@ class ApiApp:
         blobs = None
         if self.media is not None:  # image, file and audio parts → bytes, before any account
             req = self.media.prepare(req)
+            if self.media.has_parts(req):
+                # Never fetch a URL for a caller whose key is no good: no DNS, no connection.
+                await self.check_key(headers, refresh=True)
             blobs = await self.media.fetch_all(req)
         primed = await self.completions.prime(
             req,
@@ -149,6 +170,11 @@ class ApiApp:
             header_account_id=headers.get("chatgpt-account-id"),
             blobs=blobs,
         )
+        switched = {}
+        if primed.switched is not None:
+            # A header value: printable ASCII only, whatever the client's model name holds.
+            asked = "".join(c if " " <= c <= "~" else "?" for c in req.model)
+            switched = {"x-chat2api-model-downgraded": f"{asked} -> {primed.switched}"}
         if req.stream:
             return StreamReply(
                 status=200,
@@ -156,9 +182,11 @@ class ApiApp:
                     "content-type": "text/event-stream; charset=utf-8",
                     "cache-control": "no-cache",
                     "x-accel-buffering": "no",
+                    **switched,
                 },
                 body=self.completions.stream_body(req, model, primed),
                 metadata={"account": primed.ctx.label},
             )
         answer = await self.completions.complete(req, model, primed)
-        return Reply(status=answer.status, headers=answer.headers, body=answer.body)
+        headers = {**answer.headers, **switched} if answer.status == 200 else answer.headers
+        return Reply(status=answer.status, headers=headers, body=answer.body)

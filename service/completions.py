@@ -29,20 +29,26 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from accounts.pool import Credential, Outcome, PoolSession
-from errors import Chat2ApiError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from errors import (
+    Chat2ApiError,
+    ModelDowngraded,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from ops import requestid
 from ops.metrics import METRICS
 from service.media import MediaResolver
 from service.uploads import Blobs, Uploader
 from translator import answer as tr
 from translator import chunks as oa
-from translator.models import ResolvedModel
+from translator.models import ResolvedModel, switched_model
 from translator.request import Attachments, ChatRequest
 from translator.stream import Translation
 from translator.usage import count_prompt_tokens, count_text_tokens
 from upstream.context import TurnContext
 from upstream.dialect import Dialect, ResumeRefused, Turn, TurnBodies
-from upstream.failures import outcome_of
+from upstream.failures import NOT_THE_ACCOUNT, outcome_of
 from upstream.http import StreamAnswer
 
 log = logging.getLogger(__name__)
@@ -92,6 +98,8 @@ class Limits:
     inline_reasoning: bool
     #: Resumes in a row that bring no new event before a broken stream is given up.
     resume_attempts: int = 5
+    #: An answer from another model than the one asked for: pass, error or retry.
+    on_downgrade: str = "pass"
 
 
 @dataclass(kw_only=True)
@@ -107,6 +115,12 @@ class Primed:
     started: float = field(default_factory=time.monotonic)
     #: The dialect's handle on the turn; ``stream`` is its current (maybe resumed) stream.
     turn: Turn | None = None
+    #: The model that answered when ChatGPT switched away from the one asked for.
+    switched: str | None = None
+
+    def reported(self, model: ResolvedModel) -> str:
+        """The ``model`` of the answer: the one that answered, if it was switched."""
+        return self.switched or model.reported
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,7 +198,12 @@ class CompletionService:
                 )
                 last_error = e
                 continue
-            await session.report(Outcome.OK)
+            if primed.switched is not None:
+                await session.report(
+                    Outcome.DOWNGRADED, detail=f"answered {primed.switched} for {model.slug}"
+                )
+            else:
+                await session.report(Outcome.OK)
             requestid.note(account=primed.ctx.label)
             return primed
         if last_error is None:  # the session gave no account at all
@@ -236,7 +255,40 @@ class CompletionService:
         if failure is not None and not any(isinstance(p, (tr.Text, tr.Reasoning)) for p in pieces):
             await primed.stream.close()
             raise failure.error
+        try:
+            self._check_switch(model, primed, credential)
+        except BaseException:
+            await primed.stream.close()
+            raise
         return primed
+
+    def _check_switch(self, model: ResolvedModel, primed: Primed, credential: Credential) -> None:
+        """Note (or refuse) an answer from another model than the one asked for."""
+        translation = primed.translation
+        answered = switched_model(model.slug, translation.model_slug, translation.model_adjustments)
+        if answered is None:
+            return
+        why = ", ".join(translation.model_adjustments)
+        log.warning(
+            "model switched: %s was asked for (%s), ChatGPT answered with %s as %r%s",
+            model.requested,
+            model.slug,
+            answered,
+            credential,
+            f" ({why})" if why else "",
+        )
+        primed.switched = answered
+        if self.limits.on_downgrade == "pass":
+            return
+        error = ModelDowngraded(
+            f"ChatGPT answered with {answered} instead of {model.requested}"
+            + (f" ({why})" if why else "")
+            + "; this chat2api refuses such answers (on_downgrade)."
+        )
+        # retry: the pool notes it and tries another account; error: no retry.
+        retry = self.limits.on_downgrade == "retry"
+        error.outcome = Outcome.DOWNGRADED if retry else NOT_THE_ACCOUNT  # type: ignore[attr-defined]
+        raise error
 
     async def pieces(self, primed: Primed) -> AsyncGenerator[Any, None]:
         """Every piece of the answer, primed ones first; ends with Finish or Failure."""
@@ -393,7 +445,7 @@ class CompletionService:
         encoder = oa.ChunkEncoder(
             completion_id=completion_id(),
             created=int(time.time()),
-            model=model.reported,
+            model=primed.reported(model),
             include_usage=req.include_usage,
             system_fingerprint=_fingerprint(model, self.rng),
         )
@@ -435,7 +487,7 @@ class CompletionService:
         aggregator = oa.CompletionAggregator(
             completion_id=completion_id(),
             created=int(time.time()),
-            model=model.reported,
+            model=primed.reported(model),
             system_fingerprint=_fingerprint(model, self.rng),
         )
         async with contextlib.aclosing(self.pieces(primed)) as pieces:

@@ -15,15 +15,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from curl_cffi.requests import BrowserType
+
 from accounts.pool import Credential
-from service import memory
+from pow import BrowserProfile
+from pow.browsers import BrowserChoice, build_profiles
 from service.accounts import AccountsService
 from service.api import ApiApp
 from service.completions import CompletionService, Limits
 from service.images import ImagesService
 from service.media import MediaResolver
 from service.uploads import MediaFetcher, MediaLimits, Uploader
-from settings import Settings
+from settings import Settings, SettingsError
 from translator import usage
 from translator.models import ResolvedModel
 from translator.request import (
@@ -36,10 +39,11 @@ from translator.request import (
 from upstream.auto import AutoDialect
 from upstream.classic import ClassicDialect
 from upstream.common import Limits as DialectLimits
-from upstream.context import TurnContext, make_context
+from upstream.context import TurnContext, make_context, pinned_proxy
 from upstream.d2026 import Dialect2026
 from upstream.dialect import Dialect, PrepareState, TurnBodies, Wire
 from upstream.http import BackendHttp
+from upstream.solvers import ChallengeSolvers
 
 log = logging.getLogger(__name__)
 
@@ -91,21 +95,44 @@ def make_dialect(settings: Settings, http: BackendHttp) -> Dialect:
         first_byte_timeout=settings.timeouts.first_byte,
     )
     only = settings.conversation_only
-    classic = ClassicDialect(http, limits, conversation_only=only)
+    solvers = ChallengeSolvers(
+        http,
+        turnstile_url=settings.turnstile_solver_url,
+        arkose_urls=settings.arkose_token_url,
+    )
+    classic = ClassicDialect(http, limits, conversation_only=only, solvers=solvers)
     if settings.backend_dialect == "classic":
         return classic
-    newer = Dialect2026(http, limits, conversation_only=only)
+    newer = Dialect2026(http, limits, conversation_only=only, solvers=solvers)
     if settings.backend_dialect == "2026":
         return newer
     return AutoDialect(newer, classic)
 
 
+def browser_profiles(settings: Settings) -> tuple[BrowserProfile, ...]:
+    """The browsers accounts look like (``IMPERSONATE``, ``USER_AGENTS``, ``*_TUPLE``)."""
+    choice = BrowserChoice(
+        impersonate=settings.impersonate,
+        user_agents=settings.user_agents,
+        devices=settings.device_tuple,
+        browsers=settings.browser_tuple,
+        platforms=settings.platform_tuple,
+    )
+    try:
+        built = build_profiles(choice, (b.value for b in BrowserType))
+    except ValueError as e:
+        raise SettingsError("impersonate", str(e)) from None
+    for note in built.skipped:
+        log.warning("chat2api: %s", note)
+    return built.profiles
+
+
 def build_runtime(settings: Settings) -> Runtime:
-    # Also under plain mitmdump (run.sh's launcher has done it already).
-    memory.tune_malloc()
     http = BackendHttp(proxies=settings.proxy_url, connect_timeout=settings.timeouts.connect)
     accounts = AccountsService(settings, http)
     dialect = make_dialect(settings, http)
+
+    profiles = browser_profiles(settings)
 
     def context_for(credential: Credential, rng: random.Random) -> TurnContext:
         return make_context(
@@ -113,8 +140,10 @@ def build_runtime(settings: Settings) -> Runtime:
             credential=credential,
             language=settings.oai_language,
             auth_key=settings.auth_key,
-            proxy=http.pick_proxy(),
+            proxy=pinned_proxy(settings.proxy_url, credential, rng),
+            sentinel_proxy=pinned_proxy(settings.sentinel_proxy_url, credential, rng),
             rng=rng,
+            profiles=profiles,
         )
 
     def body_for(
@@ -155,7 +184,9 @@ def build_runtime(settings: Settings) -> Runtime:
                 client_contextual_info=info,
             )
 
-        return TurnBodies(conversation=conversation, prepare=prepare)
+        return TurnBodies(
+            conversation=conversation, prepare=prepare, refuse_persona=model.refused_for
+        )
 
     media = MediaResolver(
         http,
@@ -176,6 +207,7 @@ def build_runtime(settings: Settings) -> Runtime:
             total_timeout=settings.timeouts.total,
             inline_reasoning=settings.reasoning_inline,
             resume_attempts=settings.resume_attempts,
+            on_downgrade=settings.on_downgrade,
         ),
     )
     api = ApiApp(
@@ -199,6 +231,9 @@ def build_runtime(settings: Settings) -> Runtime:
             media=media,
             models=settings.models,
             max_body_bytes=settings.max_body_bytes,
+        ),
+        key_check=lambda bearer, refresh: accounts.pool.check_key(
+            bearer, refresh=refresh, seeds_only=not settings.auto_seed
         ),
     )
     return Runtime(settings=settings, http=http, accounts=accounts, api=api)

@@ -57,6 +57,8 @@ def mitm(
         # Short enough that stall tests stay quick, long enough for a loaded CI box.
         "TIMEOUT_IDLE": "3",
         "TIMEOUT_FIRST_BYTE": "4",
+        # The pass-through test's TLS server is local: listed, so the proxy may reach it.
+        "PROXY_ALLOW_HOSTS": "localhost",
     }
     with start_mitm(tmp_path_factory.mktemp("mitm"), env) as m:
         yield m
@@ -473,16 +475,31 @@ def test_non_intercepted_host_keeps_its_own_certificate(
         assert intercepted.returncode != 0  # mitmproxy's CA does not sign it
 
 
+# -- patches -------------------------------------------------------------------
+
+
+def test_plain_mitmdump_installs_its_patches(mitm: Mitm, token: str) -> None:
+    """Under plain mitmdump the addon installs the patches that apply there
+    (inline_stream among them: no loopback bridge is started)."""
+    result = chat(env_for(mitm, "reverse", token), **ask("patched", stream=True))
+    assert "error" not in result, result
+    log = mitm.log()
+    assert (
+        "chat2api patches: active: curl_headers, inline_stream, malloc; standing aside: none" in log
+    )
+    assert "/bridge/" not in log
+
+
 # -- run.sh's launcher ----------------------------------------------------------
 
 
 def test_run_sh_launcher_streams_an_sdk_answer(
     emulator: Emulator, dialect: str, token: str, tmp_path: Path
 ) -> None:
-    """chat2api started as run.sh starts it (``python -m service.launcher``, the lean
+    """chat2api started as run.sh starts it (``python -m patches.launcher``, the lean
     master) answers the SDK through both listeners, usage included."""
     env = {"CHATGPT_BASE_URL": emulator.url, **mitm_env(dialect)}
-    command = (sys.executable, "-m", "service.launcher")
+    command = (sys.executable, "-m", "patches.launcher")
     with start_mitm(tmp_path, env, command=command, flow_detail=1) as launched:
         for mode in MODES:
             prompt = f"Tell me about Lyon ({mode})"
@@ -494,4 +511,7 @@ def test_run_sh_launcher_streams_an_sdk_answer(
             assert result["usage"]["completion_tokens"] > 0
         log = launched.log()
     assert "Loading script" in log and "chat2api" in log
+    # Every patch fits the pinned mitmproxy (patches/__init__.py).
+    assert "chat2api patches: active: curl_headers, deferred_addons," in log
+    assert "standing aside: none" in log
     assert "<< 200" not in log  # no per-flow dump (flow_detail is accepted, no dumper)

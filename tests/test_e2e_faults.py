@@ -167,7 +167,7 @@ def mitm(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     with start_mitm(
         seeded(tmp_path_factory.mktemp("faults")),
         proxy_settings(emulator.url),
-        command=(sys.executable, "-m", "service.launcher"),
+        command=(sys.executable, "-m", "patches.launcher"),
     ) as m:
         yield m
 

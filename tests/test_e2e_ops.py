@@ -321,7 +321,7 @@ def test_json_log_format(emulator: Emulator, tmp_path: Path) -> None:
 
 
 def test_under_the_lean_launcher(emulator: Emulator, tmp_path: Path) -> None:
-    """As run.sh starts it (service/launcher.py, whose layer shim answers flow
+    """As run.sh starts it (patches/launcher.py, whose layer shim answers flow
     hooks nobody listens to at once): ids, CORS, access lines and metrics all
     come from the request pass, with no response hooks of their own."""
     import sys
@@ -332,7 +332,7 @@ def test_under_the_lean_launcher(emulator: Emulator, tmp_path: Path) -> None:
         for hook in ("requestheaders", "responseheaders", "response", "error", "update"):
             assert not hasattr(cls, hook), (cls, hook)
     env = base_env(emulator, METRICS_KEY=METRICS_KEY)
-    command = (sys.executable, "-m", "service.launcher")
+    command = (sys.executable, "-m", "patches.launcher")
     with start_mitm(tmp_path, env, command=command) as m:
         (out,) = run_client(IDS, reverse_env(m, CODE))
         assert out["ok_header"].startswith("req_") and out["stream_header"].startswith("req_")
@@ -346,3 +346,19 @@ def test_under_the_lean_launcher(emulator: Emulator, tmp_path: Path) -> None:
         assert value(families, "chat2api_active_streams", "chat2api_active_streams") == 0
         log = m.log()
         assert f"[{out['stream_header']}] POST /v1/chat/completions -> 200" in log
+
+
+def test_with_mitm_patches_off(emulator: Emulator, tmp_path: Path) -> None:
+    """Stock mitmproxy (MITM_PATCHES=off): streamed answers go through the loopback
+    bridge, and still carry their id and get their access line and metrics."""
+    env = base_env(emulator, METRICS_KEY=METRICS_KEY, MITM_PATCHES="off")
+    with start_mitm(tmp_path, env) as m:
+        (out,) = run_client(IDS, reverse_env(m, CODE))
+        assert out["stream_header"].startswith("req_") and out["stream_text"]
+        assert out["ok_request_id"] == out["ok_header"]
+        families = scrape(m, METRICS_KEY)
+        name = "chat2api_requests"
+        route = "/v1/chat/completions"
+        assert value(families, name, name + "_total", route=route, status="200") == 3
+        assert value(families, "chat2api_active_streams", "chat2api_active_streams") == 0
+        assert f"[{out['stream_header']}] POST /v1/chat/completions -> 200" in m.log()

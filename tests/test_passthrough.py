@@ -28,9 +28,12 @@ from tests.support.tlsserver import _make_ca_and_cert
 
 @pytest.fixture(scope="module")
 def mitm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
-    with start_mitm(
-        tmp_path_factory.mktemp("pass"), {"CHATGPT_BASE_URL": "http://127.0.0.1:9"}
-    ) as m:
+    env = {
+        "CHATGPT_BASE_URL": "http://127.0.0.1:9",
+        # The TLS servers here are local: the proxy reaches them only when listed.
+        "PROXY_ALLOW_HOSTS": "localhost,127.0.0.1",
+    }
+    with start_mitm(tmp_path_factory.mktemp("pass"), env) as m:
         yield m
 
 

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from errors import Chat2ApiError, InvalidRequest, PayloadTooLarge
-from translator.models import DEFAULT_MODEL_TABLE, ResolvedModel, parse_model_table, resolve_model
+from settings.load import shipped_model_table
+from translator.models import ResolvedModel, parse_model_table, resolve_model
 from translator.request import (
     Attachment,
     ChatRequest,
@@ -32,7 +33,7 @@ from translator.usage import count_prompt_tokens
 
 LIMIT = 1 << 20
 USER = {"role": "user", "content": "hi"}
-TABLE = parse_model_table(DEFAULT_MODEL_TABLE)
+TABLE = parse_model_table(shipped_model_table())
 
 
 def body(**fields: Any) -> bytes:

@@ -10,8 +10,10 @@ as ``o3``.  Here the mapping is data, resolved in this order, first hit wins:
 3. **image suffix**: ``<base>-image`` (for example ``gpt-4o-image``) → the slug of ``<base>``
    (resolved by these same rules) with ``image=True``, so the request carries the
    ``picture_v2`` system hint;
-4. **patterns** (``glob:`` or ``regex:`` entries) in table order.  A regex must match the *whole*
-   name (``re.fullmatch``) and its slug may use group references (``\\1``, ``\\g<name>``);
+4. **patterns** (``glob:``, ``regex:`` or ``contains:`` entries) in table order.  A regex must
+   match the *whole* name (``re.fullmatch``) and its slug may use group references (``\\1``,
+   ``\\g<name>``); a ``contains:`` entry matches when its text occurs anywhere in the name, case
+   sensitive, which is how the original matched every name (docs/model-names.md);
 5. **unknown** names: the ``unknown_model`` setting (a top-level setting, passed to
    :func:`resolve_model` as ``unknown``) decides.  ``"default"`` (the default) sends them to
    ``default_slug`` and echoes the client's name back; ``"reject"`` answers
@@ -19,12 +21,15 @@ as ``o3``.  Here the mapping is data, resolved in this order, first hit wins:
    clients pick models from ``GET /v1/models``; ``default`` keeps clients with hard-coded odd
    names working.
 
+Whatever rule matched, ``image`` anywhere in the client's name asks for image generation (the
+``picture_v2`` system hint), as in the original.
+
 The reported model (the ``model`` field of every answer) is the entry's ``reported`` name, or the
 client's own name when the entry has none (reference §2.6).  ``system_fingerprint`` is picked by
 the response side from the entry's list, if any.
 
-The settings layer loads the table from ``config.yaml`` with :func:`parse_model_table` (``None``,
-no table configured, gives :data:`DEFAULT_MODEL_TABLE`, the same data as plain literals).
+The table itself is data in ``config.yaml`` (key ``models``, documented entry by entry); the
+settings layer reads it and validates it with :func:`parse_model_table`.
 """
 
 from __future__ import annotations
@@ -40,113 +45,19 @@ from errors import ModelNotFound
 #: A fixed ``created`` for ``/v1/models`` (2024-05-13, gpt-4o's release): clients only display it.
 DEFAULT_CREATED = 1715558400
 
-#: The default table.  Keys of an entry: exactly one of ``name`` / ``glob`` / ``regex``, then
-#: ``slug`` (required), ``reported``, ``system_fingerprint`` (list), ``thinking``, ``image``,
-#: ``listed`` (shown by ``GET /v1/models``, exact names only, default true) and ``created``.
-DEFAULT_MODEL_TABLE: dict[str, Any] = {
-    "default_slug": "auto",
-    "gizmo_slug": "auto",
-    "owned_by": "openai",
-    "created": DEFAULT_CREATED,
-    "models": [
-        {"name": "auto", "slug": "auto"},
-        # GPT-3.5 runs on the old web slug (reference §2.5 row 16).
-        {
-            "name": "gpt-3.5-turbo",
-            "slug": "text-davinci-002-render-sha",
-            "reported": "gpt-3.5-turbo-0125",
-            "system_fingerprint": ["fp_b28b39ffa8"],
-        },
-        {
-            "name": "gpt-3.5-turbo-16k",
-            "slug": "text-davinci-002-render-sha",
-            "reported": "gpt-3.5-turbo-16k-0613",
-        },
-        {"name": "gpt-4", "slug": "gpt-4", "reported": "gpt-4-0613"},
-        {"name": "gpt-4-32k", "slug": "gpt-4", "reported": "gpt-4-32k-0613"},
-        {
-            "name": "gpt-4-turbo-preview",
-            "slug": "gpt-4",
-            "reported": "gpt-4-0125-preview",
-            "system_fingerprint": [
-                "fp_f38f4d6482",
-                "fp_2f57f81c11",
-                "fp_a7daf7c51e",
-                "fp_a865e8ede4",
-                "fp_13c70b9f70",
-                "fp_b77cb481ed",
-            ],
-        },
-        {"name": "gpt-4-vision-preview", "slug": "gpt-4", "reported": "gpt-4-1106-vision-preview"},
-        {
-            "name": "gpt-4-turbo",
-            "slug": "gpt-4",
-            "reported": "gpt-4-turbo-2024-04-09",
-            "system_fingerprint": ["fp_d1bac968b4"],
-        },
-        {"name": "gpt-4-mobile", "slug": "gpt-4-mobile"},
-        {"name": "gpt-4o", "slug": "gpt-4o", "reported": "gpt-4o-2024-08-06"},
-        {
-            "name": "gpt-4o-mini",
-            "slug": "gpt-4o-mini",
-            "reported": "gpt-4o-mini-2024-07-18",
-            "system_fingerprint": ["fp_c9aa9c0491"],
-        },
-        {"name": "gpt-4o-canmore", "slug": "gpt-4o-canmore"},
-        # ChatGPT spells dotted versions with hyphens.
-        {"name": "gpt-4.1", "slug": "gpt-4-1"},
-        {"name": "gpt-4.1-mini", "slug": "gpt-4-1-mini"},
-        {"name": "gpt-4.5", "slug": "gpt-4-5"},
-        {"name": "gpt-4.5-preview", "slug": "gpt-4-5"},
-        {"name": "o1", "slug": "o1", "reported": "o1-2024-12-18", "thinking": True},
-        {
-            "name": "o1-preview",
-            "slug": "o1-preview",
-            "reported": "o1-preview-2024-09-12",
-            "thinking": True,
-        },
-        {"name": "o1-mini", "slug": "o1-mini", "reported": "o1-mini-2024-09-12", "thinking": True},
-        {"name": "o1-pro", "slug": "o1-pro", "thinking": True},
-        {"name": "o3", "slug": "o3", "thinking": True},
-        {"name": "o3-pro", "slug": "o3-pro", "thinking": True},
-        {"name": "o3-mini", "slug": "o3-mini", "reported": "o3-mini-2025-01-31", "thinking": True},
-        {
-            "name": "o3-mini-high",
-            "slug": "o3-mini-high",
-            "reported": "o3-mini-high-2025-01-31",
-            "thinking": True,
-        },
-        {"name": "o3-mini-medium", "slug": "o3-mini-medium", "thinking": True},
-        {"name": "o3-mini-low", "slug": "o3-mini-low", "thinking": True},
-        {"name": "o4-mini", "slug": "o4-mini", "thinking": True},
-        {"name": "o4-mini-high", "slug": "o4-mini-high", "thinking": True},
-        {"name": "gpt-5", "slug": "gpt-5"},
-        {"name": "gpt-5-thinking", "slug": "gpt-5-thinking", "thinking": True},
-        {"name": "gpt-5-mini", "slug": "gpt-5-t-mini", "thinking": True},
-        # Later GPT-5 point releases (chatgpt-backend-2026.md §1.7): gpt-5.2 → gpt-5-2,
-        # gpt-5.5-thinking → gpt-5-5-thinking, gpt-5.6-pro → gpt-5-6-pro.
-        {"regex": r"gpt-5\.(\d+)", "slug": r"gpt-5-\1"},
-        {"regex": r"gpt-5\.(\d+)-(thinking|pro|t-mini)", "slug": r"gpt-5-\1-\2", "thinking": True},
-        # Dated snapshots of known models, e.g. gpt-4o-2024-11-20 or o3-mini-2025-01-31.
-        {"regex": r"gpt-4o-\d{4}-\d{2}-\d{2}", "slug": "gpt-4o"},
-        {"regex": r"gpt-4o-mini-\d{4}-\d{2}-\d{2}", "slug": "gpt-4o-mini"},
-        {"regex": r"o3-mini-\d{4}-\d{2}-\d{2}", "slug": "o3-mini", "thinking": True},
-        {"regex": r"o1-\d{4}-\d{2}-\d{2}", "slug": "o1", "thinking": True},
-    ],
-}
-
 
 @dataclass(frozen=True, kw_only=True)
 class ModelEntry:
     """One row of the table: an exact name or a pattern, and what it maps to."""
 
-    kind: Literal["name", "glob", "regex"]
-    key: str  # the name, the glob or the regex source
+    kind: Literal["name", "glob", "regex", "contains"]
+    key: str  # the name, the glob, the regex source or the text to look for
     slug: str
     reported: str | None = None  # None: echo the client's name
     system_fingerprint: tuple[str, ...] = ()
     thinking: bool = False
     image: bool = False
+    paid: bool = False  # only paid plans may use it (the chat-requirements persona)
     listed: bool = True
     created: int | None = None
     regex: re.Pattern[str] | None = None  # compiled form of a glob or regex entry
@@ -172,25 +83,45 @@ class ResolvedModel:
     gizmo_id: str | None = None  # set: conversation_mode gizmo_interaction
     image: bool = False  # picture_v2 system hint
     thinking: bool = False  # thinking model: thinking_effort applies
+    paid: bool = False  # free and anonymous accounts get 404 model_not_found
     system_fingerprint: tuple[str, ...] = ()
 
+    def refused_for(self, persona: str | None) -> ModelNotFound | None:
+        """The 404 for an account whose plan (persona) cannot use this model, as the
+        original answered; None when it can. Unknown personas are let through."""
+        if self.paid and persona in FREE_PERSONAS:
+            return _not_found(self.requested)
+        return None
+
+
+#: chat-requirements personas of accounts without a paid plan.
+FREE_PERSONAS = frozenset({"chatgpt-noauth", "chatgpt-freeaccount"})
 
 _GIZMO = re.compile(r"(?:gpt-[A-Za-z0-9.]+-gizmo-)?(g-[A-Za-z0-9]+)")
 _IMAGE_SUFFIX = "-image"
+_IMAGE_WORD = "image"
 _ENTRY_KEYS = frozenset(
     {
         "name",
         "glob",
         "regex",
+        "contains",
         "slug",
         "reported",
         "system_fingerprint",
         "thinking",
         "image",
+        "paid",
         "listed",
         "created",
     }
 )
+_KINDS: dict[str, Literal["name", "glob", "regex", "contains"]] = {
+    "name": "name",
+    "glob": "glob",
+    "regex": "regex",
+    "contains": "contains",
+}
 _TABLE_KEYS = frozenset({"default_slug", "gizmo_slug", "owned_by", "created", "models"})
 
 
@@ -207,8 +138,24 @@ def resolve_model(table: ModelTable, name: str, *, unknown: str = "default") -> 
         return resolved
     if unknown == "reject":
         raise _not_found(name)
-    image = name.endswith(_IMAGE_SUFFIX)
-    return ResolvedModel(requested=name, slug=table.default_slug, reported=name, image=image)
+    return ResolvedModel(
+        requested=name, slug=table.default_slug, reported=name, image=_IMAGE_WORD in name
+    )
+
+
+def switched_model(asked: str, answered: str | None, adjustments: tuple[str, ...]) -> str | None:
+    """The slug that answered when ChatGPT used another model than ``asked`` (the slug
+    the request was sent with), else None.
+
+    ``auto`` lets ChatGPT choose, so an ``auto`` answer counts as switched only
+    when the backend says it adjusted the choice (``model_adjustments``, e.g.
+    ``auto:smaller_model:reached_message_cap``).
+    """
+    if not answered:
+        return None
+    if asked == "auto":
+        return answered if adjustments else None
+    return answered if answered != asked else None
 
 
 def list_models(table: ModelTable) -> list[dict[str, Any]]:
@@ -244,7 +191,8 @@ def _from_entry(entry: ModelEntry, name: str, slug: str) -> ResolvedModel:
         requested=name,
         slug=slug,
         reported=entry.reported or name,
-        image=entry.image,
+        image=entry.image or _IMAGE_WORD in name,
+        paid=entry.paid,
         thinking=entry.thinking,
         system_fingerprint=entry.system_fingerprint,
     )
@@ -269,8 +217,13 @@ def _resolve_known(table: ModelTable, name: str) -> ResolvedModel | None:
                 gizmo_id=known.gizmo_id,
                 image=True,
                 thinking=known.thinking,
+                paid=known.paid,
             )
     for pattern in table.patterns:
+        if pattern.kind == "contains":
+            if pattern.key in name:
+                return _from_entry(pattern, name, pattern.slug)
+            continue
         assert pattern.regex is not None
         match = pattern.regex.fullmatch(name)
         if match:
@@ -283,12 +236,7 @@ def _resolve_known(table: ModelTable, name: str) -> ResolvedModel | None:
 
 
 def parse_model_table(obj: object) -> ModelTable:
-    """Validate the table loaded from config.yaml; raise ValueError naming the bad place.
-
-    ``None`` (no ``models`` key configured) gives the default table.
-    """
-    if obj is None:
-        obj = DEFAULT_MODEL_TABLE
+    """Validate the table loaded from config.yaml; raise ValueError naming the bad place."""
     if not isinstance(obj, Mapping):
         raise ValueError(f"model table: expected a mapping, got {_kind(obj)}")
     unknown = sorted(str(k) for k in obj if k not in _TABLE_KEYS)
@@ -331,12 +279,10 @@ def _parse_entry(raw: object, where: str) -> ModelEntry:
     unknown = sorted(str(k) for k in raw if k not in _ENTRY_KEYS)
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}")
-    kinds = [k for k in ("name", "glob", "regex") if k in raw]
+    kinds = [k for k in _KINDS if k in raw]
     if len(kinds) != 1:
-        raise ValueError(f"{where}: needs exactly one of 'name', 'glob' or 'regex'")
-    kind: Literal["name", "glob", "regex"] = (
-        "name" if kinds[0] == "name" else "glob" if kinds[0] == "glob" else "regex"
-    )
+        raise ValueError(f"{where}: needs exactly one of 'name', 'glob', 'regex' or 'contains'")
+    kind = _KINDS[kinds[0]]
     key = _str(raw, kind, where, required=True)
     slug = _str(raw, "slug", where, required=True)
     assert key is not None and slug is not None
@@ -368,6 +314,7 @@ def _parse_entry(raw: object, where: str) -> ModelEntry:
         system_fingerprint=tuple(fingerprints),
         thinking=_bool(raw, "thinking", where, False),
         image=_bool(raw, "image", where, False),
+        paid=_bool(raw, "paid", where, False),
         listed=_bool(raw, "listed", where, kind == "name") and kind == "name",
         created=_int(raw, "created", where),
         regex=compiled,

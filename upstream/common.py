@@ -34,6 +34,7 @@ class SentinelTokens:
     chat_requirements: str
     proof: str | None
     turnstile: str | None = None
+    arkose: str | None = None
     persona: str | None = None
 
     def headers(self) -> dict[str, str]:
@@ -43,6 +44,8 @@ class SentinelTokens:
             h["openai-sentinel-proof-token"] = self.proof
         if self.turnstile:
             h["openai-sentinel-turnstile-token"] = self.turnstile
+        if self.arkose:
+            h["openai-sentinel-arkose-token"] = self.arkose
         return h
 
 

@@ -72,7 +72,7 @@ def start_mitm(
     flow_detail: int = 0,
 ) -> Iterator[Mitm]:
     """``command`` is what runs mitmdump: its path, or run.sh's launcher
-    (``(sys.executable, "-m", "service.launcher")``)."""
+    (``(sys.executable, "-m", "patches.launcher")``)."""
     tmp.mkdir(parents=True, exist_ok=True)
     confdir = tmp / "confdir"
     data_dir = tmp / "data"
