@@ -6,15 +6,15 @@ flow hooks nobody listens to in the same pass (patches/layer_shim.py), and a
 ``responseheaders`` or ``response`` method here would cost every request more
 trips through the loop. So:
 
-* :class:`Ops` goes first in ``request`` (``addons/chat2api.py`` loads it ahead
-  of the others): it sets the request's id before anyone logs a line about it
-  (ops/requestid.py) and answers ``/health``, ``/ready``, ``/metrics`` and CORS
-  preflights itself;
-* :class:`OpsTail` goes last in the same ``request`` pass: an answer the token
-  admin or the API made there gets its ``x-request-id`` (and, on the API, the
-  CORS headers) before it leaves, and is counted and logged at once or, for a
-  streamed answer, when its stream ends (:meth:`Ops.stream_ended`, called by
-  ``addons/chat2api.py``);
+* :class:`Ops` goes right after the shield in ``requestheaders`` and ``request``
+  (hooks the shield and the API listen to anyway): it gives the request its id
+  before anyone logs a line about it (ops/requestid.py) and answers ``/health``,
+  ``/ready``, ``/metrics`` and CORS preflights itself;
+* :class:`OpsTail` goes last in both passes: an answer the API made before the
+  body was read (a 401, a 413), or the token admin or the API made in
+  ``request``, gets its ``x-request-id`` (and, on the API, the CORS headers)
+  before it leaves, and is counted and logged at once or, for a streamed answer,
+  when its stream ends (:meth:`Ops.stream_ended`, called by ``addons/chat2api.py``);
 * the mirror, loaded later, reports its own answers (:meth:`Ops.answered`) and
   the end of the ones it forwards (:meth:`Ops.finished`) from hooks it has anyway.
 
@@ -54,6 +54,7 @@ class _Track:
     started: float
     kind: str  # api, admin, mirror, ops, other
     path: str
+    reverse: bool
     cors_origin: str | None = None
     ttfb: float | None = None
     streaming: bool = False
@@ -86,44 +87,64 @@ class Ops:
         if rt.CURRENT is not None:
             self._settings_changed(rt.CURRENT)
 
-    async def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response or flow.error or not flow.live:
-            return
+    def _start(self, flow: http.HTTPFlow) -> _Track | None:
+        """Give the request its id and start its clock; None when it is not ours."""
         runtime = rt.CURRENT
         reverse = isinstance(flow.client_conn.proxy_mode, ReverseMode)
         if not reverse and (
             runtime is None
             or flow.request.pretty_host.lower() not in runtime.settings.intercept_hosts
         ):
-            return  # the HTTPS proxy's pass-through traffic is not ours
+            return None  # the HTTPS proxy's pass-through traffic is not ours
         req = flow.request
         info = requestid.RequestInfo(requestid.accept(req.headers.get(requestid.HEADER)))
-        requestid.CURRENT.set(info)
-        path = req.path.split("?", 1)[0]
-        track = _Track(info, time.monotonic(), "other", path)
+        track = _Track(info, time.monotonic(), "other", req.path.split("?", 1)[0], reverse)
         self._flows[flow] = track
         if runtime is not None:
             self._settings_changed(runtime)
-            if runtime.api.owns(path):
+            if runtime.api.owns(track.path):
                 track.kind = "api"
-                info.route = route_label(path, runtime.settings.api_root)
+                info.route = route_label(track.path, runtime.settings.api_root)
                 track.cors_origin = req.headers.get("origin")
-                if self._cors.enabled and Cors.is_preflight(req.method, req.headers):
-                    info.route = "preflight"
-                    flow.metadata["chat2api.ops"] = "preflight"
-                    preflight = self._cors.preflight(req.headers)
-                    self._own(flow, http.Response.make(204, b"", preflight))
-                    return
-        if reverse and path in health.PATHS:
+        return track
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        # (The shield and the API listen to this hook anyway: no extra trip per request.)
+        track = self._start(flow)
+        if track is None:
+            return
+        requestid.CURRENT.set(track.info)
+        if flow.response is not None:  # refused by the shield, just before
+            self.answered(flow)
+            self.finished(flow)
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live:
+            return
+        track = self._flows.get(flow) or self._start(flow)
+        if track is None:
+            return
+        info = track.info
+        requestid.CURRENT.set(info)
+        req, path = flow.request, track.path
+        if (
+            track.kind == "api"
+            and self._cors.enabled
+            and Cors.is_preflight(req.method, req.headers)
+        ):
+            info.route = "preflight"
+            flow.metadata["chat2api.ops"] = "preflight"
+            self._own(flow, http.Response.make(204, b"", self._cors.preflight(req.headers)))
+        elif track.reverse and path in health.PATHS:
             track.kind, info.route = "ops", path
             flow.metadata["chat2api.ops"] = path
-            verdict = health.health() if path == "/health" else await health.ready(runtime)
+            verdict = health.health() if path == "/health" else await health.ready(rt.CURRENT)
             self._own(flow, _json(verdict.status, verdict.body))
-        elif reverse and path == "/metrics":
+        elif track.reverse and path == "/metrics":
             track.kind, info.route = "ops", path
             flow.metadata["chat2api.ops"] = path
             authorization = req.headers.get("authorization", "")
-            self._own(flow, await self._metrics(runtime, authorization))
+            self._own(flow, await self._metrics(rt.CURRENT, authorization))
 
     def _own(self, flow: http.HTTPFlow, response: http.Response) -> None:
         flow.response = response
@@ -235,6 +256,12 @@ class OpsTail:
 
     def __init__(self, ops: Ops) -> None:
         self.ops = ops
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        # An answer made before the body was read (a 401 for a bad key, a 413).
+        if flow.response is not None:
+            self.ops.answered(flow)
+            self.ops.finished(flow)
 
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.response is None or flow.error:

@@ -113,6 +113,11 @@ raw = client.chat.completions.with_raw_response.create(
     model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True)
 out["stream_header"] = raw.headers.get("x-request-id")
 out["stream_text"] = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+try:  # refused before its body is read
+    bad = openai.OpenAI(max_retries=0, api_key="sk-not-a-chatgpt-token-0123456789")
+    bad.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+except openai.APIStatusError as e:
+    out["refused"] = [e.status_code, e.request_id, e.response.headers.get("x-request-id")]
 emit(out)
 """
 
@@ -123,6 +128,8 @@ def test_request_ids(mitm: Mitm) -> None:
     assert out["ok_request_id"] == out["ok_header"]
     assert out["kept"] == "client-chosen.id_1"
     assert out["stream_header"].startswith("req_") and out["stream_text"]
+    status, rid, header = out["refused"]
+    assert status == 401 and rid == header and rid.startswith("req_")
     log = mitm.log()
     assert f"[{out['ok_header']}]" in log
     assert "[client-chosen.id_1]" in log
@@ -329,7 +336,8 @@ def test_under_the_lean_launcher(emulator: Emulator, tmp_path: Path) -> None:
     from addons.ops import Ops, OpsTail
 
     for cls in (Ops, OpsTail):
-        for hook in ("requestheaders", "responseheaders", "response", "error", "update"):
+        # (requestheaders and request: the shield and the API listen to them anyway)
+        for hook in ("responseheaders", "response", "error", "update"):
             assert not hasattr(cls, hook), (cls, hook)
     env = base_env(emulator, METRICS_KEY=METRICS_KEY)
     command = (sys.executable, "-m", "patches.launcher")
