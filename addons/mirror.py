@@ -157,6 +157,8 @@ class Mirror:
         flow.metadata[TAG] = f"forward:{fwd.upstream}"
         self._forwards[flow] = fwd
         flow.request.headers = _headers(fwd.headers)
+        if fwd.body is not None:  # a switch rewrote it (mirror/switches.py)
+            flow.request.content = fwd.body
         flow.request.url = fwd.url  # in one go: Host follows (mitmproxy-notes.md §6 #13)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
