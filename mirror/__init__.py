@@ -8,7 +8,8 @@
 * :mod:`mirror.bodies`: conversation ids in request bodies, read tolerantly;
 * :mod:`mirror.limits`: per-address limits on new seeds and sign-in refreshes;
 * :mod:`mirror.recorder`: the conversation id in a streamed answer;
-* :mod:`mirror.switches`: the original's ``FORCE_NO_HISTORY`` and ``X_SIGN``;
+* :mod:`mirror.switches`: the original's ``FORCE_NO_HISTORY``, ``X_SIGN``, ``FILE_HOST``
+  and ``VOICE_HOST``;
 * :mod:`mirror.router`: the decision for one request, built by :func:`build_gateway`.
 
 ``addons/mirror.py`` applies the decisions to mitmproxy flows.
@@ -25,7 +26,7 @@ from mirror.rewrite import Upstreams
 from mirror.router import Gateway
 from mirror.seedapi import SeedApi
 from mirror.seeds import Seeds
-from mirror.switches import Switches
+from mirror.switches import Switches, replaced_hosts
 from settings import Settings
 from settings.allow_list import parse_allow_rules
 
@@ -59,7 +60,11 @@ def build_gateway(settings: Settings, store: Store, pool: Pool) -> Gateway:
         hosts=settings.gateway_hosts or default_hosts(settings.host),
         seeds=seeds,
         seed_api=SeedApi(seeds, AdminApi(pool, admin_key=settings.admin_key)),
-        switches=Switches(force_no_history=settings.force_no_history, x_sign=settings.x_sign),
+        switches=Switches(
+            force_no_history=settings.force_no_history,
+            x_sign=settings.x_sign,
+            hosts=replaced_hosts(settings.file_host, settings.voice_host),
+        ),
     )
 
 

@@ -309,7 +309,7 @@ class Gateway:
         self.seeds = seeds
         self.seed_api = seed_api
         self.switches = switches or Switches()
-        self.rewriter = HostRewriter(upstreams.host_map())
+        self.rewriter = HostRewriter(upstreams.host_map(), dict(self.switches.hosts))
 
     # -- requests ------------------------------------------------------------------
     def host_allowed(self, host: str) -> bool:

@@ -6,6 +6,8 @@
   the 2026 front-end's ``is_do_not_remember`` where the body has it). Users who sign
   in with their own token keep their choice: it is their account.
 * ``x_sign`` (``X_SIGN``): an ``x-sign`` header on every conversation answer.
+* ``file_host`` / ``voice_host`` (``FILE_HOST`` / ``VOICE_HOST``): addresses that
+  replace ``files.oaiusercontent.com`` / ``webrtc.chatgpt.com`` in rewritten text.
 
 See docs/mirror-switches.md.
 """
@@ -18,12 +20,22 @@ from dataclasses import dataclass
 from typing import Any
 
 CONVERSATION_POST = re.compile(r"^/backend-api/(?:f/)?conversation$")
+FILES_HOST = "files.oaiusercontent.com"
+VOICE_HOST = "webrtc.chatgpt.com"
+
+
+def replaced_hosts(file_host: str | None, voice_host: str | None) -> tuple[tuple[str, str], ...]:
+    pairs = ((FILES_HOST, file_host), (VOICE_HOST, voice_host))
+    return tuple((name, url) for name, url in pairs if url)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Switches:
     force_no_history: bool = False
     x_sign: str | None = None
+    #: (host name, the operator's address) for the text rewriting: ``FILE_HOST``,
+    #: ``VOICE_HOST`` (mirror/rewrite.py ``HostRewriter``)
+    hosts: tuple[tuple[str, str], ...] = ()
 
     def answer_headers(self) -> list[tuple[str, str]]:
         """Headers added to a conversation answer."""

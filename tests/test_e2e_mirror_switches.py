@@ -23,6 +23,7 @@ from tests.fakechatgpt import site as fake_site
 from tests.fakechatgpt.harness import (
     Emulator,
     mint_access_token,
+    next_plan,
     received,
     reset,
     run_emulator,
@@ -63,6 +64,8 @@ def switched(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> It
     env = {
         "FORCE_NO_HISTORY": "true",
         "X_SIGN": SIGN,
+        "FILE_HOST": "files.mirror.example",  # the original's form: a bare host name
+        "VOICE_HOST": "https://voice.mirror.example",
     }
     yield from mirror(tmp_path_factory.mktemp("switched"), emulator, **env)
 
@@ -193,3 +196,26 @@ def test_x_sign_is_only_on_conversation_answers(switched: Mitm) -> None:
     status, answer, _ = call(switched, "GET", "/backend-api/models", **browser_headers())
     assert status == 200
     assert "x-sign" not in answer
+
+
+# -- FILE_HOST and VOICE_HOST -----------------------------------------------------------
+
+
+def test_file_host_and_voice_host_in_rewritten_text(switched: Mitm, emulator: Emulator) -> None:
+    text = {
+        "download_url": "https://files.oaiusercontent.com/file-abc?sig=1",
+        "voice": "wss://webrtc.chatgpt.com/session",
+        "connect": "webrtc.chatgpt.com files.oaiusercontent.com",
+        "home": "https://chatgpt.com/",
+    }
+    next_plan(emulator.url, target="sentinel", status=200, body=text)
+    status, _, body = call(
+        switched, "POST", "/backend-api/sentinel/chat-requirements", {"p": "x"}, **browser_headers()
+    )
+    assert status == 200, body
+    assert json.loads(body) == {
+        "download_url": "https://files.mirror.example/file-abc?sig=1",
+        "voice": "wss://voice.mirror.example/session",
+        "connect": "voice.mirror.example files.mirror.example",
+        "home": f"http://127.0.0.1:{switched.reverse_port}/",
+    }
