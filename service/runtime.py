@@ -225,6 +225,7 @@ def build_runtime(settings: Settings) -> Runtime:
                 upload_by_url=settings.upload_by_url,
             ),
             export_proxy=settings.export_proxy_url,
+            file_fetcher=settings.cf_file_url,
         ),
         images=ImagesService(
             completions=completions,
