@@ -41,6 +41,7 @@ from mirror.recorder import ConversationIdScanner  # noqa: E402
 from mirror.rewrite import is_event_stream, media_type, rewritable  # noqa: E402
 from mirror.router import Answer, Forward, Gateway, MirrorRequest, json_answer  # noqa: E402
 from mirror.seeds import Seeds  # noqa: E402
+from mirror.sentinel import dialect_runner  # noqa: E402
 from service import runtime as rt  # noqa: E402
 
 log = logging.getLogger("chat2api.mirror")
@@ -101,7 +102,12 @@ class Mirror:
         if runtime is not self._runtime:  # first use, or the settings changed
             self._runtime = runtime
             accounts = runtime.accounts
-            self.gateway = build_gateway(runtime.settings, accounts.store, accounts.pool)
+            runner = None
+            if runtime.settings.no_sentinel and runtime.dialect and runtime.context_for:
+                runner = dialect_runner(runtime.dialect, runtime.http, runtime.context_for)
+            self.gateway = build_gateway(
+                runtime.settings, accounts.store, accounts.pool, sentinel=runner
+            )
         return self.gateway
 
     async def request(self, flow: http.HTTPFlow) -> None:

@@ -61,6 +61,7 @@ from mirror.rewrite import (
 )
 from mirror.seedapi import SeedApi
 from mirror.seeds import Identity, LoginFailed, Seeds
+from mirror.sentinel import SentinelFailed, browser_answer, with_tokens
 from mirror.switches import CONVERSATION_POST, Switches, without_history
 from settings.allow_list import AllowRule
 from settings.host_names import split_host
@@ -357,7 +358,20 @@ class Gateway:
             if isinstance(refused, Answer):
                 return refused
             window = refused
-        return self._forward(req, method, path, identity, window, bearer=sent_bearer)
+        sentinel = self.switches.sentinel
+        if sentinel is not None and method == "POST":  # NO_SENTINEL (mirror/sentinel.py)
+            fake = browser_answer(as_backend_api(path).match)
+            if fake is not None:
+                sentinel.prefetch(identity.credential)
+                return json_answer(200, fake, "sentinel")
+        fwd = self._forward(req, method, path, identity, window, bearer=sent_bearer)
+        if sentinel is not None and fwd.conversation:
+            try:
+                tokens = await sentinel.tokens(identity.credential)
+            except SentinelFailed:
+                return json_answer(403, {"detail": "Sentinel failed"}, "sentinel failed")
+            fwd = replace(fwd, headers=with_tokens(fwd.headers, tokens))
+        return fwd
 
     async def _local(self, req: MirrorRequest, method: str, path: CanonicalPath) -> Answer | None:
         m = path.match

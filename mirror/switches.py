@@ -8,6 +8,7 @@
 * ``x_sign`` (``X_SIGN``): an ``x-sign`` header on every conversation answer.
 * ``file_host`` / ``voice_host`` (``FILE_HOST`` / ``VOICE_HOST``): addresses that
   replace ``files.oaiusercontent.com`` / ``webrtc.chatgpt.com`` in rewritten text.
+* ``no_sentinel`` (``NO_SENTINEL``): :mod:`mirror.sentinel`.
 
 See docs/mirror-switches.md.
 """
@@ -18,6 +19,8 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from mirror.sentinel import ServerSentinel
 
 CONVERSATION_POST = re.compile(r"^/backend-api/(?:f/)?conversation$")
 FILES_HOST = "files.oaiusercontent.com"
@@ -36,6 +39,7 @@ class Switches:
     #: (host name, the operator's address) for the text rewriting: ``FILE_HOST``,
     #: ``VOICE_HOST`` (mirror/rewrite.py ``HostRewriter``)
     hosts: tuple[tuple[str, str], ...] = ()
+    sentinel: ServerSentinel | None = None  # NO_SENTINEL (mirror/sentinel.py)
 
     def answer_headers(self) -> list[tuple[str, str]]:
         """Headers added to a conversation answer."""

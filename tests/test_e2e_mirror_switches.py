@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import random
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +34,7 @@ from tests.support.mitm import Mitm, start_mitm
 POOL_AT = mint_access_token(exp_in=7 * 86400)
 SEED = "seed-switches-5b1e0c7d"
 SIGN = "x-sign-value-7c2a"
+BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0"
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +94,11 @@ def call(
 
 
 def browser_headers(seed: str = SEED) -> dict[str, str]:
-    return {"authorization": f"Bearer {seed}", "oai-device-id": str(uuid.uuid4())}
+    return {
+        "authorization": f"Bearer {seed}",
+        "oai-device-id": str(uuid.uuid4()),
+        "user-agent": BROWSER_UA,
+    }
 
 
 def browser_sentinel(mitm: Mitm, headers: dict[str, str]) -> dict[str, str]:
@@ -219,3 +225,103 @@ def test_file_host_and_voice_host_in_rewritten_text(switched: Mitm, emulator: Em
         "connect": "voice.mirror.example files.mirror.example",
         "home": f"http://127.0.0.1:{switched.reverse_port}/",
     }
+
+
+# -- NO_SENTINEL --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def serverside(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
+    yield from mirror(tmp_path_factory.mktemp("serverside"), emulator, NO_SENTINEL="true")
+
+
+FAKE_KEYS = {"arkose", "persona", "proofofwork", "token", "turnstile"}
+
+
+def requirements_calls(emulator: Emulator) -> list[dict[str, Any]]:
+    return posted(emulator, "/backend-api/sentinel/chat-requirements")
+
+
+def wait_for(check: Any, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("path", ["/backend-api/conversation", "/backend-api/f/conversation"])
+def test_no_sentinel_answers_the_browser_and_sends_the_real_tokens(
+    serverside: Mitm, emulator: Emulator, path: str
+) -> None:
+    headers = browser_headers()
+    status, _, body = call(
+        serverside, "POST", "/backend-api/sentinel/chat-requirements", {"p": "junk"}, **headers
+    )
+    assert status == 200, body
+    fake = json.loads(body)
+    assert set(fake) == FAKE_KEYS and fake["persona"] == "chatgpt-paid"
+    assert fake["proofofwork"] == {"required": False, "seed": None, "difficulty": None}
+    assert fake["turnstile"] == fake["arkose"] == {"required": False, "dx": None}
+    # Meanwhile the mirror runs the real exchange for the seed's account.
+    wait_for(lambda: len(requirements_calls(emulator)) == 1)
+    (real,) = requirements_calls(emulator)
+    assert real["headers"]["authorization"] == f"Bearer {POOL_AT}"
+    assert json.loads(real["body"])["p"] != "junk"
+    sent = {
+        "openai-sentinel-chat-requirements-token": fake["token"],
+        "openai-sentinel-proof-token": "gAAAAABnot-a-proof",
+    }
+    status, _, body = start_turn(serverside, path, {**headers, **sent})
+    # The emulator checks the requirements token and the proof strictly.
+    assert status == 200, body
+    assert b"conversation_id" in body
+    (turn,) = posted(emulator, path)
+    got = turn["headers"]
+    assert got["openai-sentinel-chat-requirements-token"] != fake["token"]
+    assert got["openai-sentinel-proof-token"].startswith("gAAAAAB")
+    assert got["openai-sentinel-proof-token"] != sent["openai-sentinel-proof-token"]
+    assert len(requirements_calls(emulator)) == 1  # the prefetched tokens were used
+
+
+def test_no_sentinel_without_a_prefetch_runs_a_fresh_exchange(
+    serverside: Mitm, emulator: Emulator
+) -> None:
+    status, _, body = start_turn(serverside, "/backend-api/conversation", browser_headers())
+    assert status == 200, body
+    assert len(requirements_calls(emulator)) == 1
+    (turn,) = posted(emulator, "/backend-api/conversation")
+    assert turn["headers"]["openai-sentinel-proof-token"].startswith("gAAAAAB")
+
+
+def test_no_sentinel_2026_prepare_and_finalize_are_answered_too(
+    serverside: Mitm, emulator: Emulator
+) -> None:
+    headers = browser_headers()
+    base = "/backend-api/sentinel/chat-requirements"
+    status, _, body = call(serverside, "POST", base + "/prepare", {"p": "junk"}, **headers)
+    assert status == 200, body
+    prepared = json.loads(body)
+    assert prepared["proofofwork"]["required"] is False and prepared["prepare_token"]
+    status, _, body = call(
+        serverside,
+        "POST",
+        base + "/finalize",
+        {"prepare_token": prepared["prepare_token"]},
+        **headers,
+    )
+    assert status == 200, body
+    token = json.loads(body)["token"]
+    assert not posted(emulator, base + "/prepare") and not posted(emulator, base + "/finalize")
+    sent = {"openai-sentinel-chat-requirements-token": token}
+    status, _, body = start_turn(serverside, "/backend-api/f/conversation", {**headers, **sent})
+    assert status == 200, body
+    (turn,) = posted(emulator, "/backend-api/f/conversation")
+    assert turn["headers"]["openai-sentinel-chat-requirements-token"] != token
+    assert len(requirements_calls(emulator)) == 1
+
+
+def test_no_sentinel_failure_is_a_403(serverside: Mitm, emulator: Emulator) -> None:
+    next_plan(emulator.url, target="sentinel", status=403, body={"detail": "nope"})
+    status, _, body = start_turn(serverside, "/backend-api/conversation", browser_headers())
+    assert (status, json.loads(body)) == (403, {"detail": "Sentinel failed"})
+    assert not posted(emulator, "/backend-api/conversation")
