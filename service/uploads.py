@@ -43,8 +43,8 @@ from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 
 from errors import Chat2ApiError, InvalidRequest
 from service.file_fetcher import NotFetched, via_fetcher
+from service.netguard import UrlGuard as UrlGuard  # (re-exported)
 from service.netguard import forbidden_address as forbidden_address  # (re-exported)
-from service.netguard import resolve
 from translator.request import (
     Attachment,
     ChatRequest,
@@ -248,31 +248,6 @@ class MediaRefused(InvalidRequest):
 
 def refused(where: str, why: str) -> MediaRefused:
     return MediaRefused(f"Invalid '{where}': {why}", param=where, code="invalid_media")
-
-
-# --------------------------------------------------------------------------- the guard
-
-
-class UrlGuard:
-    def __init__(self, allow_hosts: tuple[str, ...]) -> None:
-        self.allow_hosts = frozenset(h.lower() for h in allow_hosts)
-
-    def allowed(self, host: str, port: int) -> bool:
-        host = host.lower()
-        return host in self.allow_hosts or f"{host}:{port}" in self.allow_hosts
-
-    async def addresses(self, host: str, port: int) -> list[str]:
-        """The addresses to connect to; raises ValueError if any is forbidden."""
-        found = await resolve(host, port)
-        if self.allowed(host, port):
-            return [str(a) for a in found]
-        bad = [a for a in found if forbidden_address(a)]
-        if bad or not found:
-            raise ValueError(
-                f"the host {host!r} resolves to {bad[0] if bad else 'nothing'}, a local or "
-                "private address this server does not fetch from"
-            )
-        return [str(a) for a in found]
 
 
 # --------------------------------------------------------------------------- fetching
