@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,6 +63,10 @@ class Runtime:
     http: BackendHttp
     accounts: AccountsService
     api: ApiApp
+    #: The backend dialect and the context of an account's calls, for the mirror's
+    #: server-side sentinel (mirror/sentinel.py).
+    dialect: Dialect | None = None
+    context_for: Callable[[Credential, random.Random], TurnContext] | None = None
     _warm_up: asyncio.Future[Any] | None = None
     #: Set once :meth:`start` is done. mitmproxy opens its listeners before the
     #: addons' ``running`` hooks finish, so a request can come in before that.
@@ -239,6 +244,7 @@ def build_runtime(settings: Settings) -> Runtime:
             upload_by_url=settings.upload_by_url,
         ),
         export_proxy=settings.export_proxy_url,
+        file_fetcher=settings.cf_file_url,
     )
     responses = ResponsesService(
         accounts=accounts,
@@ -286,4 +292,11 @@ def build_runtime(settings: Settings) -> Runtime:
             bearer, refresh=refresh, seeds_only=not settings.auto_seed
         ),
     )
-    return Runtime(settings=settings, http=http, accounts=accounts, api=api)
+    return Runtime(
+        settings=settings,
+        http=http,
+        accounts=accounts,
+        api=api,
+        dialect=dialect,
+        context_for=context_for,
+    )
