@@ -177,6 +177,11 @@ def attach(flow: http.HTTPFlow, source: AnswerSource) -> None:
     _pending[flow.id] = source
 
 
+def is_attached(flow_id: str) -> bool:
+    """Whether ``flow_id``'s response is an attached answer not yet sent (addons/ops.py)."""
+    return flow_id in _pending
+
+
 def detach(flow_id: str) -> AnswerSource | None:
     return _pending.pop(flow_id, None)
 

@@ -42,8 +42,10 @@ from service.media import MediaResolver
 from service.uploads import Blobs, Uploader
 from translator import answer as tr
 from translator import chunks as oa
+from translator.backend_body import Attachments
 from translator.models import ResolvedModel, switched_model
-from translator.request import Attachments, ChatRequest
+from translator.request import ChatRequest
+from translator.shaping import Shaper
 from translator.stream import Translation
 from translator.usage import count_prompt_tokens, count_text_tokens
 from upstream.context import TurnContext
@@ -439,16 +441,11 @@ class CompletionService:
     # -- the two answer shapes -------------------------------------------------
 
     async def stream_body(
-        self, req: ChatRequest, model: ResolvedModel, primed: Primed
+        self, req: ChatRequest, model: ResolvedModel, primed: Primed, *, show_ids: bool = False
     ) -> AsyncIterator[bytes]:
-        """The SSE body of a streamed answer."""
-        encoder = oa.ChunkEncoder(
-            completion_id=completion_id(),
-            created=int(time.time()),
-            model=primed.reported(model),
-            include_usage=req.include_usage,
-            system_fingerprint=_fingerprint(model, self.rng),
-        )
+        """The SSE body of a streamed answer; ``show_ids``: ``conversation_id`` on every chunk."""
+        encoder = self.encoder(req, model, primed.reported(model))
+        shaper = Shaper(stop=req.options.stop, max_tokens=req.max_tokens, model=model.reported)
         content_parts: list[str] = []
         reasoning_parts: list[str] = []
         # (No separate role chunk first: the encoder puts it before the first
@@ -458,54 +455,99 @@ class CompletionService:
                 # Text and reasoning, most pieces: what render() makes of them, inline.
                 kind = type(piece)
                 if kind is tr.Text:
-                    if piece.text:
-                        content_parts.append(piece.text)
-                        yield encoder.content(piece.text)
-                    continue
-                if kind is tr.Reasoning:
-                    if piece.text:
-                        reasoning_parts.append(piece.text)
-                        yield encoder.reasoning(piece.text)
-                    continue
-                if isinstance(piece, tr.Failure):
+                    text = shaper.content(piece.text) if shaper.active else piece.text
+                    if text:
+                        content_parts.append(text)
+                        yield encoder.content(text)
+                elif kind is tr.Reasoning:
+                    text = shaper.reasoning(piece.text) if shaper.active else piece.text
+                    if text:
+                        reasoning_parts.append(text)
+                        yield encoder.reasoning(text)
+                elif isinstance(piece, tr.Failure):
                     yield encoder.error(piece.error)
                     return
-                if isinstance(piece, tr.Finish):
-                    usage = _usage(req, model, content_parts, reasoning_parts)
-                    yield encoder.finish(piece.reason, usage)
+                elif isinstance(piece, tr.Finish):
+                    rest = shaper.flush()
+                    if rest:
+                        content_parts.append(rest)
+                        yield encoder.content(rest)
+                    usage = usage_for(req, model, content_parts, reasoning_parts)
+                    yield encoder.finish(shaper.reason or piece.reason, usage)
                     return
-                content, reasoning = await self.render(piece, primed)
-                if reasoning:
-                    reasoning_parts.append(reasoning)
-                    yield encoder.reasoning(reasoning)
-                if content:
-                    content_parts.append(content)
-                    yield encoder.content(content)
+                elif isinstance(piece, tr.Meta):
+                    if show_ids and piece.conversation_id:
+                        encoder.set_field("conversation_id", piece.conversation_id)
+                else:
+                    content, reasoning = await self.render(piece, primed)
+                    reasoning = shaper.reasoning(reasoning)
+                    if reasoning:
+                        reasoning_parts.append(reasoning)
+                        yield encoder.reasoning(reasoning)
+                    content = shaper.content(content)
+                    if content:
+                        content_parts.append(content)
+                        yield encoder.content(content)
+                if (
+                    shaper.reason is not None
+                ):  # cut by stop or max_tokens: end now, the backend is closed
+                    usage = usage_for(req, model, content_parts, reasoning_parts)
+                    yield encoder.finish(shaper.reason or "stop", usage)
+                    return
 
-    async def complete(self, req: ChatRequest, model: ResolvedModel, primed: Primed) -> Answer:
-        """A whole non-streamed answer."""
-        aggregator = oa.CompletionAggregator(
+    def encoder(
+        self, req: ChatRequest, model: ResolvedModel, reported: str | None = None
+    ) -> oa.ChunkEncoder:
+        """``reported``: the model the answer names (the one that answered, if switched)."""
+        return oa.ChunkEncoder(
             completion_id=completion_id(),
             created=int(time.time()),
-            model=primed.reported(model),
+            model=reported or model.reported,
+            include_usage=req.include_usage,
             system_fingerprint=_fingerprint(model, self.rng),
         )
+
+    def aggregator(
+        self, model: ResolvedModel, reported: str | None = None
+    ) -> oa.CompletionAggregator:
+        return oa.CompletionAggregator(
+            completion_id=completion_id(),
+            created=int(time.time()),
+            model=reported or model.reported,
+            system_fingerprint=_fingerprint(model, self.rng),
+        )
+
+    async def complete(
+        self, req: ChatRequest, model: ResolvedModel, primed: Primed, *, show_ids: bool = False
+    ) -> Answer:
+        """A whole non-streamed answer."""
+        aggregator = self.aggregator(model, primed.reported(model))
+        shaper = Shaper(stop=req.options.stop, max_tokens=req.max_tokens, model=model.reported)
         async with contextlib.aclosing(self.pieces(primed)) as pieces:
             async for piece in pieces:
                 if isinstance(piece, tr.Failure):
                     return error_answer(piece.error)
-                if isinstance(piece, tr.Finish):
-                    aggregator.finish(piece.reason)
-                    usage = _usage(req, model, [aggregator.text], [aggregator.reasoning_text])
-                    body = oa.json_bytes(aggregator.build(usage))
-                    return Answer(
-                        status=200, headers={"content-type": "application/json"}, body=body
-                    )
-                content, reasoning = await self.render(piece, primed)
+                if isinstance(piece, tr.Meta):
+                    if show_ids and piece.conversation_id:
+                        aggregator.extra_fields["conversation_id"] = piece.conversation_id
+                    continue
+                finish = piece.reason if isinstance(piece, tr.Finish) else None
+                if finish is None:
+                    content, reasoning = await self.render(piece, primed)
+                    content, reasoning = shaper.content(content), shaper.reasoning(reasoning)
+                else:
+                    content, reasoning = shaper.flush(), ""
                 if content:
                     aggregator.content(content)
                 if reasoning:
                     aggregator.reasoning(reasoning)
+                if finish is not None or shaper.done:
+                    aggregator.finish(shaper.reason or finish or "stop")
+                    usage = usage_for(req, model, [aggregator.text], [aggregator.reasoning_text])
+                    body = oa.json_bytes(aggregator.build(usage))
+                    return Answer(
+                        status=200, headers={"content-type": "application/json"}, body=body
+                    )
         return error_answer(UpstreamError("the ChatGPT backend stream ended without an answer"))
 
 
@@ -537,7 +579,7 @@ def _fingerprint(model: ResolvedModel, rng: random.Random) -> str | None:
     return rng.choice(list(choices)) if choices else None
 
 
-def _usage(
+def usage_for(
     req: ChatRequest, model: ResolvedModel, content: list[str], reasoning: list[str]
 ) -> oa.Usage:
     prompt = count_prompt_tokens(req.messages, model.reported)

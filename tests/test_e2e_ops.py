@@ -109,6 +109,15 @@ raw = client.chat.completions.with_raw_response.create(
     model="gpt-4o", messages=[{"role": "user", "content": "hi"}],
     extra_headers={"x-request-id": "client-chosen.id_1"})
 out["kept"] = raw.headers.get("x-request-id")
+raw = client.chat.completions.with_raw_response.create(
+    model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True)
+out["stream_header"] = raw.headers.get("x-request-id")
+out["stream_text"] = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+try:  # refused before its body is read
+    bad = openai.OpenAI(max_retries=0, api_key="sk-not-a-chatgpt-token-0123456789")
+    bad.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+except openai.APIStatusError as e:
+    out["refused"] = [e.status_code, e.request_id, e.response.headers.get("x-request-id")]
 emit(out)
 """
 
@@ -118,6 +127,9 @@ def test_request_ids(mitm: Mitm) -> None:
     assert out["ok_header"].startswith("req_")
     assert out["ok_request_id"] == out["ok_header"]
     assert out["kept"] == "client-chosen.id_1"
+    assert out["stream_header"].startswith("req_") and out["stream_text"]
+    status, rid, header = out["refused"]
+    assert status == 401 and rid == header and rid.startswith("req_")
     log = mitm.log()
     assert f"[{out['ok_header']}]" in log
     assert "[client-chosen.id_1]" in log
@@ -313,3 +325,48 @@ def test_json_log_format(emulator: Emulator, tmp_path: Path) -> None:
             assert r["account"] == "anonymous"
             assert r["backend"] == "web"
         assert any("CA certificate" in r["msg"] for r in records)
+
+
+def test_under_the_lean_launcher(emulator: Emulator, tmp_path: Path) -> None:
+    """As run.sh starts it (patches/launcher.py, whose layer shim answers flow
+    hooks nobody listens to at once): ids, CORS, access lines and metrics all
+    come from the request pass, with no response hooks of their own."""
+    import sys
+
+    from addons.ops import Ops, OpsTail
+
+    for cls in (Ops, OpsTail):
+        # (requestheaders and request: the shield and the API listen to them anyway)
+        for hook in ("responseheaders", "response", "error", "update"):
+            assert not hasattr(cls, hook), (cls, hook)
+    env = base_env(emulator, METRICS_KEY=METRICS_KEY)
+    command = (sys.executable, "-m", "patches.launcher")
+    with start_mitm(tmp_path, env, command=command) as m:
+        (out,) = run_client(IDS, reverse_env(m, CODE))
+        assert out["ok_header"].startswith("req_") and out["stream_header"].startswith("req_")
+        assert out["stream_text"]
+        got = call(m.base_url + "/models", headers={"origin": "https://chat.example"})
+        assert got.headers["access-control-allow-origin"] == "*"
+        families = scrape(m, METRICS_KEY)
+        name = "chat2api_requests"
+        route = "/v1/chat/completions"
+        assert value(families, name, name + "_total", route=route, status="200") == 3
+        assert value(families, "chat2api_active_streams", "chat2api_active_streams") == 0
+        log = m.log()
+        assert f"[{out['stream_header']}] POST /v1/chat/completions -> 200" in log
+
+
+def test_with_mitm_patches_off(emulator: Emulator, tmp_path: Path) -> None:
+    """Stock mitmproxy (MITM_PATCHES=off): streamed answers go through the loopback
+    bridge, and still carry their id and get their access line and metrics."""
+    env = base_env(emulator, METRICS_KEY=METRICS_KEY, MITM_PATCHES="off")
+    with start_mitm(tmp_path, env) as m:
+        (out,) = run_client(IDS, reverse_env(m, CODE))
+        assert out["stream_header"].startswith("req_") and out["stream_text"]
+        assert out["ok_request_id"] == out["ok_header"]
+        families = scrape(m, METRICS_KEY)
+        name = "chat2api_requests"
+        route = "/v1/chat/completions"
+        assert value(families, name, name + "_total", route=route, status="200") == 3
+        assert value(families, "chat2api_active_streams", "chat2api_active_streams") == 0
+        assert f"[{out['stream_header']}] POST /v1/chat/completions -> 200" in m.log()

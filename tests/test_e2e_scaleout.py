@@ -221,3 +221,40 @@ def pool_is_consistent(a: Mitm, pool: Sequence[str]) -> None:
     errors = call(root + "/tokens/api/errors", headers={"authorization": f"Bearer {ADMIN_KEY}"})
     assert errors.json()["count"] == 0
     assert call(root + "/ready").status == 200
+
+
+def test_shipped_deployment_files_fit_together(tmp_path: Path) -> None:
+    """docker-compose.yml and deploy/haproxy.cfg as shipped: HAProxy accepts the
+    config (the Docker DNS resolver and server templates included), and the
+    compose file mounts what the config reads and checks what HAProxy checks."""
+    import subprocess
+
+    import yaml
+
+    from tests.support.haproxy import CONFIG, haproxy_path
+    from tests.support.mitm import ROOT
+
+    config = CONFIG.read_text().replace(
+        "/usr/local/etc/haproxy/errors", str(ROOT / "deploy" / "errors")
+    )
+    (tmp_path / "haproxy.cfg").write_text(config)
+    check = subprocess.run(
+        [haproxy_path(), "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"redis", "ca", "chat2api", "haproxy"} <= set(services)
+    assert services["chat2api"]["deploy"]["replicas"] >= 2
+    assert "ports" not in services["chat2api"]  # only HAProxy is published
+    mounts = services["haproxy"]["volumes"]
+    assert "./deploy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in mounts
+    assert "./deploy/errors:/usr/local/etc/haproxy/errors:ro" in mounts
+    assert "/ready" in " ".join(services["chat2api"]["healthcheck"]["test"])
+    assert CONFIG.read_text().count("option httpchk GET /ready") == 2
+    for code in (502, 503, 504):
+        raw = (ROOT / "deploy" / "errors" / f"{code}.http").read_bytes()
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert head.startswith(f"HTTP/1.1 {code} ".encode())
+        assert json.loads(body)["error"]["type"] == "server_error"
+        assert f"Content-Length: {len(body)}".encode() in head

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from . import answers, faults, sentinel, streams
+from . import answers, faults, sentinel, streams, toolmodel
 from .faults import Plan
 from .http11 import ClientGone, Request, Response, Sink, json_response
 from .state import (
@@ -322,7 +322,8 @@ class Conversations:
             user_message=user_message,
             answer=plan.answer
             if plan.answer is not None
-            else answers.expected_answer(prompt, model),
+            else toolmodel.answer(body["messages"], plan.tool_mode)
+            or answers.expected_answer(prompt, model),
             resume_token=resume_token,
             picture=picture and not plan.async_image,
             async_image=plan.async_image,

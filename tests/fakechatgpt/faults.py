@@ -27,6 +27,8 @@ A plan is posted to `/_fake/next` as JSON; every key is optional:
     answer_model         the model_slug the answer's messages carry (a silent switch)
     model_adjustments    the backend's list of why it switched (e.g. "auto:smaller_model:...")
     resume_fail          resume calls for this conversation answer 404
+    tool_mode            how to answer chat2api's tool prompt (toolmodel.MODES; default
+                         "follow": obey it)
 
 "Events" count chunks written: one SSE block each (pings and the empty `data:` line included).
 Status plans (status/preset) answer before any validation, as an edge would; stream plans apply
@@ -39,6 +41,8 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from . import toolmodel
 
 CLOUDFLARE_HTML = (
     '<!DOCTYPE html><html lang="en-US"><head><title>Just a moment...</title>'
@@ -97,7 +101,7 @@ KEYS = {
     "count", "target", "preset", "status", "body", "content_type", "replay", "answer",
     "delay_ms", "stall_ms", "stall_after_events", "drop_after_events", "error_event",
     "error_after_events", "malformed_event", "moderation", "async_image", "async_ready_ms",
-    "image_role", "resume_fail", "answer_model", "model_adjustments",
+    "image_role", "resume_fail", "answer_model", "model_adjustments", "tool_mode",
 }  # fmt: skip
 TARGETS = ("conversation", "sentinel", "codex")
 
@@ -129,6 +133,7 @@ class Plan:
     resume_fail: bool = False
     answer_model: str | None = None
     model_adjustments: list[str] = field(default_factory=list)
+    tool_mode: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
     codex: Any = None  # codex_plan.CodexPlan for target "codex"
 
@@ -184,6 +189,10 @@ def parse_plan(raw: Any) -> Plan:
     plan.model_adjustments = adjustments
     if "malformed_event" in raw:
         plan.malformed_event = raw["malformed_event"]
+    if "tool_mode" in raw:
+        if raw["tool_mode"] not in toolmodel.MODES:
+            raise PlanError(f"tool_mode must be one of {toolmodel.MODES}")
+        plan.tool_mode = raw["tool_mode"]
     plan.image_role = raw.get("image_role", "assistant")
     if plan.image_role not in ("assistant", "tool"):
         raise PlanError("image_role must be assistant or tool")
