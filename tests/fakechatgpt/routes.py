@@ -113,7 +113,7 @@ class App:
         entry = st.log_request(req.method, req.path, req.raw_query, req.headers, req.body)
         if req.path.startswith("/_blob/"):
             return self._blob(req)
-        if req.path == "/" or req.path.startswith("/assets/"):
+        if req.path in ("/", site.SENTINEL_SDK) or req.path.startswith("/assets/"):
             return site.serve(req)
         if req.path in ("/oauth/token", "/api/oauth/token"):
             return self._oauth(req) if req.method == "POST" else detail(405, "Method Not Allowed")
