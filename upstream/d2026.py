@@ -16,7 +16,8 @@ One turn (``chatgpt-backend-2026.md`` §2.1, aurora's order):
 
 The stream starts with a ``resume_conversation_token``; :meth:`Dialect2026.resume`
 re-opens a broken stream with ``POST {base}/f/conversation/resume``
-``{conversation_id, offset}`` (§2.6). Turnstile and the session observer (SO) are
+``{conversation_id, offset}`` (§2.6), and reads a handed-off turn on from offset 0
+(docs/stream-handoff.md). Turnstile and the session observer (SO) are
 not solved (§2.2 calls them a moving target): when the site requires them, the
 turn goes on without, as the classic dialect always has.
 """

@@ -47,6 +47,7 @@ ONLY_2026 = {
     "f/conversation",
     "f/conversation/resume",
     "conversation/init",
+    "celsius/ws/user",
 }
 ACCOUNT_FEATURES = [
     "chat_preferences_available", "allow_url_thread_creation", "shareable_links", "gizmo_ui",
@@ -81,6 +82,7 @@ class App:
             ("POST", re.compile(r"f/conversation"), self._f_conversation),
             ("POST", re.compile(r"f/conversation/resume"), self._resume),
             ("POST", re.compile(r"conversation/init"), self._init),
+            ("GET", re.compile(r"celsius/ws/user"), self._ws_user),
             ("GET", re.compile(r"models"), self._models),
             ("GET", re.compile(r"me"), self._me),
             ("GET", re.compile(r"accounts/check/v4-2023-04-27"), self._accounts),
@@ -203,6 +205,15 @@ class App:
                 "atlas_mode_enabled": None,
             },
         )
+
+    def _ws_user(self, req: Request, anon: bool, entry: Entry, claims: Entry, m: Match) -> Response:
+        """The user WebSocket's address (docs/stream-handoff.md); the emulator speaks no
+        WebSocket, so handed-off turns are followed through resume."""
+        user = f"user-{self._account_id(claims)[:24]}"
+        stamp = int(self.state.now())
+        mac = secrets.token_hex(16)
+        url = f"wss://ws.chatgpt.com/p6/ws/user/{user}?verify={stamp}-{mac}"
+        return json_response(200, {"websocket_url": url})
 
     # ------------------------------------------------------------ account
     def _models(self, req: Request, anon: bool, entry: Entry, claims: Entry, m: Match) -> Response:
