@@ -321,7 +321,9 @@ class CompletionService:
         try:
             async with contextlib.aclosing(self._backend_chunks(primed)) as chunks:
                 async for chunk in chunks:
-                    batch = self._unless_followed(primed, primed.translation.feed(chunk))
+                    batch = primed.translation.feed(chunk)
+                    if batch and type(batch[-1]) is tr.Pending:  # (the hot path skips a call)
+                        batch = self._unless_followed(primed, batch)
                     if batch:
                         yield batch
                     if time.monotonic() > primed.deadline:
