@@ -49,6 +49,7 @@ from upstream.context import TurnContext, make_context, pinned_proxy
 from upstream.d2026 import Dialect2026
 from upstream.dialect import Dialect, PrepareState, TurnBodies, Wire
 from upstream.http import BackendHttp
+from upstream.site import SitePages
 from upstream.solvers import ChallengeSolvers
 
 log = logging.getLogger(__name__)
@@ -112,10 +113,12 @@ def make_dialect(settings: Settings, http: BackendHttp) -> Dialect:
         turnstile_url=settings.turnstile_solver_url,
         arkose_urls=settings.arkose_token_url,
     )
-    classic = ClassicDialect(http, limits, conversation_only=only, solvers=solvers)
+    # One reading of each upstream's home page for both dialects (upstream/site.py).
+    site = SitePages(http)
+    classic = ClassicDialect(http, limits, conversation_only=only, solvers=solvers, site=site)
     if settings.backend_dialect == "classic":
         return classic
-    newer = Dialect2026(http, limits, conversation_only=only, solvers=solvers)
+    newer = Dialect2026(http, limits, conversation_only=only, solvers=solvers, site=site)
     if settings.backend_dialect == "2026":
         return newer
     return AutoDialect(newer, classic)
