@@ -262,7 +262,6 @@ class ResponsesService:
                     await session.report(outcome, clears_in=retry_after, detail=e.message[:200])
                     last_error = e
                     break
-                self.pool.note_codex(credential.entry_id, limit_headers(primed.stream.headers))
                 await session.report(Outcome.OK)
                 return primed
         if last_error is None:
@@ -273,22 +272,20 @@ class ResponsesService:
         self, ctx: TurnContext, body: dict[str, Any], deadline: float
     ) -> CodexPrimed:
         stream = await self.codex.open(ctx, body)
+        self.pool.note_codex(ctx.credential.entry_id, limit_headers(stream.headers))
         primed = CodexPrimed(
             stream=stream, decoder=Decoder(), events=[], ctx=ctx, deadline=deadline
         )
         try:
-            async for chunk in stream.chunks(idle_timeout=self._idle(deadline)):
-                batch = primed.decoder.feed(chunk)
-                primed.events.extend(batch)  # (all of it: what follows is not read again)
-                for event in batch:
-                    if isinstance(event, Failed):
-                        raise failure_error(event.error)
-                    if isinstance(event, ItemAdded) or event.type.endswith(".delta"):
-                        return primed
-                    if event.type in ("response.completed", "response.incomplete"):
+            chunks = stream.chunks(idle_timeout=self._idle(deadline))
+            async with contextlib.aclosing(chunks):
+                async for chunk in chunks:
+                    batch = primed.decoder.feed(chunk)
+                    primed.events.extend(batch)  # (all of it: what follows is not read again)
+                    if _primed(batch):
                         return primed
             primed.events.extend(primed.decoder.finish())
-            if any(e.type in ("response.completed", "response.incomplete") for e in primed.events):
+            if _primed(primed.events):
                 return primed
             raise UpstreamError("the Codex backend stream ended before any answer")
         except BaseException:
@@ -464,6 +461,21 @@ class ResponsesService:
             response=response,
         )
         await self.store.put(record)
+
+
+def _primed(events: list[Event]) -> bool:
+    """Whether these events commit the attempt: output has come, or the end.
+
+    A failure before any output raises instead, so another account may answer.
+    """
+    for event in events:
+        if isinstance(event, Failed):
+            raise failure_error(event.error)
+        if isinstance(event, ItemAdded) or event.type.endswith(".delta"):
+            return True
+        if event.type in ("response.completed", "response.incomplete"):
+            return True
+    return False
 
 
 def _web_usage(prompt: int, text: list[str], thought: list[str], model: str) -> dict[str, Any]:

@@ -7,6 +7,8 @@ conversation fallback."""
 from __future__ import annotations
 
 import json
+import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -305,9 +307,21 @@ out['seq'] = [e['sequence_number'] for e in events]
     assert out["last"]["response"]["error"]["code"] == code
 
 
-def test_failure_before_output_is_retried_on_another_account(
+def tokens_api(mitm: Mitm, key: str) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{mitm.reverse_port}/tokens/api/tokens",
+        headers={"authorization": f"Bearer {key}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        result: dict[str, Any] = json.loads(answer.read())
+    return result
+
+
+@pytest.fixture
+def pooled(
     emulator: Emulator, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+) -> Iterator[tuple[Mitm, list[str]]]:
+    """chat2api with a pool of two accounts behind the code ``pool-code``."""
     tokens = [mint_access_token(exp_in=3600) for _ in range(2)]
     tmp = tmp_path_factory.mktemp("pool")
     (tmp / "data").mkdir()
@@ -319,15 +333,44 @@ def test_failure_before_output_is_retried_on_another_account(
         "TIMEOUT_IDLE": "3",
     }
     with start_mitm(tmp, env) as m:
-        codex_plan(emulator.url, preset="server_error")
-        out = sdk(
-            reverse_env(m, "pool-code"),
-            "out['text'] = client.responses.create(model=spec['model'], input='hi').output_text",
-            model=MODEL,
-        )
-    assert out.get("text") == expected_codex_answer("hi", MODEL), out
+        yield m, tokens
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        {"preset": "server_error"},
+        {"failed": "server_is_overloaded", "fail_after_events": 2},
+        {"drop_after_events": 2},
+        {"preset": "usage_limit"},
+    ],
+)
+def test_failure_before_output_is_retried_on_another_account(
+    emulator: Emulator, pooled: tuple[Mitm, list[str]], plan: dict[str, Any]
+) -> None:
+    mitm, _ = pooled
+    codex_plan(emulator.url, **plan)
+    out = sdk(
+        reverse_env(mitm, "pool-code"),
+        """
+out['text'] = client.responses.create(model=spec['model'], input='hi').output_text
+with client.responses.stream(model=spec['model'], input='hi') as s:
+    out['stream'] = s.get_final_response().output_text
+""",
+        model=MODEL,
+    )
+    expected = expected_codex_answer("hi", MODEL)
+    assert out.get("text") == expected and out.get("stream") == expected, out
     accounts = [c["headers"].get("chatgpt-account-id") for c in codex_calls(emulator)]
-    assert len(accounts) == 2 and accounts[0] != accounts[1]
+    assert len(accounts) == 3 and accounts[0] != accounts[1]
+    view = tokens_api(mitm, "pool-code")["tokens"]
+    # The x-codex-* limits each answer carried are on /tokens, per account.
+    assert all(t["codex"] and t["codex"]["primary"]["used_percent"] is not None for t in view)
+    if plan.get("preset") == "usage_limit":
+        limited = [t for t in view if "codex" in t["limits"]]
+        assert len(limited) == 1 and limited[0]["limits"]["codex"] > time.time() + 3000
+        # The limited account is skipped: the stream went to the other one.
+        assert accounts[2] == accounts[1]
 
 
 def test_codex_backend_never_uses_the_web_conversation(
