@@ -16,6 +16,7 @@ import pytest
 
 from tests.fakechatgpt.answers import expected_answer
 from tests.fakechatgpt.harness import (
+    CODEX_FIXTURES,
     Emulator,
     codex_plan,
     expected_codex_answer,
@@ -393,3 +394,75 @@ except Exception as e:
     assert out["text"] == expected_answer("hello web", "gpt-4o"), out
     assert out["tools"]["status"] == 400 and "need the Codex backend" in out["tools"]["message"]
     assert codex_calls(emulator) == []
+
+
+CAPTURE_PARTS = [
+    (name, part)
+    for name, parts in (
+        ("01-codex-backend-gpt-5.5-reasoning-and-text.sse", 1),
+        ("03-public-api-gpt-5.1-codex-max-reasoning-summary-and-function-calls.chunks.jsonl", 4),
+        ("04-public-api-gpt-5-function-call-roundtrip.sse", 2),
+    )
+    for part in range(parts)
+]
+
+
+def capture_response(name: str, part: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The items (output_item.done, in order) and usage of one response of a capture."""
+    raw = (CODEX_FIXTURES / name).read_text()
+    if name.endswith(".jsonl"):
+        events = [json.loads(line) for line in raw.splitlines() if line.strip()]
+    else:
+        events = [json.loads(line[5:]) for line in raw.splitlines() if line.startswith("data:")]
+    starts = [i for i, e in enumerate(events) if e["type"] == "response.created"]
+    chosen = events[starts[part] : (starts + [len(events)])[part + 1]]
+    items = [e["item"] for e in chosen if e["type"] == "response.output_item.done"]
+    completed = next(e for e in chosen if e["type"] == "response.completed")
+    return items, completed["response"]["usage"]
+
+
+def contains(big: Any, small: Any) -> bool:
+    """Whether ``big`` has every key and value of ``small`` (recursively)."""
+    if isinstance(small, dict):
+        return isinstance(big, dict) and all(contains(big.get(k), v) for k, v in small.items())
+    if isinstance(small, list):
+        return (
+            isinstance(big, list)
+            and len(big) == len(small)
+            and all(contains(b, s) for b, s in zip(big, small, strict=True))
+        )
+    return bool(big == small)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("name", "part"), CAPTURE_PARTS)
+def test_every_capture_reaches_the_client_with_its_items_and_usage(
+    mitm: Mitm, emulator: Emulator, token: str, mode: str, name: str, part: int
+) -> None:
+    path = str(CODEX_FIXTURES / name)
+    codex_plan(emulator.url, replay=path, replay_part=part, framing="wire", count=2)
+    out = sdk(
+        env_for(mitm, mode, token),
+        """
+r = client.responses.create(model=spec['model'], input='replay')
+out['whole'] = [o.model_dump(mode='json') for o in r.output]
+out['usage'] = r.usage.model_dump(mode='json')
+with client.responses.stream(model=spec['model'], input='replay') as s:
+    kinds = [e.type for e in s]
+    final = s.get_final_response()
+out['streamed'] = [o.model_dump(mode='json') for o in final.output]
+out['stream_usage'] = final.usage.model_dump(mode='json')
+out['terminal'] = [k for k in kinds if k in ('response.completed', 'response.failed')]
+""",
+        model=MODEL,
+    )
+    assert "error" not in out, out
+    items, usage = capture_response(name, part)
+    for got in (out["whole"], out["streamed"]):
+        assert [i["id"] for i in got] == [i["id"] for i in items]
+        for mine, theirs in zip(got, items, strict=True):
+            theirs = {k: v for k, v in theirs.items() if k != "encrypted_content"}
+            assert contains(mine, theirs), (mine, theirs)
+    for got in (out["usage"], out["stream_usage"]):
+        assert contains(got, usage)
+    assert out["terminal"] == ["response.completed"]
