@@ -466,3 +466,39 @@ out['terminal'] = [k for k in kinds if k in ('response.completed', 'response.fai
     for got in (out["usage"], out["stream_usage"]):
         assert contains(got, usage)
     assert out["terminal"] == ["response.completed"]
+
+
+def test_reasoning_of_another_account_is_left_out_on_retry(
+    emulator: Emulator, pooled: tuple[Mitm, list[str]]
+) -> None:
+    """Round robin sends the follow-up to the other account, which cannot read the
+    first account's reasoning blob: the request is sent again without it."""
+    mitm, _ = pooled
+    out = sdk(
+        reverse_env(mitm, "pool-code"),
+        """
+tools = [spec['tool']]
+first = client.responses.create(model=spec['model'], input=spec['prompt'], tools=tools,
+                                reasoning={'effort': 'low'})
+calls = [o for o in first.output if o.type == 'function_call']
+outputs = [{'type': 'function_call_output', 'call_id': c.call_id, 'output': 'sunny'}
+           for c in calls]
+out['kinds'] = [o.type for o in first.output]
+out['text'] = client.responses.create(model=spec['model'], previous_response_id=first.id,
+                                      input=outputs, tools=tools,
+                                      reasoning={'effort': 'low'}).output_text
+""",
+        model=MODEL,
+        tool=WEATHER,
+        prompt=ASK_WEATHER,
+    )
+    assert out.get("kinds") == ["reasoning", "function_call"], out
+    assert out["text"] == expected_codex_tool_answer(["sunny"], MODEL)
+    calls = codex_calls(emulator)
+    accounts = [c["headers"].get("chatgpt-account-id") for c in calls]
+    assert len(calls) == 3 and accounts[1] != accounts[0] and accounts[2] == accounts[1]
+    kinds = [[i.get("type", "message") for i in c["body"]["input"]] for c in calls[1:]]
+    assert kinds == [
+        ["message", "reasoning", "function_call", "function_call_output"],
+        ["message", "function_call", "function_call_output"],
+    ]
