@@ -10,6 +10,8 @@ import json
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +30,7 @@ from tests.fakechatgpt.harness import (
 )
 from tests.support.clients import proxy_env, reverse_env, run_client
 from tests.support.mitm import Mitm, start_mitm
+from tests.support.redis import run_redis
 
 MODES = ["proxy", "reverse"]
 MODEL = "gpt-5.5"
@@ -502,3 +505,39 @@ out['text'] = client.responses.create(model=spec['model'], previous_response_id=
         ["message", "reasoning", "function_call", "function_call_output"],
         ["message", "function_call", "function_call_output"],
     ]
+
+
+def test_stored_responses_in_redis_are_shared_by_instances(
+    emulator: Emulator, tmp_path: Path, token: str
+) -> None:
+    with run_redis(tmp_path / "redis") as server, ExitStack() as stack:
+        env = {
+            "CHATGPT_BASE_URL": emulator.url,
+            "REDIS_URL": server.url,
+            "REDIS_PREFIX": "e2e-responses",
+            "RESPONSES_TTL": "120",
+        }
+        a = stack.enter_context(start_mitm(tmp_path / "a", env))
+        b = stack.enter_context(start_mitm(tmp_path / "b", env))
+        first = sdk(
+            reverse_env(a, token),
+            "out['id'] = client.responses.create(model=spec['model'], input='hi').id",
+            model=MODEL,
+        )
+        second = sdk(
+            reverse_env(b, token),
+            """
+r = client.responses.create(model=spec['model'], input='and again', previous_response_id=spec['id'])
+out['text'] = r.output_text
+out['got'] = client.responses.retrieve(spec['id']).id
+""",
+            model=MODEL,
+            id=first["id"],
+        )
+        ttl = int(server.command("TTL", f"e2e-responses:response:{first['id']}").strip(b":\r\n"))
+    assert second.get("got") == first["id"], second
+    assert second["text"] == expected_codex_answer("and again", MODEL)
+    # B sent A's history on: the first exchange, then the new message.
+    inputs = [c["body"]["input"] for c in codex_calls(emulator)]
+    assert [i.get("role", i.get("type")) for i in inputs[1]] == ["user", "assistant", "user"]
+    assert 0 < ttl <= 120
