@@ -97,7 +97,7 @@ class Chat2Api:
                 self._listeners_chosen = True
                 self._default_listeners(settings)
         # An addon-answered request must never make mitmproxy dial the real
-        # host first (mitmproxy-notes.md §2): no connection until one is needed.
+        # host first (docs/mitmproxy.md#lazy-connections): no connection until one is needed.
         if ctx.options.connection_strategy != "lazy":
             ctx.options.connection_strategy = "lazy"
 
