@@ -68,6 +68,8 @@ Mode = Literal["auto", "always", "never"]
 CODEX_LIMIT_KEY = "codex"
 #: How long an account the Codex backend refused for a model stays on the web path.
 PLAN_MEMORY = 24 * 3600.0
+#: How long the end of a Codex stream is awaited after its terminal event.
+DRAIN_SECONDS = 0.5
 
 SSE_HEADERS = {
     "content-type": "text/event-stream; charset=utf-8",
@@ -213,60 +215,81 @@ class ResponsesService:
         bearer: str | None,
         account_header: str | None,
     ) -> CodexPrimed:
-        """A primed Codex stream, retrying on other accounts; raises _Web to fall back."""
+        """A primed Codex stream, retrying on other accounts; raises _Web to fall back.
+
+        With ``auto``, accounts whose plan the Codex backend refuses for ``slug``
+        (now, or remembered) are passed over; if no other account answers, the web
+        conversation does.
+        """
         session = self.accounts.session(bearer, account_header, None, model=CODEX_LIMIT_KEY)
         deadline = time.monotonic() + self.limits.total_timeout
         last_error: Chat2ApiError | None = None
+        refused = False
+        auto = self.mode == "auto"
         while (credential := await session.next()) is not None:
             if credential.access_token is None:
                 raise _Web  # no account: the web conversation (anonymous)
-            if self.mode == "auto" and await self.pool.remembered(
-                plan_key(slug), credential.entry_id
-            ):
-                raise _Web
-            ctx = self.make_context(credential, self.rng)
-            keep_reasoning = True
-            while True:
-                body = codex_body(req, slug=slug, history=history, keep_reasoning=keep_reasoning)
-                try:
-                    async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
-                        primed = await self._attempt(ctx, body, deadline)
-                except TimeoutError:
-                    await session.report(Outcome.TIMEOUT, detail="total deadline")
-                    raise UpstreamTimeout(
-                        "the Codex backend did not answer within the total deadline"
-                    ) from None
-                except Chat2ApiError as e:
-                    self.pool.note_codex(credential.entry_id, getattr(e, "limits", None))
-                    why = codex_reason(e)
-                    if why == FOREIGN_REASONING and keep_reasoning:
-                        keep_reasoning = False  # made by another account: leave it out
-                        continue
-                    if why == PLAN_REFUSED and self.mode == "auto":
-                        log.info("Codex refused %r for %s: %s", credential, slug, e.message)
-                        await self.pool.remember(
-                            plan_key(slug), credential.entry_id, PLAN_MEMORY, e.message[:120]
-                        )
-                        raise _Web from None
-                    outcome = outcome_of(e)
-                    log.info(
-                        "Codex attempt %d as %r failed: %s (%s)",
-                        session.attempts,
-                        credential,
-                        e.message,
-                        outcome.value if outcome else "not retried",
+            if auto and await self.pool.remembered(plan_key(slug), credential.entry_id):
+                refused = True
+                continue
+            try:
+                primed = await self._on_account(req, slug, history, credential, deadline)
+            except TimeoutError:
+                await session.report(Outcome.TIMEOUT, detail="total deadline")
+                raise UpstreamTimeout(
+                    "the Codex backend did not answer within the total deadline"
+                ) from None
+            except Chat2ApiError as e:
+                self.pool.note_codex(credential.entry_id, getattr(e, "limits", None))
+                if auto and codex_reason(e) == PLAN_REFUSED:
+                    log.info("Codex refused %r for %s: %s", credential, slug, e.message)
+                    await self.pool.remember(
+                        plan_key(slug), credential.entry_id, PLAN_MEMORY, e.message[:120]
                     )
-                    if outcome is None:
-                        raise
-                    retry_after = getattr(e, "retry_after", None)
-                    await session.report(outcome, clears_in=retry_after, detail=e.message[:200])
-                    last_error = e
-                    break
-                await session.report(Outcome.OK)
-                return primed
+                    refused = True
+                    continue
+                outcome = outcome_of(e)
+                log.info(
+                    "Codex attempt %d as %r failed: %s (%s)",
+                    session.attempts,
+                    credential,
+                    e.message,
+                    outcome.value if outcome else "not retried",
+                )
+                if outcome is None:
+                    raise
+                retry_after = getattr(e, "retry_after", None)
+                await session.report(outcome, clears_in=retry_after, detail=e.message[:200])
+                last_error = e
+                continue
+            await session.report(Outcome.OK)
+            return primed
+        if refused:
+            raise _Web
         if last_error is None:
             raise UpstreamUnavailable("no account is available for this request")
         raise last_error
+
+    async def _on_account(
+        self,
+        req: ResponsesRequest,
+        slug: str,
+        history: list[dict[str, Any]],
+        credential: Credential,
+        deadline: float,
+    ) -> CodexPrimed:
+        """One account's attempt; sent again without reasoning items the backend
+        cannot read (their encrypted content was made by another account)."""
+        ctx = self.make_context(credential, self.rng)
+        for keep_reasoning in (True, False):
+            body = codex_body(req, slug=slug, history=history, keep_reasoning=keep_reasoning)
+            try:
+                async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                    return await self._attempt(ctx, body, deadline)
+            except Chat2ApiError as e:
+                if not keep_reasoning or codex_reason(e) != FOREIGN_REASONING:
+                    raise
+        raise AssertionError("unreachable")
 
     async def _attempt(
         self, ctx: TurnContext, body: dict[str, Any], deadline: float
@@ -385,6 +408,7 @@ class ResponsesService:
                 async for event in stream:
                     encoder.event(event)
                     if encoder.ended:
+                        await _drain(stream)
                         break
             except Chat2ApiError as e:
                 return error_answer(e)
@@ -419,6 +443,7 @@ class ResponsesService:
                         # name this response at once.
                         await self._save_quietly(req, encoder, history, owner)
                         yield data
+                        await _drain(stream)
                         return
                     if data:
                         yield data
@@ -461,6 +486,16 @@ class ResponsesService:
             response=response,
         )
         await self.store.put(record)
+
+
+async def _drain(events: AsyncGenerator[Event, None]) -> None:
+    """Read what follows the terminal event (normally just the end of the body), for
+    a moment: a transfer that ends by itself leaves its connection open for the next
+    request, one stopped early closes it."""
+    with contextlib.suppress(Chat2ApiError, TimeoutError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for _ in events:
+                pass
 
 
 def _primed(events: list[Event]) -> bool:

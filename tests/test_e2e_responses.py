@@ -27,6 +27,7 @@ from tests.fakechatgpt.harness import (
     received,
     reset,
     run_emulator,
+    token_account_id,
 )
 from tests.support.clients import proxy_env, reverse_env, run_client
 from tests.support.mitm import Mitm, start_mitm
@@ -541,3 +542,25 @@ out['got'] = client.responses.retrieve(spec['id']).id
     inputs = [c["body"]["input"] for c in codex_calls(emulator)]
     assert [i.get("role", i.get("type")) for i in inputs[1]] == ["user", "assistant", "user"]
     assert 0 < ttl <= 120
+
+
+def test_an_account_without_codex_is_passed_over_for_another_with_it(
+    emulator: Emulator, pooled: tuple[Mitm, list[str]]
+) -> None:
+    mitm, tokens = pooled
+    refused = token_account_id(tokens[0])
+    codex_plan(emulator.url, preset="model_not_supported", account=refused, count=10)
+    out = sdk(
+        reverse_env(mitm, "pool-code"),
+        """
+out['texts'] = [client.responses.create(model=spec['model'], input='hi').output_text
+                for _ in range(3)]
+""",
+        model=MODEL,
+    )
+    assert out.get("texts") == [expected_codex_answer("hi", MODEL)] * 3, out
+    accounts = [c["headers"].get("chatgpt-account-id") for c in codex_calls(emulator)]
+    # Asked once, then remembered: every answer came from the other account.
+    assert accounts.count(refused) == 1 and len(accounts) == 4
+    limits = [t["limits"] for t in tokens_api(mitm, "pool-code")["tokens"]]
+    assert sum(f"codex-web:{MODEL}" in x for x in limits) == 1
