@@ -101,8 +101,8 @@ class CodexPrimed:
     deadline: float
 
 
-class _Web(Exception):
-    """Answer on the web conversation instead."""
+class UseWebConversation(Exception):
+    """Raised by :meth:`ResponsesService.prime_codex`: answer on the web conversation."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,12 +164,12 @@ class ResponsesService:
         if self.mode != "never":
             model = resolve_model(self.codex_models, req.model, unknown=self.unknown_model)
             try:
-                primed = await self._codex_prime(req, model.slug, history, bearer, account_header)
-            except _Web:
+                primed = await self.prime_codex(req, model.slug, history, bearer, account_header)
+            except UseWebConversation:
                 pass
             else:
                 encoder = self._encoder(req, model.reported)
-                events = self._codex_events(primed)
+                events = self.codex_events(primed)
                 return await self._answer(req, encoder, events, history, owner, primed.ctx.label)
         refusal = web_refusal(req, history)
         if refusal is not None:
@@ -207,7 +207,7 @@ class ResponsesService:
 
     # -- the Codex backend -----------------------------------------------------------
 
-    async def _codex_prime(
+    async def prime_codex(
         self,
         req: ResponsesRequest,
         slug: str,
@@ -215,7 +215,7 @@ class ResponsesService:
         bearer: str | None,
         account_header: str | None,
     ) -> CodexPrimed:
-        """A primed Codex stream, retrying on other accounts; raises _Web to fall back.
+        """A primed Codex stream, retrying on other accounts (UseWebConversation: fall back).
 
         With ``auto``, accounts whose plan the Codex backend refuses for ``slug``
         (now, or remembered) are passed over; if no other account answers, the web
@@ -228,7 +228,7 @@ class ResponsesService:
         auto = self.mode == "auto"
         while (credential := await session.next()) is not None:
             if credential.access_token is None:
-                raise _Web  # no account: the web conversation (anonymous)
+                raise UseWebConversation  # no account: the web conversation (anonymous)
             if auto and await self.pool.remembered(plan_key(slug), credential.entry_id):
                 refused = True
                 continue
@@ -265,7 +265,7 @@ class ResponsesService:
             await session.report(Outcome.OK)
             return primed
         if refused:
-            raise _Web
+            raise UseWebConversation
         if last_error is None:
             raise UpstreamUnavailable("no account is available for this request")
         raise last_error
@@ -318,7 +318,7 @@ class ResponsesService:
     def _idle(self, deadline: float) -> float:
         return min(self.limits.idle_timeout, max(0.1, deadline - time.monotonic()))
 
-    async def _codex_events(self, primed: CodexPrimed) -> AsyncGenerator[Event, None]:
+    async def codex_events(self, primed: CodexPrimed) -> AsyncGenerator[Event, None]:
         """Every event of a primed stream; a broken stream raises (after what it sent)."""
         try:
             for event in primed.events:
@@ -525,4 +525,12 @@ def _web_usage(prompt: int, text: list[str], thought: list[str], model: str) -> 
     }
 
 
-__all__ = ["CODEX_LIMIT_KEY", "ResponsesLimits", "ResponsesService", "Streamed", "plan_key"]
+__all__ = [
+    "CODEX_LIMIT_KEY",
+    "CodexPrimed",
+    "ResponsesLimits",
+    "ResponsesService",
+    "Streamed",
+    "UseWebConversation",
+    "plan_key",
+]
