@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakechatgpt.answers import expected_answer
+from tests.fakechatgpt.answers import expected_answer, expected_reasoning
 from tests.fakechatgpt.harness import (
     CODEX_FIXTURES,
     Emulator,
@@ -378,24 +378,53 @@ with client.responses.stream(model=spec['model'], input='hi') as s:
         assert accounts[2] == accounts[1]
 
 
-def test_codex_backend_never_uses_the_web_conversation(
-    emulator: Emulator, tmp_path_factory: pytest.TempPathFactory, token: str
-) -> None:
+@pytest.fixture(scope="module")
+def web_only(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
     env = {"CHATGPT_BASE_URL": emulator.url, "CODEX_BACKEND": "never"}
     with start_mitm(tmp_path_factory.mktemp("never"), env) as m:
-        out = sdk(
-            reverse_env(m, token),
-            """
-r = client.responses.create(model='gpt-4o', input='hello web', reasoning={'effort': 'low'})
+        yield m
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_codex_backend_never_uses_the_web_conversation(
+    emulator: Emulator, web_only: Mitm, token: str, mode: str
+) -> None:
+    prompt = "Why is the sky blue?"
+    out = sdk(
+        env_for(web_only, mode, token),
+        """
+r = client.responses.create(model='gpt-4o', input='hello web')
 out['text'], out['kinds'] = r.output_text, [o.type for o in r.output]
+with client.responses.stream(model='o4-mini', input=spec['prompt']) as s:
+    kinds = [e.type for e in s]
+    final = s.get_final_response()
+out['stream_kinds'] = [k for k in kinds if k.endswith('.added') or k == 'response.completed']
+out['stream_text'] = final.output_text
+out['summary'] = [p.text for o in final.output if o.type == 'reasoning' for p in o.summary]
+out['usage'] = final.usage.model_dump()
 try:
     client.responses.create(model='gpt-4o', input='x', tools=[spec['tool']])
 except Exception as e:
     out['tools'] = describe_error(e)
 """,
-            tool=WEATHER,
-        )
-    assert out["text"] == expected_answer("hello web", "gpt-4o"), out
+        tool=WEATHER,
+        prompt=prompt,
+    )
+    assert out.get("text") == expected_answer("hello web", "gpt-4o"), out
+    assert out["kinds"] == ["message"]
+    assert out["stream_text"] == expected_answer(prompt, "o4-mini")
+    assert out["stream_kinds"] == [
+        "response.output_item.added",
+        "response.reasoning_summary_part.added",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.completed",
+    ]
+    thought = expected_reasoning(prompt, "o4-mini")
+    assert thought and all(
+        line in "".join(out["summary"]) for line in thought.split("\n") if line.strip()
+    )
+    assert out["usage"]["output_tokens_details"]["reasoning_tokens"] > 0
     assert out["tools"]["status"] == 400 and "need the Codex backend" in out["tools"]["message"]
     assert codex_calls(emulator) == []
 
