@@ -593,3 +593,30 @@ out['texts'] = [client.responses.create(model=spec['model'], input='hi').output_
     assert accounts.count(refused) == 1 and len(accounts) == 4
     limits = [t["limits"] for t in tokens_api(mitm, "pool-code")["tokens"]]
     assert sum(f"codex-web:{MODEL}" in x for x in limits) == 1
+
+
+def test_codex_backend_always_reports_refusals_to_the_client(
+    emulator: Emulator, tmp_path_factory: pytest.TempPathFactory, token: str
+) -> None:
+    env = {"CHATGPT_BASE_URL": emulator.url, "CODEX_BACKEND": "always"}
+    with start_mitm(tmp_path_factory.mktemp("always"), env) as m:
+        codex_plan(emulator.url, preset="model_not_supported")
+        out = sdk(
+            reverse_env(m, token),
+            """
+try:
+    client.responses.create(model=spec['model'], input='hi')
+except Exception as e:
+    out['refused'] = describe_error(e)
+    out['code'] = getattr(e, 'code', None)
+r = client.responses.create(model=spec['model'], input='hi', instructions='be brief')
+out['text'] = r.output_text
+out['items'] = [i.type for i in client.responses.input_items.list(r.id).data]
+""",
+            model=MODEL,
+        )
+    assert out["refused"]["status"] == 404 and out["code"] == "model_not_found", out
+    assert "not supported when using Codex" in out["refused"]["message"]
+    assert out["text"] == expected_codex_answer("hi", MODEL)
+    assert out["items"] == ["message"]
+    assert codex_calls(emulator)[-1]["body"]["instructions"] == "be brief"
