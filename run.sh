@@ -30,8 +30,6 @@ if [ "${1:-}" = "test" ]; then
   shift
   venv .venv requirements.txt
   venv .venv-clients requirements-clients.txt
-  # Codex CLI (npm, pinned) for tests/test_e2e_codex_cli.py, in .cache/codex-cli.
-  sh scripts/codex-cli.sh >/dev/null
   exec bash scripts/check.sh "$@"
 fi
 
