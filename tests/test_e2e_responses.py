@@ -577,3 +577,47 @@ out['items'] = [i.type for i in client.responses.input_items.list(r.id).data]
     assert out["text"] == expected_codex_answer("hi", MODEL)
     assert out["items"] == ["message"]
     assert codex_calls(emulator)[-1]["body"]["instructions"] == "be brief"
+
+
+@pytest.mark.parametrize(
+    ("preset", "status", "words"),
+    [
+        ("unauthorized", 401, "refused the access token"),
+        ("cloudflare", 403, "Cloudflare"),
+        ("account_deactivated", 403, "refused"),
+        ("instructions_not_valid", 400, "Instructions are not valid"),
+        ("overloaded", 503, "unavailable"),
+    ],
+)
+def test_codex_refusals_reach_the_sdk_as_openai_errors(
+    mitm: Mitm, emulator: Emulator, token: str, preset: str, status: int, words: str
+) -> None:
+    codex_plan(emulator.url, preset=preset)
+    out = sdk(
+        reverse_env(mitm, token),
+        """
+try:
+    client.responses.create(model=spec['model'], input='hi', stream=True)
+except Exception as e:
+    out['error'] = describe_error(e)
+""",
+        model=MODEL,
+    )
+    assert out["error"]["status"] == status, out
+    assert words.lower() in out["error"]["message"].lower()
+
+
+def test_incomplete_ends_as_response_incomplete(mitm: Mitm, emulator: Emulator, token: str) -> None:
+    codex_plan(emulator.url, incomplete="max_output_tokens", count=2)
+    out = sdk(
+        reverse_env(mitm, token),
+        """
+r = client.responses.create(model=spec['model'], input='hi')
+out['whole'] = [r.status, r.incomplete_details.reason]
+kinds = [e.type for e in client.responses.create(model=spec['model'], input='hi', stream=True)]
+out['last'] = kinds[-1]
+""",
+        model=MODEL,
+    )
+    assert out.get("whole") == ["incomplete", "max_output_tokens"], out
+    assert out["last"] == "response.incomplete"
