@@ -159,6 +159,9 @@ def test_function_tool_loop_stateless_and_chained(
     kinds = [i.get("type", "message") for i in bodies[2]["input"]]
     assert kinds[0] == "message" and kinds[-2:] == ["function_call", "function_call_output"]
     assert all(b["store"] is False and b["stream"] is True and b["instructions"] for b in bodies)
+    # A chain of responses keeps one prompt cache key (and session id): the first's.
+    keys = [b["prompt_cache_key"] for b in bodies]
+    assert keys[0] == keys[2] == keys[3] != keys[1]
 
 
 @pytest.mark.parametrize("mode", MODES)
