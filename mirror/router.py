@@ -1,7 +1,7 @@
 """The mirror's decisions: one request in, a local :class:`Answer` or a :class:`Forward`.
 
 For every request on the reverse listener that the API and the token admin leave
-alone (reference §13, with the weaknesses of §15.3 closed):
+alone (docs/mirror.md):
 
 0. The ``Host`` must be one of ``gateway_hosts`` (else a plain 421): pages built for
    another name would point the browser there (DNS rebinding; docs/mirror-security.md).

@@ -2,7 +2,8 @@
 (patch ``inline_stream``).
 
 mitmproxy (11 and 12) streams only responses it reads from a server; a response
-an addon sets in ``request`` leaves in one piece. Going through a loopback
+an addon sets in ``request`` leaves in one piece
+(``docs/mitmproxy.md#answers-made-by-an-addon``). Going through a loopback
 server instead (service/bridge.py, what chat2api does without this patch) costs
 a second HTTP connection per request (parsing, chunk framing, socket calls and
 server hooks on both ends), which was the largest part of chat2api's CPU per

@@ -345,7 +345,7 @@ class CompletionService:
             yield batch
 
     async def _backend_chunks(self, primed: Primed) -> AsyncGenerator[bytes, None]:
-        """The answer's bytes, across resumed streams (``chatgpt-backend-2026.md`` §2.6).
+        """The answer's bytes, across resumed streams (``docs/backend-2026.md#resume``).
 
         When the stream breaks, stalls or ends before ``[DONE]`` with the answer
         unfinished, and the dialect can resume the turn, the rest is fetched from
@@ -438,7 +438,7 @@ class CompletionService:
         if resumer is None or (token is None and offset) or not conversation_id:
             raise ResumeRefused("this turn cannot be resumed")
         # A handoff is followed at once; a broken stream after the page's backoff:
-        # min(300 * 1.5^(n-1), 5000) ms, times U[0.5, 1) (chatgpt-backend-2026.md §2.6).
+        # min(300 * 1.5^(n-1), 5000) ms, times U[0.5, 1) (docs/backend-2026.md#resume).
         delay = 0.0 if primed.follow_now and attempt == 1 else self._backoff(attempt)
         if time.monotonic() + delay >= primed.deadline:
             raise ResumeRefused("no time is left to resume the answer")

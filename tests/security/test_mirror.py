@@ -27,9 +27,10 @@ import pytest
 
 from tests.fakechatgpt.harness import Emulator, mint_access_token, received, reset, run_emulator
 from tests.support.browser import Page, start_browser
+from tests.support.mirror import Client as FlowClient
+from tests.support.mirror import listed, start_conversation
 from tests.support.mitm import Mitm, start_mitm
-from tests.test_e2e_mirror import Client as FlowClient
-from tests.test_e2e_mirror import listed, needs_browser, sign_in, start_conversation
+from tests.test_e2e_mirror import needs_browser, sign_in
 
 ADMIN_KEY = "security-admin-key-0123456789"
 POOL_AT = mint_access_token(exp_in=7 * 86400)
