@@ -271,7 +271,8 @@ def test_codex_failure_mid_answer_is_an_error(
     assert "error" in result and "chunks" not in result, result
 
 
-def test_langchain_on_codex(mitm: Mitm, token: str) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_langchain_on_codex(mitm: Mitm, token: str, mode: str) -> None:
     script = (
         """
     from langchain_core.messages import HumanMessage, ToolMessage
@@ -303,7 +304,7 @@ def test_langchain_on_codex(mitm: Mitm, token: str) -> None:
     for method in ("json_schema", "function_calling", "json_mode"):
         try:
             value = llm.with_structured_output(Person, method=method).invoke(
-                "Ann is 31. Reply in JSON.")
+                'Ann is 31. Reply in JSON like {"name": "Ann", "age": 31}.')
             structured[method] = sorted(value.model_dump()) if value is not None else None
         except Exception as e:
             structured[method] = type(e).__name__
@@ -311,11 +312,12 @@ def test_langchain_on_codex(mitm: Mitm, token: str) -> None:
     """
         % ASK
     )
-    (result,) = run_client(script, reverse_env(mitm, token), timeout=120)
+    (result,) = run_client(script, env_for(mitm, mode, token), timeout=120)
     assert result["turns"] == 4
     assert result["final"] == expected_codex_tool_answer(["Sunny in Paris for 2 days"], "gpt-5.5")
     assert result["structured"]["json_schema"] == ["age", "name"]
     assert result["structured"]["function_calling"] == ["age", "name"]
+    assert result["structured"]["json_mode"] == ["age", "name"]
 
 
 def test_plain_text_answer_on_always(emulator: Emulator, token: str, tmp_path: Any) -> None:

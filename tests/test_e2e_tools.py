@@ -444,7 +444,8 @@ def test_json_object_streamed(mitm: Mitm, token: str) -> None:
 # -- LangChain -----------------------------------------------------------------
 
 
-def test_langchain_agent_loop_and_structured_output(mitm: Mitm, token: str) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_langchain_agent_loop_and_structured_output(mitm: Mitm, token: str, mode: str) -> None:
     script = """
     from langchain_core.messages import HumanMessage, ToolMessage
     from langchain_core.tools import tool
@@ -486,7 +487,7 @@ def test_langchain_agent_loop_and_structured_output(mitm: Mitm, token: str) -> N
           "calls": messages[1].tool_calls, "streamed_calls": chunk.tool_calls,
           "structured": structured})
     """
-    (result,) = run_client(script, reverse_env(mitm, token), timeout=120)
+    (result,) = run_client(script, env_for(mitm, mode, token), timeout=120)
     assert result["calls"][0]["name"] == "multiply"
     assert result["calls"][0]["args"] == {"a": 6, "b": 7}
     assert "42" in result["final"] and result["turns"] == 4
