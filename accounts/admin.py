@@ -1,7 +1,7 @@
 """The token management API and page, as pure handlers (no mitmproxy).
 
-Routes, each also under ``/<prefix>`` (reference §12, with its holes closed,
-§15.3 #1, #2, #6):
+Routes, each also under ``/<prefix>`` (the original's, with its holes closed:
+docs/original-behaviour.md#weaknesses-fixed-here 1, 2 and 6):
 
 * ``GET /tokens``: a plain HTML page (no external resources); it asks for the
   admin key once and keeps it in ``sessionStorage``.

@@ -1,6 +1,6 @@
 """The file implementation of :class:`accounts.store.Store`, under ``DATA_DIR``.
 
-Files (compatible with an original chat2api ``data/`` folder, reference §11.7):
+Files (compatible with an original chat2api ``data/`` folder, docs/original-behaviour.md#accounts):
 
 * ``token.txt``: one ``token`` or ``token,account_id`` per line, ``#`` comments.
   Comment and unparsable lines are kept as they are when the file is rewritten.

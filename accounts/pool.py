@@ -4,7 +4,7 @@ A client's bearer is an AUTHORIZATION code (pick from the pool), a direct
 access or refresh token (optionally ``token,account_id``), or nothing (anonymous
 when no codes are configured). A code whose pool has no usable entry is
 anonymous too; ``allow_anonymous=False`` refuses both instead. Pool selection
-(reference §2.3, §11.3, fixing §15.3 #17):
+(docs/original-behaviour.md#token-kinds-and-the-pool, fixing item 17 of #weaknesses-fixed-here):
 
 * ``random_token``: a uniform choice among the eligible entries;
 * otherwise round robin in the stable order of ``token.txt``, one counter per
@@ -21,7 +21,8 @@ unauthorized       refresh once (refresh tokens), then ``bad``
 forbidden_*        cooling for ``Cooldowns.cloudflare`` / ``.unusual``
 rate_limited       per (entry, model) until ``clears_in``; the whole entry if
                    no model is known. With ``enable_limit`` a request that only
-                   has limited entries left is answered 429 at once (§11.6).
+                   has limited entries left is answered 429 at once
+                   (docs/original-behaviour.md#accounts).
 server_error       noted; the next attempt takes another entry
 timeout            noted; the next attempt takes another entry
 =================  ===========================================================
@@ -529,7 +530,8 @@ class Pool:
         return await self.store.remove_tokens(lines) > 0
 
     async def clear(self) -> None:
-        """Empty the pool, its health and the error list (the original kept errors, §15.3)."""
+        """Empty the pool, its health and the error list (the original kept errors,
+        docs/original-behaviour.md#weaknesses-fixed-here)."""
         await self.store.clear_tokens()
         await self.store.clear_errors()
 
@@ -564,7 +566,8 @@ class Pool:
 
 
 class PoolSession:
-    """One client request: its first credential and its retries (§2.2, §15.3 #13).
+    """One client request: its first credential and its retries
+    (docs/original-behaviour.md#weaknesses-fixed-here, 13).
 
     ``next()`` gives at most ``1 + retry_times`` credentials, never the same pool
     entry twice; None means stop and answer with the last upstream error. Call

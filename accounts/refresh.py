@@ -1,9 +1,9 @@
 """Refresh token → access token, with single flight, rotation and a schedule.
 
 The refresh call is ``POST token_url`` with ``{"client_id", "grant_type":
-"refresh_token", "redirect_uri", "refresh_token"}`` (reference §11.1,
-chatgpt-backend §8). Refresh tokens may be single-use and rotating
-(chatgpt-backend-2026 §3.1): a rotated ``refresh_token`` in the answer replaces
+"refresh_token", "redirect_uri", "refresh_token"}`` (docs/backend-protocol.md#accounts-and-refresh).
+Refresh tokens may be single-use and rotating
+(docs/backend-2026.md#tokens): a rotated ``refresh_token`` in the answer replaces
 the old one in the pool and in ``token.txt``, and the old one becomes an alias
 so that a client using it directly as its bearer keeps working. Only one
 refresh per refresh token runs at a time, however many requests wait for it:
@@ -30,13 +30,15 @@ from errors import AuthenticationFailed, Chat2ApiError, UpstreamError
 
 log = logging.getLogger(__name__)
 
-#: The ChatGPT iOS app's client (reference §11.1).
+#: The ChatGPT iOS app's client (docs/original-behaviour.md#accounts).
 AUTH0_TOKEN_URL = "https://auth0.openai.com/oauth/token"
-AUTH_TOKEN_URL = "https://auth.openai.com/oauth/token"  # the newer host (2026 §3.1)
+AUTH_TOKEN_URL = (
+    "https://auth.openai.com/oauth/token"  # the newer host (docs/backend-2026.md#tokens)
+)
 IOS_CLIENT_ID = "pdlLIX2Y72MIl2rhLhTE9VV9bN905kBh"
 IOS_REDIRECT_URI = "com.openai.chat://auth0.openai.com/ios/com.openai.chat/callback"
 
-#: OAuth error codes meaning the refresh token is dead (reference §11.1, 2026 §3.1).
+#: OAuth error codes meaning the refresh token is dead (docs/backend-2026.md#tokens).
 DEAD_CODES = (
     "invalid_grant",
     "access_denied",
@@ -193,7 +195,8 @@ class Refresher:
         return at
 
     async def refresh_all(self, force: bool = False) -> RefreshSummary:
-        """Refresh every usable pool refresh token, one after another (§11.2)."""
+        """Refresh every usable pool refresh token, one after another
+        (docs/original-behaviour.md#accounts)."""
         ok = dead = failed = 0
         errors = set(await self.store.errors())
         seen: set[str] = set()
@@ -230,7 +233,8 @@ class Schedule:
     """Every ``days`` days at ``hour:minute`` local time.
 
     The days are counted on the calendar (date ordinal divisible by ``days``),
-    so restarts do not shift the runs. Default: every 2 days at 03:00 (§11.2).
+    so restarts do not shift the runs. Default: every 2 days at 03:00
+    (docs/original-behaviour.md#accounts).
     """
 
     days: int = 2
@@ -291,7 +295,8 @@ def start_background(
     refresher: Refresher, schedule: Schedule | None = None
 ) -> list[asyncio.Task[Any]]:
     """The start-up refresh of all (not forced) and, with ``SCHEDULED_REFRESH``,
-    the scheduled forced one (§11.2). Keep the tasks; cancel them on shutdown."""
+    the scheduled forced one (docs/original-behaviour.md#accounts). Keep the tasks; cancel them on
+    shutdown."""
     loop = asyncio.get_running_loop()
     tasks: list[asyncio.Task[Any]] = [loop.create_task(_startup_refresh(refresher))]
     if schedule is not None:

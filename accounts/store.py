@@ -13,10 +13,10 @@ State kept here:
 
 * the pool: entry lines (``token`` or ``token,account_id``, normalised with
   :func:`accounts.tokens.normalise_line`) in a stable insertion order;
-* the error list: dead refresh tokens (reference §11.5);
+* the error list: dead refresh tokens (docs/original-behaviour.md#accounts);
 * health per entry id (:func:`accounts.tokens.token_id` of the line);
 * the refresh cache: refresh token → access token, with rotation aliases;
-* the rate-limit memory: (model slug, entry id) → until (reference §11.6);
+* the rate-limit memory: (model slug, entry id) → until (docs/original-behaviour.md#accounts);
 * round-robin counters per AUTHORIZATION code, and named locks (the refresh
   lock; across instances for a shared store);
 * the mirror's seeds: seed key → :class:`SeedRecord` (a pool entry id or a
@@ -34,7 +34,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-#: The original's refresh-cache lifetime (reference §11.1), used when an access
+#: The original's refresh-cache lifetime (docs/original-behaviour.md#accounts), used when an access
 #: token carries no readable ``exp``.
 LEGACY_CACHE_SECONDS = 5 * 24 * 3600.0
 

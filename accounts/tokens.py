@@ -1,12 +1,15 @@
 """Telling credentials apart by structure, and showing them safely.
 
-A pool line is ``token`` or ``token,account_id`` (reference §2.3). The token is
+A pool line is ``token`` or ``token,account_id``
+(docs/original-behaviour.md#token-kinds-and-the-pool). The token is
 
 * an **access token** when it is a JWT whose payload carries a numeric ``exp``
-  (chatgpt-backend-2026 §3.2), or an ``fk-`` gateway key (reference §2.3);
+  (docs/backend-2026.md#tokens), or an ``fk-`` gateway key
+  (docs/original-behaviour.md#token-kinds-and-the-pool);
 * a **refresh token** when it is opaque: no JWT structure, URL-safe characters,
   at least 20 long. That covers the old 45-character auth0 form and the newer,
-  longer ``rt_…`` forms; the original's ``len == 45`` test does not (§15.3 #16).
+  longer ``rt_…`` forms; the original's ``len == 45`` test does not
+  (docs/original-behaviour.md#weaknesses-fixed-here, 16).
 
 Anything else is rejected with a reason. Nothing here logs or raises with a raw
 credential in the message: callers show :func:`mask` and :func:`token_id` only.
@@ -98,7 +101,7 @@ def jwt_exp(token: str) -> float | None:
 
 
 def account_id_from_jwt(token: str) -> str | None:
-    """``https://api.openai.com/auth``.``chatgpt_account_id`` (chatgpt-backend-2026 §3.2)."""
+    """``https://api.openai.com/auth``.``chatgpt_account_id`` (docs/backend-2026.md#tokens)."""
     payload = jwt_payload(token)
     claim = payload.get(AUTH_CLAIM) if payload else None
     value = claim.get("chatgpt_account_id") if isinstance(claim, dict) else None

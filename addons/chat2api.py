@@ -4,6 +4,7 @@ Run it with ``./run.sh`` or ``mitmdump -s addons/chat2api.py``. Requests to the
 intercepted hosts (``INTERCEPT_HOSTS``, api.openai.com by default) on the
 HTTPS-proxy listener, and every request on the reverse listener, are answered
 here: ``/v1/chat/completions`` and ``/v1/models`` by ChatGPT's web backend,
+``/v1/responses`` by the account's Codex backend (``service/responses.py``),
 anything else with an OpenAI-style 404. Nothing is ever forwarded to the real
 OpenAI with the client's key. Other hosts pass through the proxy untouched,
 without TLS interception.
@@ -97,7 +98,7 @@ class Chat2Api:
                 self._listeners_chosen = True
                 self._default_listeners(settings)
         # An addon-answered request must never make mitmproxy dial the real
-        # host first (mitmproxy-notes.md §2): no connection until one is needed.
+        # host first (docs/mitmproxy.md#lazy-connections): no connection until one is needed.
         if ctx.options.connection_strategy != "lazy":
             ctx.options.connection_strategy = "lazy"
 

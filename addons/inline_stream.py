@@ -1,7 +1,7 @@
 """Streaming an answer the addon makes itself, straight from mitmproxy's HTTP layer.
 
 mitmproxy 11 streams only responses it reads from a server; a response an addon
-sets in ``request`` leaves in one piece (``mitmproxy-notes.md`` §1b). Going
+sets in ``request`` leaves in one piece (``docs/mitmproxy.md#answers-made-by-an-addon``). Going
 through a loopback server instead costs a second HTTP connection per request
 (parsing, chunk framing, socket calls and server hooks on both ends), which was
 the largest part of chat2api's CPU per streamed request.

@@ -10,7 +10,7 @@ rewriting); this addon applies them to flows:
   headers, so mitmproxy itself talks to the upstream;
 * ``responseheaders`` rewrites the answer's headers and streams everything that is
   not rewritten: event streams pass through unbuffered (a seed's new conversation is
-  recorded on the way, mitmproxy-notes.md §6 #1), binary bodies too;
+  recorded on the way, docs/mitmproxy.md#empty-stream-chunks), binary bodies too;
 * ``response`` rewrites host names in text bodies and filters a seed's
   conversation list (failing closed: an unreadable list is a 502, never the list).
 
@@ -156,7 +156,9 @@ class Mirror:
         flow.metadata[TAG] = f"forward:{fwd.upstream}"
         self._forwards[flow] = fwd
         flow.request.headers = _headers(fwd.headers)
-        flow.request.url = fwd.url  # in one go: Host follows (mitmproxy-notes.md §6 #13)
+        flow.request.url = (
+            fwd.url
+        )  # in one go: Host follows (docs/mitmproxy.md#re-targeting-a-request)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         fwd = self._forwards.get(flow)

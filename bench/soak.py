@@ -310,25 +310,34 @@ def verdict(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
     return problems
 
 
+def settings(emu_url: str) -> tuple[dict[str, str], list[str]]:
+    """chat2api's settings for the run, and the pool of three tokens it starts with."""
+    env = {
+        "CHATGPT_BASE_URL": emu_url,
+        "AUTHORIZATION": CODE,
+        "TIMEOUT_IDLE": "2",
+        "TIMEOUT_FIRST_BYTE": "10",
+    }
+    return env, [mint_access_token(exp_in=7 * 86400) for _ in range(3)]
+
+
+def measure(mitm: Mitm, emu_url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The soak against a running chat2api, with what its log and the machine showed."""
+    result = asyncio.run(soak(mitm, emu_url, args))
+    result["tracebacks_in_log"] = mitm.log().count("Traceback")
+    result["load_average"] = os.getloadavg()
+    result["cpus"] = os.cpu_count()
+    return result
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     with run_emulator() as emu, tempfile.TemporaryDirectory(prefix="soak-") as tmp:
+        env, pool = settings(emu.url)
         data = Path(tmp) / "data"
         data.mkdir()
-        tokens = [mint_access_token(exp_in=7 * 86400) for _ in range(3)]
-        (data / "token.txt").write_text("".join(t + "\n" for t in tokens))
-        env = {
-            "CHATGPT_BASE_URL": emu.url,
-            "AUTHORIZATION": CODE,
-            "TIMEOUT_IDLE": "2",
-            "TIMEOUT_FIRST_BYTE": "10",
-        }
+        (data / "token.txt").write_text("".join(t + "\n" for t in pool))
         with start_mitm(Path(tmp), env) as mitm:
-            result = asyncio.run(soak(mitm, emu.url, args))
-            log = mitm.log()
-        result["tracebacks_in_log"] = log.count("Traceback")
-        result["load_average"] = os.getloadavg()
-        result["cpus"] = os.cpu_count()
-        return result
+            return measure(mitm, emu.url, args)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

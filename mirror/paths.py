@@ -1,4 +1,4 @@
-"""Canonical request paths and the ban list (reference §13.4, fixing its tricks).
+"""Canonical request paths and the ban list (docs/mirror.md#ban-list).
 
 The original matched its ban regexes against the raw path, so ``/backend-api//payments``,
 ``/Backend-API/payments``, ``/backend-api/%70ayments`` or ``/x/../backend-api/payments``

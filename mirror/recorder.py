@@ -3,7 +3,7 @@
 Both stream formats name it in their first events: the v1 delta encoding as
 ``"conversation_id"`` of the ``resume_conversation_token`` event or of the first
 ``delta`` (``v.conversation_id``), the legacy one in each message object
-(chatgpt-backend.md §5). A byte-level search with a small carry-over is enough,
+(docs/backend-protocol.md#answer-stream). A byte-level search with a small carry-over is enough,
 and it works on any split of the stream into chunks.
 """
 

@@ -1,6 +1,6 @@
 """Where a mirror request goes, and how headers and bodies are rewritten on the way.
 
-Upstreams (reference §13.3, chosen by the exact prefix of the canonical path, never by
+Upstreams (docs/mirror.md#upstreams, chosen by the exact prefix of the canonical path, never by
 a substring anywhere in it):
 
 ============  ===========================  =========================================

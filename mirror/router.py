@@ -1,7 +1,7 @@
 """The mirror's decisions: one request in, a local :class:`Answer` or a :class:`Forward`.
 
 For every request on the reverse listener that the API and the token admin leave
-alone (reference §13, with the weaknesses of §15.3 closed):
+alone (docs/mirror.md):
 
 1. The path is made canonical (:mod:`mirror.paths`); every decision uses that form.
 2. Local pages: ``/login`` (GET the page, POST the form), ``/?token=…`` (sets the

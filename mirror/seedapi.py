@@ -1,4 +1,4 @@
-"""``/seedtoken``: managing mirror seeds, behind the admin key (reference §12).
+"""``/seedtoken``: managing mirror seeds, behind the admin key (docs/mirror.md#seed-api).
 
 * ``GET /seedtoken``: ``{"count", "seeds": [{"id", "entry_id", "token", "created"}]}``;
   ``id`` is the first 12 hex digits of the seed's key (seeds are not stored, so they

@@ -1,17 +1,18 @@
 """Who a mirror user is: a seed on a pool account, or their own ChatGPT token.
 
-A login value (the ``token`` cookie or a bearer) is, in this order (reference §13.2):
+A login value (the ``token`` cookie or a bearer) is, in this order
+(docs/mirror.md#login-values-and-seeds):
 
 1. a **known seed** (looked up by :func:`accounts.store.seed_key`);
 2. an **access token** (a JWT with ``exp``) or a **refresh token** (``rt_…`` or the
    old 45-character form), optionally ``,account_id``: the user's own account,
    used directly and not restricted;
 3. otherwise a **new seed**: with ``auto_seed`` it gets a random healthy pool account
-   at once and keeps it (the original failed this first request, §15.3 #11);
+   at once and keeps it (the original failed this first request);
    without it, only seeds made through the admin API work.
 
 A seed whose account disappears from the pool or turns bad gets another one with
-``auto_seed`` (else 503). Conversation ownership (§15.3 #5) is kept per seed key;
+``auto_seed`` (else 503). Conversation ownership (docs/mirror.md#ownership) is kept per seed key;
 ids seen in a stream count at once (:meth:`Seeds.note`), before the store write ends.
 """
 

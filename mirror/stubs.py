@@ -1,4 +1,4 @@
-"""Local answers that stand in for the backend (reference §13.2, §13.3 item 7).
+"""Local answers that stand in for the backend (docs/mirror.md#stubs).
 
 Seed users share a real account, so the endpoints that describe that account answer
 a fixed, neutral identity instead: nothing in them comes from the real account. The

@@ -1,7 +1,7 @@
 """Sentinel proof of work for chat2api: browser profiles, configs, solver.
 
 Pure code: no mitmproxy, no network.  The flow an addon follows
-(``chatgpt-backend.md`` §2-3; the 2026 dialect in ``chatgpt-backend-2026.md`` §2.2)::
+(``docs/sentinel.md``)::
 
     profile = pick_profile(rng)                       # once per account
     config = classic_config(profile, script_src=..., build_id=..., rng=rng)
@@ -15,7 +15,7 @@ Pure code: no mitmproxy, no network.  The flow an addon follows
 For the 2026 dialect use ``config_2026`` and ``algorithm="fnv1a"`` throughout.
 
 Exceptions: ``ProofOfWorkError`` (no answer within the iteration cap; the caller
-answers 403, reference §4) and ``ValueError`` (a malformed difficulty or config, for
+answers 403, docs/sentinel.md#giving-up) and ``ValueError`` (a malformed difficulty or config, for
 settings validation through ``parse_difficulty``).  Call ``shutdown()`` when the
 addon unloads, to stop the worker processes of ``solve_async``.
 """

@@ -1,11 +1,12 @@
 """The browser-probe arrays that proof-of-work answers encode.
 
-Two dialects (``chatgpt-backend.md`` §3 and ``chatgpt-backend-2026.md`` §2.2):
+Two dialects (``docs/sentinel.md``):
 
-* ``classic_config``: the 18 elements of reference §5.1 (SHA3-512 proofs);
+* ``classic_config``: the 18 elements of ``docs/sentinel.md#classic-config`` (SHA3-512 proofs);
 * ``config_2026``: the 25 elements of the 2026 sentinel (FNV-1a proofs).
 
-Both are built fresh for every call from one ``BrowserProfile`` (reference §15.3 #9:
+Both are built fresh for every call from one ``BrowserProfile``
+(docs/original-behaviour.md#weaknesses-fixed-here, 9:
 upstream cached the array for days, freezing its clock and ids).  Elements 3 and 9 are
 placeholders that the solver overwrites (``pow.solver``).
 
@@ -110,7 +111,7 @@ def classic_config(
     now: datetime | None = None,
     page_loaded_at: float | None = None,
 ) -> list[ConfigValue]:
-    """The 18-element config of the classic sentinel (reference §5.1).
+    """The 18-element config of the classic sentinel (docs/sentinel.md#classic-config).
 
     ``script_src`` is a script URL of the home page (``""`` if it could not be fetched);
     ``build_id`` the dpl or ``data-build`` (None if unknown).  ``now`` must be aware.
@@ -138,7 +139,7 @@ def config_2026(
     now: datetime | None = None,
     page_loaded_at: float | None = None,
 ) -> list[ConfigValue]:
-    """The 25-element config of the 2026 sentinel (``chatgpt-backend-2026.md`` §2.2).
+    """The 25-element config of the 2026 sentinel (``docs/sentinel.md#2026-config``).
 
     Elements 0-17 keep their classic meaning except:
 

@@ -8,7 +8,7 @@ each profile were read from what curl_cffi 0.17 itself sends for the target
 (all of its desktop Chrome targets present themselves as macOS).
 
 The probe lists are data: the navigator properties of Appendix A and the window keys
-of Appendix B of ``reference-chat2api.md``.  Upstream's navigator list contradicts its
+of the original's window-key list.  Upstream's navigator list contradicts its
 own config (``language`` zh-CN, ``hardwareConcurrency`` 32), so here the
 profile-dependent entries are derived from the profile instead.
 """
@@ -240,7 +240,8 @@ _CHROME131 = _Chrome(131, '"Google Chrome";v="131", "Chromium";v="131", "Not_A B
 _CHROME136 = _Chrome(136, '"Chromium";v="136", "Google Chrome";v="136", "Not.A/Brand";v="99"')
 _CHROME142 = _Chrome(142, '"Chromium";v="142", "Google Chrome";v="142", "Not_A Brand";v="99"')
 
-# jsHeapSizeLimit: 4294705152 is what 64-bit Chrome reported for years (reference §5.1);
+# jsHeapSizeLimit: 4294705152 is what 64-bit Chrome reported for years
+# (docs/sentinel.md#classic-config);
 # aurora uses 4294967296 for its 2026 configs.  Which Chrome version switched is not
 # known, so the newer value is given only to the newest target.
 _HEAP_CLASSIC = 4294705152

@@ -1,20 +1,20 @@
 """Solving and checking sentinel proof-of-work challenges.
 
 An answer is ``base64(json(config))`` where the solver varies two elements of the
-config until a hash of ``seed + answer`` meets the difficulty (``chatgpt-backend.md``
-§3, ``chatgpt-backend-2026.md`` §2.2).  Two algorithms:
+config until a hash of ``seed + answer`` meets the difficulty
+(``docs/sentinel.md``).  Two algorithms:
 
 ``"sha3"`` (classic)
     ``config[3] = i``, ``config[9] = i >> 1``; accept when the first
     ``len(difficulty)`` hex digits of ``SHA3-512(seed + answer)``, as a number, are
     below ``int(difficulty, 16)`` (for even lengths: the first ``len/2`` digest bytes,
-    big-endian, reference §5.3).
+    big-endian, docs/sentinel.md#difficulty).
 ``"fnv1a"`` (2026)
     ``config[3] = i``, ``config[9]`` = milliseconds since the search began; accept
     when the 8 hex digits of the hash, cut to ``len(difficulty)``, are ``<=`` the
     difficulty as strings.  The hash is FNV-1a-32 over the bytes of
     ``seed + answer`` (both ASCII), followed by the MurmurHash3 32-bit finaliser, as
-    aurora's ``FNV1aHash`` does (the document's §2.2 does not mention that final mix).
+    aurora's ``FNV1aHash`` does (docs/sentinel.md#hashes).
 
 Speed (the search runs for every conversation turn): the config is serialised once;
 the JSON text before element 3 is hashed once (a copied SHA3 state, or the 32-bit
@@ -26,7 +26,7 @@ big-integer operations for the whole batch (an xor with the byte repeated in eve
 lane, a multiply by the prime that cannot carry out of a lane, a mask).
 
 Errors: ``ProofOfWorkError`` when no answer is found within the iteration cap (the
-caller answers 403 as upstream did, reference §4); ``ValueError`` for a malformed
+caller answers 403 as the original did, docs/sentinel.md#giving-up); ``ValueError`` for a malformed
 difficulty or config.
 """
 
@@ -85,7 +85,7 @@ REQUIREMENTS_PREFIX = "gAAAAAC"
 #: The 2026 sentinel ends both tokens with this (aurora ``prooftoken.Suffix``).
 SUFFIX_2026 = "~S"
 REQUIREMENTS_DIFFICULTY = "0fffff"
-#: Upstream's cap (reference §5.3); the browser's too.
+#: The original's cap (docs/sentinel.md#giving-up); the browser's too.
 DEFAULT_MAX_ITERATIONS = 500_000
 #: ``solve_async`` spreads a search over processes when its expected number of
 #: iterations exceeds this (about 0.2 s of work on one core).
@@ -152,7 +152,7 @@ def expected_work(difficulty: str, *, algorithm: Algorithm = "sha3") -> float:
 
 def too_hard(difficulty: str, threshold: str, *, algorithm: Algorithm = "sha3") -> bool:
     """The ``pow_difficulty`` refusal rule: is ``difficulty`` at least as hard as
-    ``threshold``?  (Reference §5.4: a lower hex value is harder.)
+    ``threshold``?  (docs/sentinel.md#difficulty: a lower hex value is harder.)
 
     For equal lengths this is upstream's string rule ``difficulty <= threshold``; for
     different lengths it compares expected work exactly (``0000ffff`` is 256 times as
@@ -475,9 +475,9 @@ def requirements_token(
 ) -> str:
     """The ``p`` of the chat-requirements call.
 
-    Classic: an answer for a local random seed at difficulty ``0fffff`` (reference §4).
+    Classic: an answer for a local random seed at difficulty ``0fffff`` (docs/sentinel.md#tokens).
     2026: no search; element 3 is 1 and element 9 keeps its ``Math.random()``, then
-    ``~S`` (``chatgpt-backend-2026.md`` §2.2; aurora does the same).
+    ``~S`` (``docs/sentinel.md#tokens``).
     """
     if algorithm == "fnv1a":
         fixed = list(config)

@@ -3,8 +3,10 @@
 set -euo pipefail
 need=()
 command -v curl >/dev/null || need+=(curl)
-# Headless browser for the page tests (the mirror's and the token page's).
+# Headless browser for the page tests (the mirror's and the token page's), driven
+# by Selenium through Debian's own chromedriver (tests/support/browser.py).
 [ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 # The Redis server the shared-state tests start on a free port (tests/support/redis.py).
 command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || need+=(redis-server)
 if [ ${#need[@]} -gt 0 ]; then

@@ -283,7 +283,7 @@ class CompletionService:
             yield batch
 
     async def _backend_chunks(self, primed: Primed) -> AsyncGenerator[bytes, None]:
-        """The answer's bytes, across resumed streams (``chatgpt-backend-2026.md`` §2.6).
+        """The answer's bytes, across resumed streams (``docs/backend-2026.md#resume``).
 
         When the stream breaks, stalls or ends before ``[DONE]`` with the answer
         unfinished, and the dialect can resume the turn, the rest is fetched from
@@ -351,7 +351,7 @@ class CompletionService:
             conversation_id = token.conversation_id
         if resumer is None or token is None or not conversation_id:
             raise ResumeRefused("this turn cannot be resumed")
-        # min(300 * 1.5^(n-1), 5000) ms, times U[0.5, 1) (chatgpt-backend-2026.md §2.6).
+        # min(300 * 1.5^(n-1), 5000) ms, times U[0.5, 1) (docs/backend-2026.md#resume).
         delay = min(0.3 * 1.5 ** (attempt - 1), 5.0) * self.rng.uniform(0.5, 1.0)
         if time.monotonic() + delay >= primed.deadline:
             raise ResumeRefused("no time is left to resume the answer")

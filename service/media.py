@@ -2,7 +2,7 @@
 
 The backend streams asset pointers (``file-service://<id>``, ``sediment://<id>``)
 and ``sandbox:/`` paths; the client needs URLs. Each is looked up through the
-download endpoints of ``chatgpt-backend.md`` §7 and rendered as markdown, one
+download endpoints of ``docs/backend-protocol.md#files`` and rendered as markdown, one
 link per image, in the order the backend gave them.
 
 Asynchronous image generation (``conversation_async_status``, the stream ends

@@ -70,6 +70,8 @@ Mode = Literal["auto", "always", "never"]
 CODEX_LIMIT_KEY = "codex"
 #: How long an account the Codex backend refused for a model stays on the web path.
 PLAN_MEMORY = 24 * 3600.0
+#: How long the end of a Codex stream is awaited after its terminal event.
+DRAIN_SECONDS = 0.5
 
 SSE_HEADERS = {
     "content-type": "text/event-stream; charset=utf-8",
@@ -101,8 +103,8 @@ class CodexPrimed:
     deadline: float
 
 
-class _Web(Exception):
-    """Answer on the web conversation instead."""
+class UseWebConversation(Exception):
+    """Raised by :meth:`ResponsesService.prime_codex`: answer on the web conversation."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -165,12 +167,12 @@ class ResponsesService:
         if self.mode != "never":
             model = resolve_model(self.codex_models, req.model, unknown=self.unknown_model)
             try:
-                primed = await self._codex_prime(req, model.slug, history, bearer, account_header)
-            except _Web:
+                primed = await self.prime_codex(req, model.slug, history, bearer, account_header)
+            except UseWebConversation:
                 pass
             else:
                 encoder = self._encoder(req, model.reported)
-                events = self._codex_events(primed)
+                events = self.codex_events(primed)
                 return await self._answer(req, encoder, events, history, owner, primed.ctx.label)
         refusal = web_refusal(req, history)
         if refusal is not None:
@@ -208,7 +210,7 @@ class ResponsesService:
 
     # -- the Codex backend -----------------------------------------------------------
 
-    async def _codex_prime(
+    async def prime_codex(
         self,
         req: ResponsesRequest,
         slug: str,
@@ -216,82 +218,100 @@ class ResponsesService:
         bearer: str | None,
         account_header: str | None,
     ) -> CodexPrimed:
-        """A primed Codex stream, retrying on other accounts; raises _Web to fall back."""
+        """A primed Codex stream, retrying on other accounts (UseWebConversation: fall back).
+
+        With ``auto``, accounts whose plan the Codex backend refuses for ``slug``
+        (now, or remembered) are passed over; if no other account answers, the web
+        conversation does.
+        """
         session = self.accounts.session(bearer, account_header, None, model=CODEX_LIMIT_KEY)
         deadline = time.monotonic() + self.limits.total_timeout
         last_error: Chat2ApiError | None = None
+        refused = False
+        auto = self.mode == "auto"
         while (credential := await session.next()) is not None:
             if credential.access_token is None:
-                raise _Web  # no account: the web conversation (anonymous)
-            if self.mode == "auto" and await self.pool.remembered(
-                plan_key(slug), credential.entry_id
-            ):
-                raise _Web
-            ctx = self.make_context(credential, self.rng)
-            keep_reasoning = True
-            while True:
-                body = codex_body(req, slug=slug, history=history, keep_reasoning=keep_reasoning)
-                try:
-                    async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
-                        primed = await self._attempt(ctx, body, deadline)
-                except TimeoutError:
-                    await session.report(Outcome.TIMEOUT, detail="total deadline")
-                    raise UpstreamTimeout(
-                        "the Codex backend did not answer within the total deadline"
-                    ) from None
-                except Chat2ApiError as e:
-                    self.pool.note_codex(credential.entry_id, getattr(e, "limits", None))
-                    why = codex_reason(e)
-                    if why == FOREIGN_REASONING and keep_reasoning:
-                        keep_reasoning = False  # made by another account: leave it out
-                        continue
-                    if why == PLAN_REFUSED and self.mode == "auto":
-                        log.info("Codex refused %r for %s: %s", credential, slug, e.message)
-                        await self.pool.remember(
-                            plan_key(slug), credential.entry_id, PLAN_MEMORY, e.message[:120]
-                        )
-                        raise _Web from None
-                    outcome = outcome_of(e)
-                    log.info(
-                        "Codex attempt %d as %r failed: %s (%s)",
-                        session.attempts,
-                        credential,
-                        e.message,
-                        outcome.value if outcome else "not retried",
+                raise UseWebConversation  # no account: the web conversation (anonymous)
+            if auto and await self.pool.remembered(plan_key(slug), credential.entry_id):
+                refused = True
+                continue
+            try:
+                primed = await self._on_account(req, slug, history, credential, deadline)
+            except TimeoutError:
+                await session.report(Outcome.TIMEOUT, detail="total deadline")
+                raise UpstreamTimeout(
+                    "the Codex backend did not answer within the total deadline"
+                ) from None
+            except Chat2ApiError as e:
+                self.pool.note_codex(credential.entry_id, getattr(e, "limits", None))
+                if auto and codex_reason(e) == PLAN_REFUSED:
+                    log.info("Codex refused %r for %s: %s", credential, slug, e.message)
+                    await self.pool.remember(
+                        plan_key(slug), credential.entry_id, PLAN_MEMORY, e.message[:120]
                     )
-                    if outcome is None:
-                        raise
-                    retry_after = getattr(e, "retry_after", None)
-                    await session.report(outcome, clears_in=retry_after, detail=e.message[:200])
-                    last_error = e
-                    break
-                self.pool.note_codex(credential.entry_id, limit_headers(primed.stream.headers))
-                await session.report(Outcome.OK)
-                return primed
+                    refused = True
+                    continue
+                outcome = outcome_of(e)
+                log.info(
+                    "Codex attempt %d as %r failed: %s (%s)",
+                    session.attempts,
+                    credential,
+                    e.message,
+                    outcome.value if outcome else "not retried",
+                )
+                if outcome is None:
+                    raise
+                retry_after = getattr(e, "retry_after", None)
+                await session.report(outcome, clears_in=retry_after, detail=e.message[:200])
+                last_error = e
+                continue
+            await session.report(Outcome.OK)
+            return primed
+        if refused:
+            raise UseWebConversation
         if last_error is None:
             raise UpstreamUnavailable("no account is available for this request")
         raise last_error
+
+    async def _on_account(
+        self,
+        req: ResponsesRequest,
+        slug: str,
+        history: list[dict[str, Any]],
+        credential: Credential,
+        deadline: float,
+    ) -> CodexPrimed:
+        """One account's attempt; sent again without reasoning items the backend
+        cannot read (their encrypted content was made by another account)."""
+        ctx = self.make_context(credential, self.rng)
+        for keep_reasoning in (True, False):
+            body = codex_body(req, slug=slug, history=history, keep_reasoning=keep_reasoning)
+            try:
+                async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                    return await self._attempt(ctx, body, deadline)
+            except Chat2ApiError as e:
+                if not keep_reasoning or codex_reason(e) != FOREIGN_REASONING:
+                    raise
+        raise AssertionError("unreachable")
 
     async def _attempt(
         self, ctx: TurnContext, body: dict[str, Any], deadline: float
     ) -> CodexPrimed:
         stream = await self.codex.open(ctx, body)
+        self.pool.note_codex(ctx.credential.entry_id, limit_headers(stream.headers))
         primed = CodexPrimed(
             stream=stream, decoder=Decoder(), events=[], ctx=ctx, deadline=deadline
         )
         try:
-            async for chunk in stream.chunks(idle_timeout=self._idle(deadline)):
-                batch = primed.decoder.feed(chunk)
-                primed.events.extend(batch)  # (all of it: what follows is not read again)
-                for event in batch:
-                    if isinstance(event, Failed):
-                        raise failure_error(event.error)
-                    if isinstance(event, ItemAdded) or event.type.endswith(".delta"):
-                        return primed
-                    if event.type in ("response.completed", "response.incomplete"):
+            chunks = stream.chunks(idle_timeout=self._idle(deadline))
+            async with contextlib.aclosing(chunks):
+                async for chunk in chunks:
+                    batch = primed.decoder.feed(chunk)
+                    primed.events.extend(batch)  # (all of it: what follows is not read again)
+                    if _primed(batch):
                         return primed
             primed.events.extend(primed.decoder.finish())
-            if any(e.type in ("response.completed", "response.incomplete") for e in primed.events):
+            if _primed(primed.events):
                 return primed
             raise UpstreamError("the Codex backend stream ended before any answer")
         except BaseException:
@@ -301,7 +321,7 @@ class ResponsesService:
     def _idle(self, deadline: float) -> float:
         return min(self.limits.idle_timeout, max(0.1, deadline - time.monotonic()))
 
-    async def _codex_events(self, primed: CodexPrimed) -> AsyncGenerator[Event, None]:
+    async def codex_events(self, primed: CodexPrimed) -> AsyncGenerator[Event, None]:
         """Every event of a primed stream; a broken stream raises (after what it sent)."""
         try:
             for event in primed.events:
@@ -403,6 +423,7 @@ class ResponsesService:
                 async for event in stream:
                     encoder.event(event)
                     if encoder.ended:
+                        await _drain(stream)
                         break
             except Chat2ApiError as e:
                 return error_answer(e)
@@ -437,6 +458,7 @@ class ResponsesService:
                         # name this response at once.
                         await self._save_quietly(req, encoder, history, owner)
                         yield data
+                        await _drain(stream)
                         return
                     if data:
                         yield data
@@ -481,6 +503,31 @@ class ResponsesService:
         await self.store.put(record)
 
 
+async def _drain(events: AsyncGenerator[Event, None]) -> None:
+    """Read what follows the terminal event (normally just the end of the body), for
+    a moment: a transfer that ends by itself leaves its connection open for the next
+    request, one stopped early closes it."""
+    with contextlib.suppress(Chat2ApiError, TimeoutError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for _ in events:
+                pass
+
+
+def _primed(events: list[Event]) -> bool:
+    """Whether these events commit the attempt: output has come, or the end.
+
+    A failure before any output raises instead, so another account may answer.
+    """
+    for event in events:
+        if isinstance(event, Failed):
+            raise failure_error(event.error)
+        if isinstance(event, ItemAdded) or event.type.endswith(".delta"):
+            return True
+        if event.type in ("response.completed", "response.incomplete"):
+            return True
+    return False
+
+
 def _web_usage(prompt: int, text: list[str], thought: list[str], model: str) -> dict[str, Any]:
     completion = count_text_tokens("".join(text), model)
     reasoning = count_text_tokens("".join(thought), model) if thought else 0
@@ -493,4 +540,12 @@ def _web_usage(prompt: int, text: list[str], thought: list[str], model: str) -> 
     }
 
 
-__all__ = ["CODEX_LIMIT_KEY", "ResponsesLimits", "ResponsesService", "Streamed", "plan_key"]
+__all__ = [
+    "CODEX_LIMIT_KEY",
+    "CodexPrimed",
+    "ResponsesLimits",
+    "ResponsesService",
+    "Streamed",
+    "UseWebConversation",
+    "plan_key",
+]

@@ -7,12 +7,13 @@ Two steps, because they depend on different things:
    ``http(s)`` URLs fetched through ``EXPORT_PROXY_URL`` with a size limit, a
    time limit and a server-side request forgery guard (:class:`UrlGuard`).
 2. :class:`Uploader` sends the blobs to the account that will answer, with the
-   upload flow of ``chatgpt-backend.md`` §7 (reference §10.2), and reports one
+   upload flow of ``docs/backend-protocol.md#files`` (``docs/original-behaviour.md#uploads``), and
+   reports one
    :class:`~translator.backend_body.Attachment` per part.
 
 Every part that cannot be fetched or uploaded is a 400 naming it
 (``messages[i].content[j]``); nothing is dropped silently (the original did,
-reference §7.3).
+docs/original-behaviour.md#messages).
 
 The guard: the host of a user-supplied URL is resolved here, every address is
 checked (no loopback, private, link-local, shared, reserved or cloud-metadata
@@ -517,7 +518,7 @@ def _replace_messages(req: ChatRequest, messages: tuple[Message, ...]) -> ChatRe
 
 
 class Uploader:
-    """The upload flow of ``chatgpt-backend.md`` §7 for one account."""
+    """The upload flow of ``docs/backend-protocol.md#files`` for one account."""
 
     def __init__(
         self,
@@ -617,7 +618,7 @@ class Uploader:
 
     async def _put(self, ctx: TurnContext, blob: Blob, upload_url: str) -> None:
         # The blob store is not ChatGPT: no authorization, device id or language
-        # (reference §10.2 step 5).
+        # (docs/original-behaviour.md#uploads).
         headers = {
             k: v
             for k, v in ctx.headers(accept="application/json, text/plain, */*").items()
@@ -657,7 +658,8 @@ class Uploader:
 
     async def _wait_indexed(self, ctx: TurnContext, blob: Blob, file_id: str) -> None:
         # Documents are indexed for retrieval before a message may use them; the web
-        # app waits for it, the original gave up after 30 s and went on (reference §10.2).
+        # app waits for it, the original gave up after 30 s and went on
+        # (docs/original-behaviour.md#uploads).
         deadline = time.monotonic() + self.index_polls * self.index_interval
         while True:
             info = await self._json(ctx, blob, "GET", f"/files/{file_id}", None, step="checking it")

@@ -29,7 +29,7 @@ DEFAULT_MODEL_TABLE: dict[str, Any] = {
     "created": DEFAULT_CREATED,
     "models": [
         {"name": "auto", "slug": "auto"},
-        # GPT-3.5 runs on the old web slug (reference §2.5 row 16).
+        # GPT-3.5 runs on the old web slug (docs/original-behaviour.md#model-names).
         {
             "name": "gpt-3.5-turbo",
             "slug": "text-davinci-002-render-sha",
@@ -102,7 +102,8 @@ DEFAULT_MODEL_TABLE: dict[str, Any] = {
         {"name": "gpt-5", "slug": "gpt-5"},
         {"name": "gpt-5-thinking", "slug": "gpt-5-thinking", "thinking": True},
         {"name": "gpt-5-mini", "slug": "gpt-5-t-mini", "thinking": True},
-        # Later GPT-5 point releases (chatgpt-backend-2026.md §1.7): gpt-5.2 → gpt-5-2,
+        # Later GPT-5 point releases (docs/backend-2026.md#thinking-models-and-effort): gpt-5.2 →
+        # gpt-5-2,
         # gpt-5.5-thinking → gpt-5-5-thinking, gpt-5.6-pro → gpt-5-6-pro.
         {"regex": r"gpt-5\.(\d+)", "slug": r"gpt-5-\1"},
         {"regex": r"gpt-5\.(\d+)-(thinking|pro|t-mini)", "slug": r"gpt-5-\1-\2", "thinking": True},

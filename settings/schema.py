@@ -14,7 +14,8 @@ UnknownModel = Literal["default", "reject"]
 CodexBackend = Literal["auto", "always", "never"]
 
 
-# The mirror's ban list for seed users: reference §13.4, plus writes to the account's
+# The mirror's ban list for seed users: the original's (docs/mirror.md#ban-list), plus writes to the
+# account's
 # settings and profile, and the endpoints that list every conversation or share of
 # the shared account. Regexes matched at the start of the canonical path (no leading
 # "/"); "write:" limits an entry to methods other than GET, HEAD and OPTIONS.

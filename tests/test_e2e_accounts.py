@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,25 +32,13 @@ from tests.fakechatgpt.harness import (
     next_plan,
     received,
     reset,
-    run_emulator,
 )
+from tests.support.admin import ADMIN_KEY, admin, bearers, conversations, tokens_view, wait_until
 from tests.support.clients import proxy_env, reverse_env, run_client
-from tests.support.mitm import Mitm, start_mitm
+from tests.support.mitm import MitmFactory
 
 CODE = "pool-code-0123456789"  # an AUTHORIZATION code
 OTHER_CODE = "pool-code-second-abcdef"
-ADMIN_KEY = "admin-key-0123456789abcdef"
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator() as emu:
-        yield emu
-
-
-@pytest.fixture(autouse=True)
-def clean(emulator: Emulator) -> None:
-    reset(emulator.url)
 
 
 def base_env(emulator: Emulator, **extra: str) -> dict[str, str]:
@@ -128,76 +116,22 @@ def ask(key: str, prompt: str, **extra: Any) -> dict[str, Any]:
     return {"key": key, "prompt": prompt, **extra}
 
 
-def admin(
-    mitm: Mitm,
-    method: str,
-    path: str,
-    *,
-    key: str | None = ADMIN_KEY,
-    body: bytes | None = None,
-    content_type: str | None = None,
-) -> tuple[int, dict[str, str], Any]:
-    """One admin API call with curl on the reverse listener: (status, headers, JSON)."""
-    args = ["curl", "-sS", "-D", "-", "-X", method, "--noproxy", "*"]
-    if key is not None:
-        args += ["-H", f"Authorization: Bearer {key}"]
-    if content_type is not None:
-        args += ["-H", f"Content-Type: {content_type}"]
-    if body is not None:
-        args += ["--data-binary", "@-"]
-    args.append(f"http://127.0.0.1:{mitm.reverse_port}{path}")
-    out = subprocess.run(args, input=body or b"", capture_output=True, timeout=30, check=True)
-    head, _, payload = out.stdout.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    data = json.loads(payload) if payload.strip().startswith(b"{") else payload.decode()
-    return status, headers, data
-
-
-def tokens_view(mitm: Mitm) -> dict[str, Any]:
-    status, _, data = admin(mitm, "GET", "/tokens/api/tokens")
-    assert status == 200, data
-    assert isinstance(data, dict)
-    return data
-
-
-def conversations(emulator: Emulator) -> list[dict[str, Any]]:
-    return [r for r in received(emulator.url) if r["path"].endswith("/conversation")]
-
-
-def bearers(emulator: Emulator) -> list[str]:
-    return [r["headers"]["authorization"].removeprefix("Bearer ") for r in conversations(emulator)]
-
-
 def assert_no_secret(secrets: Sequence[str], *texts: str) -> None:
     for secret in secrets:
         for text in texts:
             assert secret not in text, f"a raw secret ({secret[:6]}…) leaked"
 
 
-def wait_until(check: Any, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.05)
-
-
 # -- selection ----------------------------------------------------------------------
 
 
-def test_round_robin_follows_the_exact_order_per_code(emulator: Emulator, tmp_path: Path) -> None:
+def test_round_robin_follows_the_exact_order_per_code(
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
+) -> None:
     ats = [mint_access_token(exp_in=86400) for _ in range(4)]
     seed_pool(tmp_path, ["# my accounts", ats[0], ats[1], ats[2]])
     env = base_env(emulator, AUTHORIZATION=f"{CODE},{OTHER_CODE}", RANDOM_TOKEN="false")
-    with start_mitm(tmp_path, env) as mitm:
+    with mitm_factory.run(tmp=tmp_path, env=env) as mitm:
         # The fourth arrives through the admin API (JSON form) and goes last.
         status, _, added = admin(
             mitm,
@@ -222,10 +156,12 @@ def test_round_robin_follows_the_exact_order_per_code(emulator: Emulator, tmp_pa
         assert lines == ["# my accounts", *ats]
 
 
-def test_round_robin_through_the_https_proxy(emulator: Emulator, tmp_path: Path) -> None:
+def test_round_robin_through_the_https_proxy(
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
+) -> None:
     ats = [mint_access_token(exp_in=86400) for _ in range(3)]
     seed_pool(tmp_path, ats)
-    with start_mitm(tmp_path, base_env(emulator, RANDOM_TOKEN="false")) as mitm:
+    with mitm_factory.run(tmp=tmp_path, env=base_env(emulator, RANDOM_TOKEN="false")) as mitm:
         results = sdk_calls(
             proxy_env(mitm, "unused"), [ask(CODE, f"via proxy {i}") for i in range(4)]
         )
@@ -233,10 +169,12 @@ def test_round_robin_through_the_https_proxy(emulator: Emulator, tmp_path: Path)
         assert [ats.index(b) for b in bearers(emulator)] == [0, 1, 2, 0]
 
 
-def test_random_token_spreads_over_the_pool(emulator: Emulator, tmp_path: Path) -> None:
+def test_random_token_spreads_over_the_pool(
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
+) -> None:
     ats = [mint_access_token(exp_in=86400) for _ in range(4)]
     seed_pool(tmp_path, ats)
-    with start_mitm(tmp_path, base_env(emulator, RANDOM_TOKEN="true")) as mitm:
+    with mitm_factory.run(tmp=tmp_path, env=base_env(emulator, RANDOM_TOKEN="true")) as mitm:
         results = sdk_calls(reverse_env(mitm, "unused"), [ask(CODE, f"r{i}") for i in range(40)])
         assert all(r["status"] == 200 for r in results), results
         order = [ats.index(b) for b in bearers(emulator)]
@@ -262,13 +200,13 @@ RETRY_CASES: dict[str, tuple[dict[str, Any], str, bool]] = {
 
 @pytest.mark.parametrize("case", list(RETRY_CASES))
 def test_a_failed_attempt_moves_on_to_another_token(
-    emulator: Emulator, tmp_path: Path, case: str
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path, case: str
 ) -> None:
     plan, state, reused = RETRY_CASES[case]
     ats = [mint_access_token(exp_in=86400) for _ in range(3)]
     seed_pool(tmp_path, ats)
     env = base_env(emulator, RANDOM_TOKEN="false", TIMEOUT_IDLE="2", TIMEOUT_FIRST_BYTE="2")
-    with start_mitm(tmp_path, env) as mitm:
+    with mitm_factory.run(tmp=tmp_path, env=env) as mitm:
         next_plan(emulator.url, **plan)
         first = sdk_calls(reverse_env(mitm, "unused"), [ask(CODE, f"retry {case}")])
         assert first[0]["status"] == 200, first
@@ -295,20 +233,26 @@ def test_a_failed_attempt_moves_on_to_another_token(
         assert_no_secret(ats, mitm.log(), json.dumps(view))
 
 
-def test_retries_stop_after_retry_times(emulator: Emulator, tmp_path: Path) -> None:
+def test_retries_stop_after_retry_times(
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
+) -> None:
     ats = [mint_access_token(exp_in=86400) for _ in range(5)]
     seed_pool(tmp_path, ats)
-    with start_mitm(tmp_path, base_env(emulator, RANDOM_TOKEN="false", RETRY_TIMES="2")) as mitm:
+    with mitm_factory.run(
+        tmp=tmp_path, env=base_env(emulator, RANDOM_TOKEN="false", RETRY_TIMES="2")
+    ) as mitm:
         next_plan(emulator.url, preset="server_error", count=10)
         (result,) = sdk_calls(reverse_env(mitm, "unused"), [ask(CODE, "all fail")])
         assert result["status"] == 502, result
         assert [ats.index(b) for b in bearers(emulator)] == [0, 1, 2]  # 1 + RETRY_TIMES
 
 
-def test_no_retry_once_the_first_byte_has_been_sent(emulator: Emulator, tmp_path: Path) -> None:
+def test_no_retry_once_the_first_byte_has_been_sent(
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
+) -> None:
     ats = [mint_access_token(exp_in=86400) for _ in range(2)]
     seed_pool(tmp_path, ats)
-    with start_mitm(tmp_path, base_env(emulator, RANDOM_TOKEN="false")) as mitm:
+    with mitm_factory.run(tmp=tmp_path, env=base_env(emulator, RANDOM_TOKEN="false")) as mitm:
         answer = " ".join(f"word{i}" for i in range(300))
         next_plan(emulator.url, answer=answer, drop_after_events=40)
         (result,) = sdk_calls(reverse_env(mitm, "unused"), [ask(CODE, "dropped", stream=True)])
@@ -318,10 +262,12 @@ def test_no_retry_once_the_first_byte_has_been_sent(emulator: Emulator, tmp_path
         assert "error" in result, result
 
 
-def test_enable_limit_answers_429_at_once(emulator: Emulator, tmp_path: Path) -> None:
+def test_enable_limit_answers_429_at_once(
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
+) -> None:
     at = mint_access_token(exp_in=86400)
     seed_pool(tmp_path, [at])
-    with start_mitm(tmp_path, base_env(emulator, ENABLE_LIMIT="true")) as mitm:
+    with mitm_factory.run(tmp=tmp_path, env=base_env(emulator, ENABLE_LIMIT="true")) as mitm:
         next_plan(emulator.url, preset="rate_limit")
         first, second = sdk_calls(
             reverse_env(mitm, "unused"), [ask(CODE, "limited"), ask(CODE, "again")]
@@ -339,9 +285,11 @@ def test_enable_limit_answers_429_at_once(emulator: Emulator, tmp_path: Path) ->
         assert other["status"] == 200, other
 
 
-def test_without_enable_limit_the_request_is_sent(emulator: Emulator, tmp_path: Path) -> None:
+def test_without_enable_limit_the_request_is_sent(
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
+) -> None:
     seed_pool(tmp_path, [mint_access_token(exp_in=86400)])
-    with start_mitm(tmp_path, base_env(emulator, ENABLE_LIMIT="false")) as mitm:
+    with mitm_factory.run(tmp=tmp_path, env=base_env(emulator, ENABLE_LIMIT="false")) as mitm:
         next_plan(emulator.url, preset="rate_limit")
         first, second = sdk_calls(
             reverse_env(mitm, "unused"), [ask(CODE, "limited"), ask(CODE, "again")]
@@ -354,12 +302,14 @@ def test_without_enable_limit_the_request_is_sent(emulator: Emulator, tmp_path: 
 # -- refresh tokens -------------------------------------------------------------------
 
 
-def test_pool_refresh_tokens_are_refreshed_and_rotated(emulator: Emulator, tmp_path: Path) -> None:
+def test_pool_refresh_tokens_are_refreshed_and_rotated(
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
+) -> None:
     rts = [rt("a"), rt("b")]
     add_refresh_tokens(emulator.url, rts)
     seed_pool(tmp_path, ["# team first", f"{rts[0]},acct-team-1", rts[1]])
     env = base_env(emulator, RANDOM_TOKEN="false", REFRESH_CLIENT_ID="test-client-id")
-    with start_mitm(tmp_path, env) as mitm:
+    with mitm_factory.run(tmp=tmp_path, env=env) as mitm:
         # The non-forced refresh of all at start-up.
         wait_until(lambda: fake_state(emulator.url)["refresh_calls"] == 2)
         oauth = [r for r in received(emulator.url) if r["path"] == "/oauth/token"]
@@ -392,18 +342,20 @@ def test_pool_refresh_tokens_are_refreshed_and_rotated(emulator: Emulator, tmp_p
     # After a restart the cached access tokens are used: no refresh at all.
     reset(emulator.url)
     add_refresh_tokens(emulator.url, sorted(live))
-    with start_mitm(tmp_path, env) as mitm:
+    with mitm_factory.run(tmp=tmp_path, env=env) as mitm:
         (again,) = sdk_calls(reverse_env(mitm, "unused"), [ask(CODE, "after restart")])
         assert again["status"] == 200, again
         time.sleep(0.5)
         assert fake_state(emulator.url)["refresh_calls"] == 0
 
 
-def test_twenty_concurrent_requests_cause_one_refresh(emulator: Emulator, tmp_path: Path) -> None:
+def test_twenty_concurrent_requests_cause_one_refresh(
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
+) -> None:
     token = rt("c")
     add_refresh_tokens(emulator.url, [token])
     # mitmdump's own default flow log (run.sh leaves flow_detail at 1) shows no token either.
-    with start_mitm(tmp_path, base_env(emulator), flow_detail=1) as mitm:
+    with mitm_factory.run(tmp=tmp_path, env=base_env(emulator), flow_detail=1) as mitm:
         calls = [ask(token, f"concurrent {i}", stream=i % 2 == 0) for i in range(20)]
         results = sdk_calls(reverse_env(mitm, "unused"), calls, parallel=True)
         assert [r["status"] for r in results] == [200] * 20, results
@@ -419,10 +371,12 @@ def test_twenty_concurrent_requests_cause_one_refresh(emulator: Emulator, tmp_pa
         assert_no_secret([token, new, *bearers(emulator)], mitm.log())
 
 
-def test_invalid_grant_puts_the_token_on_the_error_list(emulator: Emulator, tmp_path: Path) -> None:
+def test_invalid_grant_puts_the_token_on_the_error_list(
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
+) -> None:
     dead, at = rt("d"), mint_access_token(exp_in=86400)  # the emulator does not know `dead`
     seed_pool(tmp_path, [dead, at])
-    with start_mitm(tmp_path, base_env(emulator, RANDOM_TOKEN="false")) as mitm:
+    with mitm_factory.run(tmp=tmp_path, env=base_env(emulator, RANDOM_TOKEN="false")) as mitm:
         wait_until(lambda: (mitm.data_dir / "error_token.txt").exists())
         assert (mitm.data_dir / "error_token.txt").read_text().split() == [dead]
         status, _, errors = admin(mitm, "GET", "/tokens/api/errors")
@@ -451,11 +405,13 @@ def test_invalid_grant_puts_the_token_on_the_error_list(emulator: Emulator, tmp_
 # -- Team account ids -------------------------------------------------------------------
 
 
-def test_team_account_id_reaches_the_backend(emulator: Emulator, tmp_path: Path) -> None:
+def test_team_account_id_reaches_the_backend(
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
+) -> None:
     at = mint_access_token(exp_in=86400)
     pooled = mint_access_token(exp_in=86400)
     seed_pool(tmp_path, [f"{pooled},acct-from-pool"])
-    with start_mitm(tmp_path, base_env(emulator)) as mitm:
+    with mitm_factory.run(tmp=tmp_path, env=base_env(emulator)) as mitm:
         header = {"ChatGPT-Account-ID": "acct-from-header"}
         body = {"Chatgpt-Account-Id": "acct-from-body"}
         calls = [
@@ -495,10 +451,10 @@ def test_team_account_id_reaches_the_backend(emulator: Emulator, tmp_path: Path)
 # -- the admin API ------------------------------------------------------------------------
 
 
-def test_admin_api_with_curl(emulator: Emulator, tmp_path: Path) -> None:
+def test_admin_api_with_curl(mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path) -> None:
     ats = [mint_access_token(exp_in=86400) for _ in range(2)]
     env = base_env(emulator, ADMIN_KEY=ADMIN_KEY, API_PREFIX="c2a")
-    with start_mitm(tmp_path, env) as mitm:
+    with mitm_factory.run(tmp=tmp_path, env=env) as mitm:
         # Without a key, with a wrong one: 401, and the token list is not shown.
         for key in (None, "wrong-key", CODE + "x"):
             status, headers, data = admin(mitm, "GET", "/tokens/api/tokens", key=key)
@@ -542,9 +498,11 @@ def test_admin_api_with_curl(emulator: Emulator, tmp_path: Path) -> None:
         assert_no_secret([*ats, ADMIN_KEY, CODE], mitm.log(), json.dumps(view), json.dumps(added))
 
 
-def test_admin_routes_are_not_on_the_proxy_listener(emulator: Emulator, tmp_path: Path) -> None:
+def test_admin_routes_are_not_on_the_proxy_listener(
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
+) -> None:
     seed_pool(tmp_path, [mint_access_token(exp_in=86400)])
-    with start_mitm(tmp_path, base_env(emulator, ADMIN_KEY=ADMIN_KEY)) as mitm:
+    with mitm_factory.run(tmp=tmp_path, env=base_env(emulator, ADMIN_KEY=ADMIN_KEY)) as mitm:
         bundle = proxy_env(mitm, "x")["SSL_CERT_FILE"]
         out = subprocess.run(
             [
@@ -568,10 +526,14 @@ def test_admin_routes_are_not_on_the_proxy_listener(emulator: Emulator, tmp_path
         assert status == "404" and '"count"' not in body
 
 
-def test_run_sh_script_list_starts(emulator: Emulator, tmp_path: Path) -> None:
+def test_run_sh_script_list_starts(
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
+) -> None:
     """``-s addons/chat2api.py -s addons/admin.py`` (as run.sh had it) must start."""
     scripts = ("addons/chat2api.py", "addons/admin.py")
-    with start_mitm(tmp_path, base_env(emulator, ADMIN_KEY=ADMIN_KEY), scripts=scripts) as mitm:
+    with mitm_factory.run(
+        tmp=tmp_path, env=base_env(emulator, ADMIN_KEY=ADMIN_KEY), scripts=scripts
+    ) as mitm:
         time.sleep(0.5)
         assert mitm.proc.poll() is None, mitm.log()
         assert tokens_view(mitm)["count"] == 0
@@ -584,12 +546,12 @@ def test_run_sh_script_list_starts(emulator: Emulator, tmp_path: Path) -> None:
 
 
 def test_sigkill_during_uploads_keeps_every_acknowledged_token(
-    emulator: Emulator, tmp_path: Path
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
 ) -> None:
     acknowledged: list[str] = []
     lock = threading.Lock()
     stop = threading.Event()
-    with start_mitm(tmp_path, base_env(emulator, ADMIN_KEY=ADMIN_KEY)) as mitm:
+    with mitm_factory.run(tmp=tmp_path, env=base_env(emulator, ADMIN_KEY=ADMIN_KEY)) as mitm:
         url = f"http://127.0.0.1:{mitm.reverse_port}/tokens/api/tokens"
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -633,16 +595,16 @@ def test_sigkill_during_uploads_keeps_every_acknowledged_token(
         if path.exists() and path.read_text().strip():
             json.loads(path.read_text())
     # And the restarted proxy serves them all.
-    with start_mitm(tmp_path, base_env(emulator, ADMIN_KEY=ADMIN_KEY)) as mitm:
+    with mitm_factory.run(tmp=tmp_path, env=base_env(emulator, ADMIN_KEY=ADMIN_KEY)) as mitm:
         assert tokens_view(mitm)["count"] == len(stored) >= len(done)
         assert not list(mitm.data_dir.glob(".*.tmp"))
 
 
 def test_the_last_pool_token_failing_is_not_retried_anonymously(
-    emulator: Emulator, tmp_path: Path
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
 ) -> None:
     seed_pool(tmp_path, [mint_access_token(exp_in=86400)])
-    with start_mitm(tmp_path, base_env(emulator)) as mitm:
+    with mitm_factory.run(tmp=tmp_path, env=base_env(emulator)) as mitm:
         next_plan(emulator.url, preset="unauthorized")
         failed, anonymous = sdk_calls(
             reverse_env(mitm, "unused"), [ask(CODE, "one token"), ask(CODE, "pool now empty")]
@@ -655,8 +617,8 @@ def test_the_last_pool_token_failing_is_not_retried_anonymously(
         assert anonymous["status"] == 200, anonymous
 
 
-def test_allow_anonymous_off(emulator: Emulator, tmp_path: Path) -> None:
-    with start_mitm(tmp_path, base_env(emulator, ALLOW_ANONYMOUS="false")) as mitm:
+def test_allow_anonymous_off(mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path) -> None:
+    with mitm_factory.run(tmp=tmp_path, env=base_env(emulator, ALLOW_ANONYMOUS="false")) as mitm:
         (empty,) = sdk_calls(reverse_env(mitm, "unused"), [ask(CODE, "empty pool")])
         assert empty["status"] == 503 and "anonymous use is off" in empty["body"], empty
         assert conversations(emulator) == []

@@ -10,71 +10,31 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fakechatgpt.answers import expected_answer, expected_reasoning
-from tests.fakechatgpt.harness import (
-    Emulator,
-    mint_access_token,
-    next_plan,
-    received,
-    reset,
-    run_emulator,
-)
-from tests.support.clients import proxy_env, reverse_env, run_client
-from tests.support.dialects import DIALECTS, emulator_options, mitm_env
-from tests.support.mitm import Mitm, start_mitm
+from tests.fakechatgpt.harness import Emulator, next_plan, received
+from tests.support.captures import COMPLETE, FIXTURES, ref_answer
+from tests.support.clients import client_env, proxy_env, reverse_env, run_client
+from tests.support.mitm import Mitm, MitmFactory
 from tests.support.sdk import ask, chat
-from tests.test_translator_captures import COMPLETE, FIXTURES, ref_answer
 
 MODES = ["proxy", "reverse"]
 
 
-@pytest.fixture(scope="module", params=DIALECTS)
-def dialect(request: pytest.FixtureRequest) -> str:
+@pytest.fixture(scope="module")
+def emulator_options(dialect: str) -> dict[str, Any]:
     """Every test here runs against a backend speaking only this dialect."""
-    return str(request.param)
+    return {"dialect": dialect}
 
 
 @pytest.fixture(scope="module")
-def emulator(dialect: str) -> Iterator[Emulator]:
-    with run_emulator(**emulator_options(dialect)) as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def mitm(
-    emulator: Emulator, dialect: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Mitm]:
-    env = {
-        "CHATGPT_BASE_URL": emulator.url,
-        **mitm_env(dialect),
-        # Short enough that stall tests stay quick, long enough for a loaded CI box.
-        "TIMEOUT_IDLE": "3",
-        "TIMEOUT_FIRST_BYTE": "4",
-    }
-    with start_mitm(tmp_path_factory.mktemp("mitm"), env) as m:
-        yield m
-
-
-@pytest.fixture(autouse=True)
-def clean(emulator: Emulator) -> None:
-    reset(emulator.url)
-
-
-@pytest.fixture
-def token() -> str:
-    """A fresh account per test: rate-limit memory and health are per account."""
-    return mint_access_token(exp_in=24 * 3600)
-
-
-def env_for(mitm: Mitm, mode: str, key: str) -> dict[str, str]:
-    return proxy_env(mitm, key) if mode == "proxy" else reverse_env(mitm, key)
+def chat2api_options(dialect: str) -> dict[str, Any]:
+    # Short enough that stall tests stay quick, long enough for a loaded CI box.
+    return {"dialect": dialect, "env": {"TIMEOUT_IDLE": "3", "TIMEOUT_FIRST_BYTE": "4"}}
 
 
 def conversation_calls(emulator: Emulator) -> list[dict[str, Any]]:
@@ -91,7 +51,7 @@ def test_generated_answer_arrives_exactly(
 ) -> None:
     prompt = f"Tell me about Paris ({mode}, {stream})"
     extra = {"stream_options": {"include_usage": True}} if stream else {}
-    result = chat(env_for(mitm, mode, token), **ask(prompt, stream=stream, extra=extra))
+    result = chat(client_env(mitm, mode, token), **ask(prompt, stream=stream, extra=extra))
     assert "error" not in result, result
     assert result["text"] == expected_answer(prompt, "gpt-4o")
     assert result["reasoning"] == ""
@@ -122,7 +82,7 @@ def test_reasoning_arrives_as_reasoning_content(
     emulator: Emulator, mitm: Mitm, token: str, model: str, stream: bool
 ) -> None:
     prompt = "Why is the sky blue?"
-    result = chat(env_for(mitm, "reverse", token), **ask(prompt, model=model, stream=stream))
+    result = chat(client_env(mitm, "reverse", token), **ask(prompt, model=model, stream=stream))
     assert "error" not in result, result
     assert result["text"] == expected_answer(prompt, model)
     thought = expected_reasoning(prompt, model)
@@ -145,7 +105,7 @@ def test_every_complete_capture_replayed(
     expected = ref_answer(capture.read_bytes())
     next_plan(emulator.url, replay=str(capture))
     mode = "proxy" if stream else "reverse"
-    result = chat(env_for(mitm, mode, token), **ask("replay", stream=stream))
+    result = chat(client_env(mitm, mode, token), **ask("replay", stream=stream))
     assert "error" not in result, result
     assert result["text"] == expected
     assert result["finish_reason"] == "stop"
@@ -156,7 +116,7 @@ def test_every_complete_capture_replayed(
 def test_streaming_is_incremental(emulator: Emulator, mitm: Mitm, token: str) -> None:
     """With an event every 100 ms, chunks reach the client as they are sent."""
     next_plan(emulator.url, delay_ms=100)
-    result = chat(env_for(mitm, "proxy", token), **ask("pace me", stream=True))
+    result = chat(client_env(mitm, "proxy", token), **ask("pace me", stream=True))
     assert "error" not in result, result
     times = result["times"]
     assert len(times) >= 20
@@ -171,7 +131,7 @@ def test_streaming_is_incremental(emulator: Emulator, mitm: Mitm, token: str) ->
 
 def test_history_enabled_per_request(emulator: Emulator, mitm: Mitm, token: str) -> None:
     result = chat(
-        env_for(mitm, "reverse", token),
+        client_env(mitm, "reverse", token),
         **ask("remember this", stream=False, extra={"extra_body": {"history_disabled": False}}),
     )
     assert "error" not in result, result
@@ -362,7 +322,7 @@ def test_backend_refusals_raise_the_matching_sdk_error(
     stream: bool,
 ) -> None:
     next_plan(emulator.url, **plan)
-    result = chat(env_for(mitm, "reverse", token), **ask(f"fault {name}", stream=stream))
+    result = chat(client_env(mitm, "reverse", token), **ask(f"fault {name}", stream=stream))
     assert result.get("error", {}).get("error_class") == error_class, result
     assert result["text"] == ""
     assert result["elapsed"] < 20
@@ -409,13 +369,13 @@ def test_mid_stream_failures_raise_instead_of_a_fake_success(
         # here the resume is refused, so the break must reach the client.
         plan = {**plan, "resume_fail": True}
     next_plan(emulator.url, **plan)
-    result = chat(env_for(mitm, "proxy", token), **ask(f"break {name}", stream=True))
+    result = chat(client_env(mitm, "proxy", token), **ask(f"break {name}", stream=True))
     assert result.get("error", {}).get("error_class") == "APIError", result
     assert result["finish_reason"] is None
     assert result["elapsed"] < 15
 
     next_plan(emulator.url, **plan)
-    whole = chat(env_for(mitm, "reverse", token), **ask(f"break {name} whole", stream=False))
+    whole = chat(client_env(mitm, "reverse", token), **ask(f"break {name} whole", stream=False))
     assert whole.get("error", {}).get("error_class") in (
         "InternalServerError",
         "APIStatusError",
@@ -425,7 +385,7 @@ def test_mid_stream_failures_raise_instead_of_a_fake_success(
 
 def test_stall_before_the_first_event_times_out(emulator: Emulator, mitm: Mitm, token: str) -> None:
     next_plan(emulator.url, stall_ms=8000)
-    result = chat(env_for(mitm, "reverse", token), **ask("stall first", stream=True))
+    result = chat(client_env(mitm, "reverse", token), **ask("stall first", stream=True))
     assert result.get("error", {}).get("error_class") == "InternalServerError", result
     assert result["elapsed"] < 15
 
@@ -477,21 +437,21 @@ def test_non_intercepted_host_keeps_its_own_certificate(
 
 
 def test_run_sh_launcher_streams_an_sdk_answer(
-    emulator: Emulator, dialect: str, token: str, tmp_path: Path
+    emulator: Emulator, dialect: str, token: str, mitm_factory: MitmFactory
 ) -> None:
     """chat2api started as run.sh starts it (``python -m service.launcher``, the lean
     master) answers the SDK through both listeners, usage included."""
-    env = {"CHATGPT_BASE_URL": emulator.url, **mitm_env(dialect)}
-    command = (sys.executable, "-m", "service.launcher")
-    with start_mitm(tmp_path, env, command=command, flow_detail=1) as launched:
-        for mode in MODES:
-            prompt = f"Tell me about Lyon ({mode})"
-            extra = {"stream_options": {"include_usage": True}}
-            result = chat(env_for(launched, mode, token), **ask(prompt, stream=True, extra=extra))
-            assert "error" not in result, result
-            assert result["text"] == expected_answer(prompt, "gpt-4o")
-            assert result["finish_reason"] == "stop"
-            assert result["usage"]["completion_tokens"] > 0
-        log = launched.log()
+    launched = mitm_factory(
+        emulator_url=emulator.url, dialect=dialect, launcher=True, flow_detail=1
+    )
+    for mode in MODES:
+        prompt = f"Tell me about Lyon ({mode})"
+        extra = {"stream_options": {"include_usage": True}}
+        result = chat(client_env(launched, mode, token), **ask(prompt, stream=True, extra=extra))
+        assert "error" not in result, result
+        assert result["text"] == expected_answer(prompt, "gpt-4o")
+        assert result["finish_reason"] == "stop"
+        assert result["usage"]["completion_tokens"] > 0
+    log = launched.log()
     assert "Loading script" in log and "chat2api" in log
     assert "<< 200" not in log  # no per-flow dump (flow_detail is accepted, no dumper)

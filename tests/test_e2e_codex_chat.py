@@ -8,7 +8,6 @@ Codex backend; a web model name is answered by the Codex table's default model.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,10 +19,7 @@ from tests.fakechatgpt.harness import (
     expected_codex_answer,
     expected_codex_summary,
     expected_codex_tool_answer,
-    mint_access_token,
     received,
-    reset,
-    run_emulator,
 )
 from tests.support.clients import proxy_env, reverse_env, run_client
 from tests.support.mitm import Mitm, start_mitm
@@ -34,26 +30,13 @@ ASK = 'Weather please. call get_weather({"city": "Paris", "days": 2})'
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator() as emu:
-        yield emu
+def emulator_options() -> dict[str, Any]:
+    return {}
 
 
 @pytest.fixture(scope="module")
-def mitm(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
-    env = {"CHATGPT_BASE_URL": emulator.url, "CODEX_BACKEND": "auto"}
-    with start_mitm(tmp_path_factory.mktemp("mitm"), env) as m:
-        yield m
-
-
-@pytest.fixture(autouse=True)
-def clean(emulator: Emulator) -> None:
-    reset(emulator.url)
-
-
-@pytest.fixture
-def token() -> str:
-    return mint_access_token(exp_in=24 * 3600)
+def chat2api_options() -> dict[str, Any]:
+    return {"env": {"CODEX_BACKEND": "auto"}}
 
 
 def env_for(mitm: Mitm, mode: str, key: str) -> dict[str, str]:

@@ -8,34 +8,26 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.fakechatgpt.harness import Emulator, mint_access_token, received, reset, run_emulator
-from tests.support.mitm import Mitm, start_mitm
+from tests.fakechatgpt.harness import Emulator, mint_access_token, received, reset
+from tests.support.mitm import Mitm
 from tests.test_e2e_codex_cli import PROMPT, codex_bin, config_toml
 
 __all__ = ["codex_bin"]  # the fixture, shared with tests/test_e2e_codex_cli.py
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator(dialect="2026") as emu:
-        yield emu
+def emulator_options() -> dict[str, Any]:
+    return {"dialect": "2026"}
 
 
 @pytest.fixture(scope="module")
-def mitm(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
-    env = {
-        "CHATGPT_BASE_URL": emulator.url,
-        "CODEX_BACKEND": "never",
-        "BACKEND_DIALECT": "2026",
-        "TIMEOUT_IDLE": "10",
-    }
-    with start_mitm(tmp_path_factory.mktemp("mitm"), env) as m:
-        yield m
+def chat2api_options() -> dict[str, Any]:
+    return {"dialect": "2026", "env": {"CODEX_BACKEND": "never", "TIMEOUT_IDLE": "10"}}
 
 
 def test_codex_exec_tool_loop_on_the_web_conversation(

@@ -11,24 +11,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fakechatgpt.answers import expected_answer, expected_reasoning
-from tests.fakechatgpt.harness import (
-    Emulator,
-    mint_access_token,
-    next_plan,
-    received,
-    reset,
-    run_emulator,
-)
-from tests.support.clients import proxy_env, reverse_env
-from tests.support.dialects import DIALECTS, emulator_options, is_conversation_call, mitm_env
-from tests.support.mitm import Mitm, start_mitm
+from tests.fakechatgpt.harness import Emulator, EmulatorFactory, next_plan, received, reset
+from tests.support.clients import client_env, reverse_env
+from tests.support.dialects import is_conversation_call
+from tests.support.mitm import Mitm, MitmFactory
 from tests.support.sdk import ask, chat
 
 SETTINGS = {
@@ -38,35 +29,14 @@ SETTINGS = {
 }
 
 
-@pytest.fixture(scope="module", params=DIALECTS)
-def dialect(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@pytest.fixture(scope="module")
+def emulator_options(dialect: str) -> dict[str, Any]:
+    return {"dialect": dialect}
 
 
 @pytest.fixture(scope="module")
-def emulator(dialect: str) -> Iterator[Emulator]:
-    with run_emulator(**emulator_options(dialect)) as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def mitm(
-    emulator: Emulator, dialect: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Mitm]:
-    env = {"CHATGPT_BASE_URL": emulator.url, **SETTINGS, **mitm_env(dialect)}
-    with start_mitm(tmp_path_factory.mktemp(f"mitm-{dialect}"), env) as m:
-        yield m
-
-
-@pytest.fixture(autouse=True)
-def clean(request: pytest.FixtureRequest) -> None:
-    if "emulator" in request.fixturenames:
-        reset(request.getfixturevalue("emulator").url)
-
-
-@pytest.fixture
-def token() -> str:
-    return mint_access_token(exp_in=24 * 3600)
+def chat2api_options(dialect: str) -> dict[str, Any]:
+    return {"dialect": dialect, "env": SETTINGS}
 
 
 def paths(emulator: Emulator) -> list[str]:
@@ -95,7 +65,7 @@ def test_answer_arrives_exactly_in_each_dialect(
     emulator: Emulator, mitm: Mitm, dialect: str, token: str, mode: str, stream: bool
 ) -> None:
     prompt = f"Hello in the {dialect} dialect over {mode}"
-    env = proxy_env(mitm, token) if mode == "proxy" else reverse_env(mitm, token)
+    env = client_env(mitm, mode, token)
     out = chat(env, **ask(prompt, stream=stream))
     assert out.get("error") is None, out
     assert out["text"] == expected_answer(prompt, "gpt-4o")
@@ -210,18 +180,18 @@ def test_refused_resume_ends_in_the_openai_error(
 # -- auto -------------------------------------------------------------------------------------
 
 
-def test_auto_falls_back_to_classic_and_remembers(tmp_path: Path) -> None:
-    token = mint_access_token(exp_in=24 * 3600)
-    with run_emulator(**emulator_options("classic")) as emu:
-        env = {"CHATGPT_BASE_URL": emu.url, **SETTINGS, **mitm_env("auto")}
-        with start_mitm(tmp_path / "mitm", env) as mitm:
-            for i in range(2):
-                prompt = f"auto against classic, turn {i}"
-                out = chat(reverse_env(mitm, token), **ask(prompt, stream=i == 0))
-                assert out.get("error") is None, out
-                assert out["text"] == expected_answer(prompt, "gpt-4o")
-            backend = paths(emu)
-            log = mitm.log()
+def test_auto_falls_back_to_classic_and_remembers(
+    emulator_factory: EmulatorFactory, mitm_factory: MitmFactory, token: str
+) -> None:
+    emu = emulator_factory(dialect="classic")
+    mitm = mitm_factory(SETTINGS, emulator_url=emu.url, dialect="auto")
+    for i in range(2):
+        prompt = f"auto against classic, turn {i}"
+        out = chat(reverse_env(mitm, token), **ask(prompt, stream=i == 0))
+        assert out.get("error") is None, out
+        assert out["text"] == expected_answer(prompt, "gpt-4o")
+    backend = paths(emu)
+    log = mitm.log()
     assert backend == [
         "/backend-api/sentinel/chat-requirements/prepare",  # 404: not spoken here
         "/backend-api/sentinel/chat-requirements",
@@ -233,42 +203,41 @@ def test_auto_falls_back_to_classic_and_remembers(tmp_path: Path) -> None:
     assert "does not speak the 2026 backend dialect" in log
 
 
-def test_auto_uses_2026_where_it_is_spoken(tmp_path: Path) -> None:
-    token = mint_access_token(exp_in=24 * 3600)
-    with run_emulator(**emulator_options("2026")) as emu:
-        env = {"CHATGPT_BASE_URL": emu.url, **SETTINGS, **mitm_env("auto")}
-        with start_mitm(tmp_path / "mitm", env) as mitm:
-            prompt = "auto against 2026"
-            total = total_events(emu, mitm, token, prompt)
-            next_plan(emu.url, drop_after_events=total // 2)
-            out = chat(reverse_env(mitm, token), **ask(prompt, stream=True))
-            backend = paths(emu)
+def test_auto_uses_2026_where_it_is_spoken(
+    emulator_factory: EmulatorFactory, mitm_factory: MitmFactory, token: str
+) -> None:
+    emu = emulator_factory(dialect="2026")
+    mitm = mitm_factory(SETTINGS, emulator_url=emu.url, dialect="auto")
+    prompt = "auto against 2026"
+    total = total_events(emu, mitm, token, prompt)
+    next_plan(emu.url, drop_after_events=total // 2)
+    out = chat(reverse_env(mitm, token), **ask(prompt, stream=True))
+    backend = paths(emu)
     assert out.get("error") is None, out
     assert out["text"] == expected_answer(prompt, "gpt-4o")
     assert "/backend-api/conversation" not in backend
     assert "/backend-api/f/conversation/resume" in backend
 
 
-def test_2026_against_a_classic_only_upstream_names_the_setting(tmp_path: Path) -> None:
-    token = mint_access_token(exp_in=24 * 3600)
-    with run_emulator(**emulator_options("classic")) as emu:
-        env = {"CHATGPT_BASE_URL": emu.url, **SETTINGS, **mitm_env("2026")}
-        with start_mitm(tmp_path / "mitm", env) as mitm:
-            out = chat(reverse_env(mitm, token), **ask("wrong dialect", stream=True))
+def test_2026_against_a_classic_only_upstream_names_the_setting(
+    emulator_factory: EmulatorFactory, mitm_factory: MitmFactory, token: str
+) -> None:
+    emu = emulator_factory(dialect="classic")
+    mitm = mitm_factory(SETTINGS, emulator_url=emu.url, dialect="2026")
+    out = chat(reverse_env(mitm, token), **ask("wrong dialect", stream=True))
     assert out["error"]["status"] == 502
     assert "BACKEND_DIALECT" in out["error"]["message"]
 
 
-def test_resume_attempts_zero_turns_resuming_off(tmp_path: Path) -> None:
-    token = mint_access_token(exp_in=24 * 3600)
-    with run_emulator(**emulator_options("2026")) as emu:
-        env = {"CHATGPT_BASE_URL": emu.url, **SETTINGS, **mitm_env("2026")}
-        env["RESUME_ATTEMPTS"] = "0"
-        with start_mitm(tmp_path / "mitm", env) as mitm:
-            prompt = "no resuming"
-            total = total_events(emu, mitm, token, prompt)
-            next_plan(emu.url, drop_after_events=total - 2)
-            out = chat(reverse_env(mitm, token), **ask(prompt, stream=True))
-            backend = paths(emu)
+def test_resume_attempts_zero_turns_resuming_off(
+    emulator_factory: EmulatorFactory, mitm_factory: MitmFactory, token: str
+) -> None:
+    emu = emulator_factory(dialect="2026")
+    mitm = mitm_factory({**SETTINGS, "RESUME_ATTEMPTS": "0"}, emulator_url=emu.url, dialect="2026")
+    prompt = "no resuming"
+    total = total_events(emu, mitm, token, prompt)
+    next_plan(emu.url, drop_after_events=total - 2)
+    out = chat(reverse_env(mitm, token), **ask(prompt, stream=True))
+    backend = paths(emu)
     assert out["error"]["error_class"] == "APIError"
     assert "/backend-api/f/conversation/resume" not in backend

@@ -27,18 +27,15 @@ conversation call only, so a retry on another account gets a clean answer.
 from __future__ import annotations
 
 import socket
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fakechatgpt.answers import expected_answer
-from tests.fakechatgpt.harness import Emulator, mint_access_token, run_emulator
+from tests.fakechatgpt.harness import Emulator, mint_access_token
 from tests.support.cells import run_cells
-from tests.support.mitm import Mitm, start_mitm
+from tests.support.mitm import Mitm, MitmFactory
 
 CODE = "faults-pool-code-0123456789"
 ADMIN_KEY = "faults-admin-key-0123456789"
@@ -133,12 +130,6 @@ MATRIX: dict[str, tuple[dict[str, Any] | None, dict[tuple[bool, bool], Expect]]]
 CONNECT_REFUSED = same(error("InternalServerError", 503))
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator() as emu:
-        yield emu
-
-
 def proxy_settings(base_url: str) -> dict[str, str]:
     return {
         "CHATGPT_BASE_URL": base_url,
@@ -151,25 +142,16 @@ def proxy_settings(base_url: str) -> dict[str, str]:
     }
 
 
-def seeded(tmp: Path) -> Path:
+def pool() -> list[str]:
     """Three pool tokens in ``token.txt`` before start-up, as users keep them."""
-    (tmp / "data").mkdir(parents=True, exist_ok=True)
-    (tmp / "data" / "token.txt").write_text(
-        "".join(mint_access_token(exp_in=86400) + "\n" for _ in range(3))
-    )
-    return tmp
+    return [mint_access_token(exp_in=86400) for _ in range(3)]
 
 
 @pytest.fixture(scope="module")
-def mitm(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
+def chat2api_options(emulator: Emulator) -> dict[str, Any]:
     # Started as run.sh starts it (the lean launcher, with its layer shim); the
     # other end-to-end modules run plain `mitmdump -s addons/chat2api.py`.
-    with start_mitm(
-        seeded(tmp_path_factory.mktemp("faults")),
-        proxy_settings(emulator.url),
-        command=(sys.executable, "-m", "service.launcher"),
-    ) as m:
-        yield m
+    return {"env": proxy_settings(emulator.url), "pool": pool(), "launcher": True}
 
 
 def cells_for(fault: str, plan: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -273,12 +255,12 @@ def test_fault_matrix(emulator: Emulator, mitm: Mitm, fault: str) -> None:
     assert_clean_log(mitm)
 
 
-def test_connect_refused(tmp_path: Path) -> None:
+def test_connect_refused(mitm_factory: MitmFactory) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    with start_mitm(seeded(tmp_path), proxy_settings(closed)) as mitm:
-        cells = cells_for("connect-refused", None)
-        results = run_cells(mitm, cells, emulator_url=None, admin_key=ADMIN_KEY)
-        assert_cells(results, cells, CONNECT_REFUSED)
-        assert_clean_log(mitm)
+    mitm = mitm_factory(proxy_settings(closed), pool=pool())
+    cells = cells_for("connect-refused", None)
+    results = run_cells(mitm, cells, emulator_url=None, admin_key=ADMIN_KEY)
+    assert_cells(results, cells, CONNECT_REFUSED)
+    assert_clean_log(mitm)

@@ -19,7 +19,6 @@ import json
 import random
 import socket
 import tracemalloc
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +29,10 @@ from hypothesis import strategies as st
 from errors import UpstreamUnavailable
 from service.api import ApiApp, Reply, StreamReply
 from settings.model_table import parse_model_table
-from tests.fakechatgpt.harness import Emulator, mint_access_token, next_plan, run_emulator
-from tests.support.mitm import Mitm, start_mitm
+from tests.fakechatgpt.harness import Emulator, mint_access_token, next_plan
+from tests.support.captures import FIXTURES
+from tests.support.mitm import Mitm, MitmFactory
 from tests.support.rawhttp import Connection
-from tests.test_translator_captures import FIXTURES
 
 REQUESTS = 10_000
 WORKERS = 16
@@ -287,13 +286,12 @@ def test_memory_stays_bounded_under_hostile_requests() -> None:
 
 
 @pytest.fixture(scope="module")
-def mitm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
+def mitm(module_mitm_factory: MitmFactory) -> Mitm:
+    """chat2api in front of a closed port: the bodies never get as far as a backend."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    env = {"CHATGPT_BASE_URL": closed, "MAX_BODY_BYTES": str(MAX_BODY)}
-    with start_mitm(tmp_path_factory.mktemp("fuzz"), env) as m:
-        yield m
+    return module_mitm_factory({"CHATGPT_BASE_URL": closed, "MAX_BODY_BYTES": str(MAX_BODY)})
 
 
 def rss_kib(pid: int) -> int:
@@ -424,11 +422,9 @@ def check_stream(body: bytes) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def replaying(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Emulator, Mitm]]:
-    with run_emulator() as emu:
-        env = {"CHATGPT_BASE_URL": emu.url, "TIMEOUT_IDLE": "2", "TIMEOUT_FIRST_BYTE": "3"}
-        with start_mitm(tmp_path_factory.mktemp("replay"), env) as m:
-            yield emu, m
+def replaying(emulator: Emulator, module_mitm_factory: MitmFactory) -> tuple[Emulator, Mitm]:
+    env = {"TIMEOUT_IDLE": "2", "TIMEOUT_FIRST_BYTE": "3"}
+    return emulator, module_mitm_factory(env, emulator_url=emulator.url)
 
 
 def test_mutated_captures_through_the_proxy(

@@ -13,22 +13,18 @@ import base64
 import json
 import re
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.fakechatgpt.harness import (
     Emulator,
-    mint_access_token,
     next_plan,
     received,
-    reset,
-    run_emulator,
 )
 from tests.fakechatgpt.state import FAKE_PNG
 from tests.support.clients import reverse_env, run_client
-from tests.support.mitm import Mitm, start_mitm
+from tests.support.mitm import Mitm, MitmFactory
 
 CHAT = r"""
 import os, openai
@@ -61,36 +57,18 @@ LINK = re.compile(r"!\[image\]\((http[^)\s]+)\)")
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator() as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def mitm(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
+def chat2api_options(emulator: Emulator) -> dict[str, Any]:
     env = {
-        "CHATGPT_BASE_URL": emulator.url,
         # The emulator serves the test images from 127.0.0.1: allow exactly that host:port.
         "MEDIA_ALLOW_HOSTS": f"127.0.0.1:{emulator.port}",
         "MEDIA_POLL_INTERVAL": "0.2",
     }
-    with start_mitm(tmp_path_factory.mktemp("mitm"), env) as m:
-        yield m
+    return {"env": env}
 
 
-@pytest.fixture(autouse=True)
-def clean(emulator: Emulator) -> None:
-    reset(emulator.url)
-
-
-@pytest.fixture
-def key() -> str:
-    return mint_access_token(exp_in=24 * 3600)
-
-
-def chat(mitm: Mitm, key: str, *, stream: bool = False, **kwargs: Any) -> dict[str, Any]:
+def chat(mitm: Mitm, token: str, *, stream: bool = False, **kwargs: Any) -> dict[str, Any]:
     spec = {"stream": stream, "kwargs": {"model": "gpt-4o", **kwargs}}
-    env = {**reverse_env(mitm, key), "C2A_SPEC": json.dumps(spec)}
+    env = {**reverse_env(mitm, token), "C2A_SPEC": json.dumps(spec)}
     (out,) = run_client(CHAT, env, timeout=90)
     assert isinstance(out, dict)
     return out
@@ -122,11 +100,11 @@ def data_url(mime: str, data: bytes) -> str:
 
 
 def test_images_by_url_and_base64_are_uploaded_byte_for_byte(
-    emulator: Emulator, mitm: Mitm, key: str
+    emulator: Emulator, mitm: Mitm, token: str
 ) -> None:
     out = chat(
         mitm,
-        key,
+        token,
         messages=[
             {
                 "role": "user",
@@ -162,12 +140,12 @@ def test_images_by_url_and_base64_are_uploaded_byte_for_byte(
 
 
 def test_a_document_reaches_the_upload_flow_and_the_attachments(
-    emulator: Emulator, mitm: Mitm, key: str
+    emulator: Emulator, mitm: Mitm, token: str
 ) -> None:
     document = "Quarterly notes\n\nRevenue: up. Costs: down. ✓\n".encode()
     out = chat(
         mitm,
-        key,
+        token,
         messages=[
             {
                 "role": "user",
@@ -202,10 +180,10 @@ def test_a_document_reaches_the_upload_flow_and_the_attachments(
     assert message["content"]["parts"] == ["Summarise the file."]
 
 
-def test_a_part_that_cannot_be_fetched_is_a_400_naming_it(mitm: Mitm, key: str) -> None:
+def test_a_part_that_cannot_be_fetched_is_a_400_naming_it(mitm: Mitm, token: str) -> None:
     out = chat(
         mitm,
-        key,
+        token,
         messages=[
             {
                 "role": "user",
@@ -225,11 +203,11 @@ def test_a_part_that_cannot_be_fetched_is_a_400_naming_it(mitm: Mitm, key: str) 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
 def test_two_generated_images_become_two_links_in_order(
-    emulator: Emulator, mitm: Mitm, key: str, stream: bool
+    emulator: Emulator, mitm: Mitm, token: str, stream: bool
 ) -> None:
     out = chat(
         mitm,
-        key,
+        token,
         stream=stream,
         model="gpt-4o-image",
         messages=[{"role": "user", "content": "Draw a lighthouse."}],
@@ -244,12 +222,12 @@ def test_two_generated_images_become_two_links_in_order(
 
 
 def test_async_image_generation_is_polled_into_links(
-    emulator: Emulator, mitm: Mitm, key: str
+    emulator: Emulator, mitm: Mitm, token: str
 ) -> None:
     next_plan(emulator.url, async_image=True, async_ready_ms=800)
     out = chat(
         mitm,
-        key,
+        token,
         stream=True,
         messages=[{"role": "user", "content": "Draw a fox."}],
         extra_body={"history_disabled": False},
@@ -263,22 +241,22 @@ def test_async_image_generation_is_polled_into_links(
 
 
 def test_async_image_without_history_ends_with_a_clear_message(
-    emulator: Emulator, mitm: Mitm, key: str
+    emulator: Emulator, mitm: Mitm, token: str
 ) -> None:
     next_plan(emulator.url, async_image=True)
-    out = chat(mitm, key, messages=[{"role": "user", "content": "Draw a fox."}])
+    out = chat(mitm, token, messages=[{"role": "user", "content": "Draw a fox."}])
     assert "error" not in out
     assert LINK.findall(out["text"]) == []
     assert "history" in out["text"]
 
 
 def test_sandbox_links_become_download_urls_with_history(
-    emulator: Emulator, mitm: Mitm, key: str
+    emulator: Emulator, mitm: Mitm, token: str
 ) -> None:
     next_plan(emulator.url, answer="Done: [out.csv](sandbox:/mnt/data/out.csv).")
     out = chat(
         mitm,
-        key,
+        token,
         messages=[{"role": "user", "content": "Make a CSV."}],
         extra_body={"history_disabled": False},
     )
@@ -288,10 +266,10 @@ def test_sandbox_links_become_download_urls_with_history(
 
 
 def test_a_gpt_model_name_becomes_a_gizmo_interaction(
-    emulator: Emulator, mitm: Mitm, key: str
+    emulator: Emulator, mitm: Mitm, token: str
 ) -> None:
     out = chat(
-        mitm, key, model="gpt-4-gizmo-g-abc123", messages=[{"role": "user", "content": "hi"}]
+        mitm, token, model="gpt-4-gizmo-g-abc123", messages=[{"role": "user", "content": "hi"}]
     )
     assert "error" not in out
     body = conversation_body(emulator)
@@ -299,7 +277,7 @@ def test_a_gpt_model_name_becomes_a_gizmo_interaction(
 
 
 @pytest.mark.parametrize("response_format", ["url", "b64_json"])
-def test_images_generate(emulator: Emulator, mitm: Mitm, key: str, response_format: str) -> None:
+def test_images_generate(emulator: Emulator, mitm: Mitm, token: str, response_format: str) -> None:
     spec = {
         "kwargs": {
             "model": "gpt-image-1",
@@ -307,7 +285,7 @@ def test_images_generate(emulator: Emulator, mitm: Mitm, key: str, response_form
             "response_format": response_format,
         }
     }
-    env = {**reverse_env(mitm, key), "C2A_SPEC": json.dumps(spec)}
+    env = {**reverse_env(mitm, token), "C2A_SPEC": json.dumps(spec)}
     (out,) = run_client(IMAGES, env, timeout=90)
     (image,) = out["data"]
     if response_format == "url":
@@ -324,10 +302,9 @@ def test_images_generate(emulator: Emulator, mitm: Mitm, key: str, response_form
 
 
 @pytest.fixture(scope="module")
-def guarded(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
+def guarded(emulator: Emulator, module_mitm_factory: MitmFactory) -> Mitm:
     """chat2api with the allow-list off."""
-    with start_mitm(tmp_path_factory.mktemp("guarded"), {"CHATGPT_BASE_URL": emulator.url}) as m:
-        yield m
+    return module_mitm_factory(emulator_url=emulator.url)
 
 
 @pytest.mark.parametrize(
@@ -341,11 +318,11 @@ def guarded(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Ite
     ],
 )
 def test_urls_to_local_addresses_are_refused(
-    emulator: Emulator, guarded: Mitm, key: str, url: str
+    emulator: Emulator, guarded: Mitm, token: str, url: str
 ) -> None:
     out = chat(
         guarded,
-        key,
+        token,
         messages=[
             {
                 "role": "user",

@@ -10,21 +10,14 @@ token, never a seed, the session marker or the ``token`` cookie. With
 
 from __future__ import annotations
 
-import base64
-import http.client
 import json
 import os
-import random
-import re
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import pow
 from mirror.stubs import SEED_STUBS
 from settings.schema import DEFAULT_GATEWAY_BLOCKED_PATHS
 from tests.fakechatgpt.harness import (
@@ -33,10 +26,10 @@ from tests.fakechatgpt.harness import (
     mint_access_token,
     received,
     reset,
-    run_emulator,
 )
-from tests.support.browser import Page, chromium_path, start_browser
-from tests.support.mitm import Mitm, start_mitm
+from tests.support.browser import Page, browser_missing, start_browser
+from tests.support.mirror import Client, bearer, listed, start_conversation
+from tests.support.mitm import Mitm
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "docs" / "screenshots"
@@ -49,65 +42,22 @@ UUID = "0f3a6b2c-1d4e-4f5a-8b6c-7d8e9f0a1b2c"
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator(refresh_tokens=LIVE_RT) as emu:
-        yield emu
+def emulator_options() -> dict[str, Any]:
+    return {"refresh_tokens": LIVE_RT}
 
 
 @pytest.fixture(scope="module")
-def mitm(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
-    tmp = tmp_path_factory.mktemp("mirror")
-    (tmp / "data").mkdir()
-    (tmp / "data" / "token.txt").write_text(POOL_AT + "\n")
+def chat2api_options(emulator: Emulator) -> dict[str, Any]:
     env = {
-        "CHATGPT_BASE_URL": emulator.url,
-        "ENABLE_GATEWAY": "true",
         "AUTO_SEED": "true",
         "ADMIN_KEY": ADMIN_KEY,
         "REFRESH_URL": emulator.url + "/oauth/token",
-        "GATEWAY_ASSETS_URL": emulator.url,
-        "GATEWAY_FILES_URL": emulator.url,
-        "GATEWAY_SANDBOX_URL": emulator.url,
-        "GATEWAY_STATSIG_URL": emulator.url,
     }
-    scripts = ("addons/chat2api.py", "addons/mirror.py")
-    with start_mitm(tmp, env, scripts=scripts, reverse_target=emulator.url) as m:
-        yield m
-
-
-@pytest.fixture(autouse=True)
-def clean(emulator: Emulator) -> None:
-    reset(emulator.url)
+    return {"env": env, "mirror": True, "pool": [POOL_AT]}
 
 
 def base(mitm: Mitm) -> str:
     return f"http://127.0.0.1:{mitm.reverse_port}"
-
-
-class Client:
-    """Raw HTTP/1.1 on one keep-alive connection: the path goes out exactly as given."""
-
-    def __init__(self, mitm: Mitm) -> None:
-        self.conn = http.client.HTTPConnection("127.0.0.1", mitm.reverse_port, timeout=30)
-
-    def call(
-        self, method: str, target: str, body: Any = None, **headers: str
-    ) -> tuple[int, dict[str, str], bytes]:
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers.setdefault("content-type", "application/json")
-        self.conn.request(method, target, body=data, headers=headers)
-        resp = self.conn.getresponse()
-        payload = resp.read()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, payload
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-def bearer(seed: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {seed}"}
 
 
 def secrets_leaked(emulator: Emulator, *secrets: str) -> list[str]:
@@ -119,24 +69,19 @@ def secrets_leaked(emulator: Emulator, *secrets: str) -> list[str]:
 def screenshot(page: Page, name: str) -> None:
     if os.environ.get("CHAT2API_SCREENSHOTS") != "1":
         return
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    data = page.send("Page.captureScreenshot", {"format": "png"})["data"]
-    (SHOTS / name).write_bytes(base64.b64decode(data))
+    page.screenshot(SHOTS / name)
 
 
+# Skipped only outside CI: `run.sh test` installs Chromium and its driver, so CI always runs them.
 needs_browser = pytest.mark.skipif(
-    chromium_path() is None and os.environ.get("CI") != "true",
-    reason="Chromium is not installed (scripts/system-deps.sh installs it)",
+    browser_missing() is not None and os.environ.get("CI") != "true",
+    reason=browser_missing() or "",
 )
 
 
 def sign_in(page: Page, site: str, value: str) -> None:
     page.goto(site + "/login")
     page.wait_for("document.querySelector('textarea#token') !== null")
-    page.send(
-        "Emulation.setDeviceMetricsOverride",
-        {"width": 900, "height": 640, "deviceScaleFactor": 1, "mobile": False},
-    )
     page.type_into("textarea#token", value)
     page.click("button[type=submit]")
     page.wait_for(f"location.href === {json.dumps(site + '/')}", 20)
@@ -162,13 +107,8 @@ def test_seed_login_in_a_browser_loads_the_site(
             time.sleep(0.05)
     finally:
         client.close()
-    with start_browser(tmp_path) as browser:
-        page = browser.new_page()
+    with start_browser(tmp_path) as page:
         page.goto(site + "/login")
-        page.send(
-            "Emulation.setDeviceMetricsOverride",
-            {"width": 900, "height": 640, "deviceScaleFactor": 1, "mobile": False},
-        )
         assert "Seed, refresh token or access token" in page.text("label")
         screenshot(page, "mirror-login.png")
         sign_in(page, site, SEED_A)
@@ -197,16 +137,15 @@ def test_seed_login_in_a_browser_loads_the_site(
 @needs_browser
 def test_refresh_token_login_and_logout(mitm: Mitm, emulator: Emulator, tmp_path: Path) -> None:
     site = base(mitm)
-    with start_browser(tmp_path) as browser:
-        page = browser.new_page()
+    with start_browser(tmp_path) as page:
         sign_in(page, site, LIVE_RT)
         assert page.evaluate("document.body.dataset.ready") == "1", page.text("#hello")
         # Their own account: /me is the emulator's, with the refreshed access token.
         assert page.text("#hello") == "Hello, Fake User (fake@example.com)"
-        page.send("Page.navigate", {"url": site + "/logout"})
+        page.goto(site + "/logout")
         page.wait_for(f"location.href === {json.dumps(site + '/login')}")
         page.wait_for("document.querySelector('textarea#token') !== null")
-        page.send("Page.navigate", {"url": site + "/"})
+        page.goto(site + "/")
         page.wait_for(f"location.href === {json.dumps(site + '/login')}")
     assert fake_state(emulator.url)["refresh_calls"] >= 1
     me = [e for e in received(emulator.url) if e["path"] == "/backend-api/me"]
@@ -261,58 +200,6 @@ def test_seed_api_behind_the_admin_key(mitm: Mitm) -> None:
 
 
 # -- isolation --------------------------------------------------------------------------
-
-
-def start_conversation(client: Client, seed: str) -> str:
-    """A new conversation through the mirror, as the site's front-end makes one."""
-    rng = random.Random(7)
-    profile = pow.pick_profile(rng)
-    config = pow.classic_config(profile, script_src="", build_id=None, rng=rng)
-    p = pow.requirements_token(config, rng=rng)
-    ua = {"user-agent": profile.user_agent}
-    status, _, body = client.call(
-        "POST", "/backend-api/sentinel/chat-requirements", {"p": p}, **bearer(seed), **ua
-    )
-    assert status == 200, body
-    req = json.loads(body)
-    work = req["proofofwork"]
-    proof = pow.as_proof_token(pow.solve(config, work["seed"], work["difficulty"]))
-    message = {
-        "id": str(uuid.uuid4()),
-        "author": {"role": "user"},
-        "content": {"content_type": "text", "parts": ["Hello from a seed"]},
-    }
-    status, headers, body = client.call(
-        "POST",
-        "/backend-api/conversation",
-        {
-            "action": "next",
-            "messages": [message],
-            "parent_message_id": str(uuid.uuid4()),
-            "model": "auto",
-        },
-        **bearer(seed),
-        **ua,
-        accept="text/event-stream",
-        **{
-            "oai-device-id": str(uuid.uuid4()),
-            "openai-sentinel-chat-requirements-token": req["token"],
-            "openai-sentinel-proof-token": proof,
-        },
-    )
-    assert status == 200, body
-    assert headers["content-type"].startswith("text/event-stream")
-    m = re.search(rb'"conversation_id"\s*:\s*"([0-9a-f-]{36})"', body)
-    assert m, body[:500]
-    return m.group(1).decode()
-
-
-def listed(client: Client, seed: str) -> list[str]:
-    status, _, body = client.call(
-        "GET", "/backend-api/conversations?offset=0&limit=28", **bearer(seed)
-    )
-    assert status == 200, body
-    return [item["id"] for item in json.loads(body)["items"]]
 
 
 def test_seeds_cannot_touch_each_others_conversations(mitm: Mitm, emulator: Emulator) -> None:

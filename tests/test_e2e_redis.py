@@ -11,9 +11,10 @@ the second starts with no files at all.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,22 +28,14 @@ from tests.fakechatgpt.harness import (
     next_plan,
     received,
     reset,
-    run_emulator,
 )
+from tests.support.admin import ADMIN_KEY, admin, bearers, tokens_view, wait_until
 from tests.support.clients import run_client
-from tests.support.mitm import Mitm, start_mitm
+from tests.support.mirror import Client, bearer, listed, start_conversation
+from tests.support.mitm import Mitm, MitmFactory
 from tests.support.redis import RedisServer, require_redis, run_redis
-from tests.test_e2e_accounts import admin, bearers, tokens_view, wait_until
-from tests.test_e2e_mirror import Client, bearer, listed, start_conversation
 
 CODE = "pool-code-0123456789"
-ADMIN_KEY = "admin-key-0123456789abcdef"
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator() as emu:
-        yield emu
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +44,9 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
 
 
-@pytest.fixture(autouse=True)
-def clean(emulator: Emulator) -> None:
-    reset(emulator.url)
-
-
 @contextmanager
 def two_instances(
-    tmp: Path,
+    factory: MitmFactory,
     emulator: Emulator,
     server: RedisServer,
     pool: Sequence[str] = (),
@@ -68,35 +56,21 @@ def two_instances(
 ) -> Iterator[tuple[Mitm, Mitm]]:
     """Instances A and B over one Redis; A's DATA_DIR holds ``pool`` as token.txt."""
     env = {
-        "CHATGPT_BASE_URL": emulator.url,
         "AUTHORIZATION": CODE,
         "ADMIN_KEY": ADMIN_KEY,
         "REFRESH_URL": emulator.url + "/oauth/token",
         "TIMEOUT_IDLE": "10",
         "TIMEOUT_FIRST_BYTE": "10",
         "REDIS_URL": server.url,
-        "REDIS_PREFIX": "e2e-" + tmp.name,
+        "REDIS_PREFIX": "e2e-" + secrets.token_hex(4),
         **extra,
     }
-    scripts: tuple[str, ...] = ("addons/chat2api.py",)
-    target = "http://127.0.0.1:9"
     if mirror:
-        scripts += ("addons/mirror.py",)
-        target = emulator.url
-        env.update(
-            ENABLE_GATEWAY="true",
-            AUTO_SEED="true",
-            GATEWAY_ASSETS_URL=emulator.url,
-            GATEWAY_FILES_URL=emulator.url,
-            GATEWAY_SANDBOX_URL=emulator.url,
-            GATEWAY_STATSIG_URL=emulator.url,
-        )
-    if pool:
-        (tmp / "a" / "data").mkdir(parents=True)
-        (tmp / "a" / "data" / "token.txt").write_text("".join(x + "\n" for x in pool))
-    with ExitStack() as stack:
-        a = stack.enter_context(start_mitm(tmp / "a", env, scripts=scripts, reverse_target=target))
-        b = stack.enter_context(start_mitm(tmp / "b", env, scripts=scripts, reverse_target=target))
+        env["AUTO_SEED"] = "true"
+    with (
+        factory.run(env, emulator_url=emulator.url, mirror=mirror, pool=pool) as a,
+        factory.run(env, emulator_url=emulator.url, mirror=mirror) as b,
+    ):
         if pool:  # A imports its token.txt into the empty shared pool at start-up
             wait_until(lambda: len(tokens_view(b)["tokens"]) == len(pool))
         yield a, b
@@ -148,10 +122,10 @@ def ask(mitm: Mitm, prompt: str, key: str = CODE, **extra: Any) -> dict[str, Any
 
 
 def test_round_robin_is_global_across_instances(
-    emulator: Emulator, redis_server: RedisServer, tmp_path: Path
+    mitm_factory: MitmFactory, emulator: Emulator, redis_server: RedisServer, tmp_path: Path
 ) -> None:
     ats = [mint_access_token(exp_in=86400) for _ in range(3)]
-    with two_instances(tmp_path, emulator, redis_server, ats, RANDOM_TOKEN="false") as (a, b):
+    with two_instances(mitm_factory, emulator, redis_server, ats, RANDOM_TOKEN="false") as (a, b):
         assert "imported 3 token(s)" in a.log()
         results = sdk([ask((a, b)[i % 2], f"alternating {i}") for i in range(6)])
         assert [r["status"] for r in results] == [200] * 6, results
@@ -161,10 +135,10 @@ def test_round_robin_is_global_across_instances(
 
 
 def test_a_token_failing_on_one_instance_is_skipped_by_the_other(
-    emulator: Emulator, redis_server: RedisServer, tmp_path: Path
+    mitm_factory: MitmFactory, emulator: Emulator, redis_server: RedisServer, tmp_path: Path
 ) -> None:
     ats = [mint_access_token(exp_in=86400) for _ in range(3)]
-    with two_instances(tmp_path, emulator, redis_server, ats, RANDOM_TOKEN="false") as (a, b):
+    with two_instances(mitm_factory, emulator, redis_server, ats, RANDOM_TOKEN="false") as (a, b):
         next_plan(emulator.url, preset="unauthorized")
         (first,) = sdk([ask(a, "A meets a 401")])
         assert first["status"] == 200, first
@@ -179,11 +153,11 @@ def test_a_token_failing_on_one_instance_is_skipped_by_the_other(
 
 
 def test_twenty_concurrent_requests_on_two_instances_refresh_once(
-    emulator: Emulator, redis_server: RedisServer, tmp_path: Path
+    mitm_factory: MitmFactory, emulator: Emulator, redis_server: RedisServer, tmp_path: Path
 ) -> None:
     token = "rt_" + "r" * 40
     add_refresh_tokens(emulator.url, [token])
-    with two_instances(tmp_path, emulator, redis_server) as (a, b):
+    with two_instances(mitm_factory, emulator, redis_server) as (a, b):
         calls = [ask((a, b)[i % 2], f"both {i}", key=token, stream=i % 4 < 2) for i in range(20)]
         results = sdk(calls, parallel=True)
         assert [r["status"] for r in results] == [200] * 20, results
@@ -194,10 +168,10 @@ def test_twenty_concurrent_requests_on_two_instances_refresh_once(
 
 
 def test_a_seed_made_on_one_instance_works_on_the_other(
-    emulator: Emulator, redis_server: RedisServer, tmp_path: Path
+    mitm_factory: MitmFactory, emulator: Emulator, redis_server: RedisServer, tmp_path: Path
 ) -> None:
     pool = [mint_access_token(exp_in=86400)]
-    with two_instances(tmp_path, emulator, redis_server, pool, mirror=True) as (a, b):
+    with two_instances(mitm_factory, emulator, redis_server, pool, mirror=True) as (a, b):
         on_a, on_b = Client(a), Client(b)
         try:
             status, _, body = on_a.call("POST", "/seedtoken", {}, **bearer(ADMIN_KEY))
@@ -227,12 +201,14 @@ def test_a_seed_made_on_one_instance_works_on_the_other(
 # -- Redis going away ------------------------------------------------------------------------
 
 
-def test_redis_stopped_mid_run_and_restarted(emulator: Emulator, tmp_path: Path) -> None:
+def test_redis_stopped_mid_run_and_restarted(
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
+) -> None:
     ats = [mint_access_token(exp_in=86400) for _ in range(2)]
     new = mint_access_token(exp_in=86400)
     with (
         run_redis(tmp_path / "redis") as server,
-        two_instances(tmp_path, emulator, server, ats) as (a, b),
+        two_instances(mitm_factory, emulator, server, ats) as (a, b),
     ):
         warm = sdk([ask(a, "warm A"), ask(b, "warm B")])
         assert [r["status"] for r in warm] == [200, 200], warm
@@ -265,7 +241,9 @@ def test_redis_stopped_mid_run_and_restarted(emulator: Emulator, tmp_path: Path)
         assert again[0]["status"] == 200, again
 
 
-def test_starting_while_redis_is_down(emulator: Emulator, tmp_path: Path) -> None:
+def test_starting_while_redis_is_down(
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
+) -> None:
     ats = [mint_access_token(exp_in=86400)]
     server = RedisServer(require_redis(), tmp_path / "redis")  # not started yet
     env = {
@@ -275,9 +253,7 @@ def test_starting_while_redis_is_down(emulator: Emulator, tmp_path: Path) -> Non
         "ALLOW_ANONYMOUS": "false",
         "REDIS_URL": server.url,
     }
-    (tmp_path / "a" / "data").mkdir(parents=True)
-    (tmp_path / "a" / "data" / "token.txt").write_text(ats[0] + "\n")
-    with start_mitm(tmp_path / "a", env) as mitm:
+    with mitm_factory.run(env, pool=[ats[0]]) as mitm:
         (down,) = sdk([ask(mitm, "no Redis yet")])
         assert down["status"] == 503 and "Redis" in down["body"], down
         assert "is unreachable" in mitm.log()

@@ -14,36 +14,23 @@ and the official SDK.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.fakechatgpt.answers import expected_answer
-from tests.fakechatgpt.harness import Emulator, mint_access_token, run_emulator
+from tests.fakechatgpt.harness import Emulator, mint_access_token
 from tests.support.cells import run_cells
 from tests.support.clients import proxy_env, run_client
-from tests.support.mitm import Mitm, start_mitm
+from tests.support.mitm import Mitm
 
 TOTAL = 3.0
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator() as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def mitm(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
-    env = {
-        "CHATGPT_BASE_URL": emulator.url,
-        "TIMEOUT_IDLE": "10",
-        "TIMEOUT_FIRST_BYTE": "10",
-        "TIMEOUT_TOTAL": str(TOTAL),
-    }
-    with start_mitm(tmp_path_factory.mktemp("timeouts"), env) as m:
-        yield m
+def chat2api_options() -> dict[str, Any]:
+    env = {"TIMEOUT_IDLE": "10", "TIMEOUT_FIRST_BYTE": "10", "TIMEOUT_TOTAL": str(TOTAL)}
+    return {"env": env}
 
 
 HANG_UP = r"""

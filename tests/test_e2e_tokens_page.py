@@ -16,30 +16,29 @@ from pathlib import Path
 import pytest
 
 from tests.fakechatgpt.harness import mint_access_token
-from tests.support.browser import Page, chromium_path, start_browser
-from tests.support.mitm import Mitm, start_mitm
+from tests.support.browser import Page, browser_missing, start_browser
+from tests.support.mitm import Mitm, MitmFactory
 
 ADMIN_KEY = "page-admin-key-0123456789"
 CODE = "page-pool-code-0123456789"
 
-# Skipped only outside CI: `run.sh test` installs Chromium, so CI always runs them.
+# Skipped only outside CI: `run.sh test` installs Chromium and its driver, so CI always runs them.
 pytestmark = pytest.mark.skipif(
-    chromium_path() is None and os.environ.get("CI") != "true",
-    reason="Chromium is missing: run scripts/system-deps.sh",
+    browser_missing() is not None and os.environ.get("CI") != "true",
+    reason=browser_missing() or "",
 )
 
 
 @pytest.fixture(scope="module")
-def mitm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
-    env = {"ADMIN_KEY": ADMIN_KEY, "AUTHORIZATION": CODE, "API_PREFIX": "c2a"}
-    with start_mitm(tmp_path_factory.mktemp("mitm"), env) as m:
-        yield m
+def mitm(module_mitm_factory: MitmFactory) -> Mitm:
+    """chat2api with no backend: the page only manages the pool."""
+    return module_mitm_factory({"ADMIN_KEY": ADMIN_KEY, "AUTHORIZATION": CODE, "API_PREFIX": "c2a"})
 
 
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator[Page]:
-    with start_browser(tmp_path) as browser:
-        yield browser.new_page()
+    with start_browser(tmp_path) as page:
+        yield page
 
 
 def visible(element_id: str) -> str:

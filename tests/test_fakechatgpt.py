@@ -1,7 +1,7 @@
 """The backend emulator refuses what the real backend refuses and streams what it streams.
 
 The proof-of-work solver here is a tiny independent one (not `pow/`), written from
-chatgpt-backend.md §3 and chatgpt-backend-2026.md §2.2.
+docs/sentinel.md.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import json
 import socket
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import pytest
 from tests.fakechatgpt.deltas import DeltaDecoder
 from tests.fakechatgpt.harness import (
     Emulator,
+    EmulatorFactory,
     add_refresh_tokens,
     advance_clock,
     expected_answer,
@@ -33,7 +33,6 @@ from tests.fakechatgpt.harness import (
     next_plan,
     received,
     reset,
-    run_emulator,
 )
 
 FIXTURES = Path("/work/shared/fixtures/chatgpt")
@@ -101,9 +100,9 @@ def requirements_p(dialect: str = "classic") -> str:
 
 
 class Client:
-    def __init__(self, emu: Emulator, token: str | None = None) -> None:
-        self.host = urlsplit(emu.url).hostname or "127.0.0.1"
-        self.port = emu.port
+    def __init__(self, emulator: Emulator, token: str | None = None) -> None:
+        self.host = urlsplit(emulator.url).hostname or "127.0.0.1"
+        self.port = emulator.port
         self.token = token if token is not None else mint_access_token()
         self.device = str(uuid.uuid4())
 
@@ -217,21 +216,19 @@ def final_messages(raw: bytes) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def emu() -> Iterator[Emulator]:
-    with run_emulator(refresh_tokens="rt-one,rt-two") as e:
-        yield e
+def emulator_options() -> dict[str, Any]:
+    return {"refresh_tokens": "rt-one,rt-two"}
 
 
 @pytest.fixture
-def client(emu: Emulator) -> Client:
-    reset(emu.url)
-    return Client(emu)
+def client(emulator: Emulator) -> Client:
+    return Client(emulator)  # tests/conftest.py has reset the emulator
 
 
 # ---------------------------------------------------------------- valid flows
 
 
-def test_classic_flow_streams_the_expected_answer(client: Client, emu: Emulator) -> None:
+def test_classic_flow_streams_the_expected_answer(client: Client, emulator: Emulator) -> None:
     status, headers, raw = client.converse(conv_body("Grüß dich 👋"))
     assert status == 200, raw
     assert headers["content-type"] == "text/event-stream; charset=utf-8"
@@ -296,24 +293,23 @@ def test_legacy_format_when_no_encodings(client: Client) -> None:
     assert raw.endswith(b"data: [DONE]\n\n")
 
 
-def test_replay_is_byte_for_byte(client: Client, emu: Emulator) -> None:
+def test_replay_is_byte_for_byte(client: Client, emulator: Emulator) -> None:
     capture = FIXTURES / "delta_v1/fira_paste_gpt-5-2_famous-people_A_2026-01.sse"
-    next_plan(emu.url, replay=str(capture))
+    next_plan(emulator.url, replay=str(capture))
     status, _, raw = client.converse()
     assert status == 200
     assert raw == capture.read_bytes()
 
 
-def test_replay_flag() -> None:
+def test_replay_flag(emulator_factory: EmulatorFactory) -> None:
     capture = FIXTURES / "delta_v1/fira_paste_gpt-5-2_famous-people_A_2026-01.sse"
-    with run_emulator(replay=str(capture)) as e:
-        status, _, raw = Client(e).converse()
+    status, _, raw = Client(emulator_factory(replay=str(capture))).converse()
     assert status == 200 and raw == capture.read_bytes()
 
 
-def test_anon_flow(emu: Emulator) -> None:
-    reset(emu.url)
-    anon = Client(emu, token="")
+def test_anon_flow(emulator: Emulator) -> None:
+    reset(emulator.url)
+    anon = Client(emulator, token="")
     req = anon.requirements("/backend-anon")
     assert req["persona"] == "chatgpt-noauth"
     status, _, raw = anon.converse(base="/backend-anon")
@@ -355,7 +351,7 @@ def test_proof_for_another_seed_is_403(client: Client) -> None:
     assert status == 403
 
 
-def test_reused_and_expired_requirements_tokens_are_403(client: Client, emu: Emulator) -> None:
+def test_reused_and_expired_requirements_tokens_are_403(client: Client, emulator: Emulator) -> None:
     req = client.requirements()
     proof = solve(req["proofofwork"]["seed"], req["proofofwork"]["difficulty"])
     hdrs = client.converse_headers(req, proof)
@@ -364,7 +360,7 @@ def test_reused_and_expired_requirements_tokens_are_403(client: Client, emu: Emu
     assert status == 403 and b"already been used" in raw
     req = client.requirements()
     proof = solve(req["proofofwork"]["seed"], req["proofofwork"]["difficulty"])
-    advance_clock(emu.url, 600)
+    advance_clock(emulator.url, 600)
     hdrs = client.converse_headers(req, proof)
     status, _, raw = client.request("POST", "/backend-api/conversation", conv_body(), hdrs)
     assert status == 403 and b"expired" in raw
@@ -384,15 +380,15 @@ def test_bad_requirements_p_is_403(client: Client) -> None:
         ("a.b.c", "parse"),
     ],
 )
-def test_bad_bearer_is_401(emu: Emulator, token: str, detail_word: str) -> None:
-    status, body = Client(emu, token).post_json(
+def test_bad_bearer_is_401(emulator: Emulator, token: str, detail_word: str) -> None:
+    status, body = Client(emulator, token).post_json(
         "/backend-api/sentinel/chat-requirements", {"p": requirements_p()}
     )
     assert status == 401 and detail_word in body["detail"]
 
 
-def test_missing_bearer_is_401(emu: Emulator) -> None:
-    status, _, _ = Client(emu, token="").request("GET", "/backend-api/models")
+def test_missing_bearer_is_401(emulator: Emulator) -> None:
+    status, _, _ = Client(emulator, token="").request("GET", "/backend-api/models")
     assert status == 401
 
 
@@ -418,7 +414,7 @@ def test_malformed_body_is_422(client: Client, body: dict[str, Any], loc: list[s
     assert status == 422 and json.loads(raw)["detail"][0]["type"] == "value_error.jsondecode"
 
 
-def test_refresh_token_rotation(client: Client, emu: Emulator) -> None:
+def test_refresh_token_rotation(client: Client, emulator: Emulator) -> None:
     body = {"client_id": "app", "grant_type": "refresh_token", "refresh_token": "rt-one"}
     status, first = client.post_json("/oauth/token", body)
     assert status == 200 and first["refresh_token"] != "rt-one"
@@ -427,12 +423,12 @@ def test_refresh_token_rotation(client: Client, emu: Emulator) -> None:
     assert status == 400 and again["error"] == "invalid_grant"
     status, _ = client.post_json("/oauth/token", dict(body, refresh_token=first["refresh_token"]))
     assert status == 200
-    add_refresh_tokens(emu.url, ["rt-added"])
+    add_refresh_tokens(emulator.url, ["rt-added"])
     assert client.post_json("/oauth/token", dict(body, refresh_token="rt-added"))[0] == 200
     assert client.post_json("/oauth/token", dict(body, refresh_token="never"))[0] == 400
-    assert fake_state(emu.url)["refresh_calls"] == 5
+    assert fake_state(emulator.url)["refresh_calls"] == 5
     # The fresh access token is accepted.
-    Client(emu, first["access_token"]).requirements()
+    Client(emulator, first["access_token"]).requirements()
 
 
 # ---------------------------------------------------------------- 2026 dialect
@@ -463,7 +459,7 @@ def _flow_2026(client: Client, **body: Any) -> tuple[int, bytes]:
     return status, raw
 
 
-def test_2026_flow_and_resume(client: Client, emu: Emulator) -> None:
+def test_2026_flow_and_resume(client: Client, emulator: Emulator) -> None:
     status, raw = _flow_2026(client)
     assert status == 200, raw
     assert final_messages(raw)[-1]["content"]["parts"] == [
@@ -490,7 +486,7 @@ def test_2026_flow_and_resume(client: Client, emu: Emulator) -> None:
     assert status == 404
 
 
-def test_2026_refusals(client: Client, emu: Emulator) -> None:
+def test_2026_refusals(client: Client, emulator: Emulator) -> None:
     status, body = client.post_json(
         "/backend-api/sentinel/chat-requirements/finalize", {"prepare_token": "gAAAAABnope"}
     )
@@ -515,7 +511,7 @@ def test_2026_refusals(client: Client, emu: Emulator) -> None:
     hdrs = client.converse_headers(fin, good)
     status, _, _ = client.request("POST", "/backend-api/f/conversation", conv_body(), hdrs)
     assert status == 403
-    next_plan(emu.url, resume_fail=True)
+    next_plan(emulator.url, resume_fail=True)
     status, raw = _flow_2026(client)
     token_event = json.loads(sse_events(raw)[1][1])
     status, _, _ = client.request(
@@ -530,33 +526,33 @@ def test_2026_refusals(client: Client, emu: Emulator) -> None:
 # ---------------------------------------------------------------- faults and log
 
 
-def test_drop_after_events(client: Client, emu: Emulator) -> None:
-    next_plan(emu.url, drop_after_events=5)
+def test_drop_after_events(client: Client, emulator: Emulator) -> None:
+    next_plan(emulator.url, drop_after_events=5)
     with pytest.raises(http.client.IncompleteRead) as info:
         client.converse()
     assert info.value.partial.count(b"\n\n") == 5
-    entry = [r for r in received(emu.url) if r["path"].endswith("/conversation")][-1]
+    entry = [r for r in received(emulator.url) if r["path"].endswith("/conversation")][-1]
     assert entry["events_sent"] == 5 and entry["ended"] == "dropped"
 
 
-def test_stall_and_delay(client: Client, emu: Emulator) -> None:
-    next_plan(emu.url, stall_ms=300)
+def test_stall_and_delay(client: Client, emulator: Emulator) -> None:
+    next_plan(emulator.url, stall_ms=300)
     started = time.monotonic()
     assert client.converse()[0] == 200
     assert time.monotonic() - started >= 0.3
-    next_plan(emu.url, stall_after_events=3, stall_ms=200, delay_ms=1)
+    next_plan(emulator.url, stall_after_events=3, stall_ms=200, delay_ms=1)
     started = time.monotonic()
     assert client.converse()[0] == 200
     assert time.monotonic() - started >= 0.2
 
 
-def test_error_and_malformed_events(client: Client, emu: Emulator) -> None:
-    next_plan(emu.url, error_event="Something went wrong", error_after_events=4)
+def test_error_and_malformed_events(client: Client, emulator: Emulator) -> None:
+    next_plan(emulator.url, error_event="Something went wrong", error_after_events=4)
     status, _, raw = client.converse()
     assert status == 200 and b"[DONE]" not in raw
     last = json.loads(sse_events(raw)[-1][1])
     assert last["message"] is None and last["error"] == "Something went wrong"
-    next_plan(emu.url, malformed_event=6)
+    next_plan(emulator.url, malformed_event=6)
     status, _, raw = client.converse()
     assert b'"v": "unter\n\n' in raw and raw.endswith(b"[DONE]\n\n")
 
@@ -573,23 +569,25 @@ def test_error_and_malformed_events(client: Client, emu: Emulator) -> None:
         ("unauthorized", 401, b"expired"),
     ],
 )
-def test_presets(client: Client, emu: Emulator, preset: str, status: int, marker: bytes) -> None:
-    next_plan(emu.url, preset=preset)
+def test_presets(
+    client: Client, emulator: Emulator, preset: str, status: int, marker: bytes
+) -> None:
+    next_plan(emulator.url, preset=preset)
     got, _, raw = client.converse()
     assert got == status and marker in raw
     assert client.converse()[0] == 200  # count defaults to 1
-    next_plan(emu.url, preset=preset, target="sentinel")
+    next_plan(emulator.url, preset=preset, target="sentinel")
     got, _, raw = client.request("POST", "/backend-api/sentinel/chat-requirements", {"p": "x"})
     assert got == status and marker in raw
 
 
-def test_unknown_plan_key_is_rejected(emu: Emulator) -> None:
+def test_unknown_plan_key_is_rejected(emulator: Emulator) -> None:
     with pytest.raises(Exception, match="400"):
-        next_plan(emu.url, stal_ms=3)
+        next_plan(emulator.url, stal_ms=3)
 
 
-def test_moderation_plan(client: Client, emu: Emulator) -> None:
-    next_plan(emu.url, moderation=True)
+def test_moderation_plan(client: Client, emulator: Emulator) -> None:
+    next_plan(emulator.url, moderation=True)
     status, _, raw = client.converse()
     events = [json.loads(d) for n, d in sse_events(raw) if n == "" and d.startswith("{")]
     mod = next(e for e in events if e.get("type") == "moderation")
@@ -597,9 +595,9 @@ def test_moderation_plan(client: Client, emu: Emulator) -> None:
     assert final_messages(raw)[-1]["content"]["parts"] == [""]
 
 
-def test_requests_are_recorded(client: Client, emu: Emulator) -> None:
+def test_requests_are_recorded(client: Client, emulator: Emulator) -> None:
     client.converse(conv_body("record me"))
-    log = received(emu.url)
+    log = received(emulator.url)
     assert [r["path"] for r in log] == [
         "/backend-api/sentinel/chat-requirements",
         "/backend-api/conversation",
@@ -612,8 +610,8 @@ def test_requests_are_recorded(client: Client, emu: Emulator) -> None:
     assert conv["events_sent"] > 20
 
 
-def test_client_disconnect_is_recorded(client: Client, emu: Emulator) -> None:
-    next_plan(emu.url, delay_ms=50)
+def test_client_disconnect_is_recorded(client: Client, emulator: Emulator) -> None:
+    next_plan(emulator.url, delay_ms=50)
     req = client.requirements()
     proof = solve(req["proofofwork"]["seed"], req["proofofwork"]["difficulty"])
     body = json.dumps(conv_body()).encode()
@@ -627,7 +625,7 @@ def test_client_disconnect_is_recorded(client: Client, emu: Emulator) -> None:
     time.sleep(0.2)
     sock.close()
     for _ in range(50):
-        entry = received(emu.url)[-1]
+        entry = received(emulator.url)[-1]
         if entry.get("client_disconnected"):
             break
         time.sleep(0.05)
@@ -638,7 +636,7 @@ def test_client_disconnect_is_recorded(client: Client, emu: Emulator) -> None:
 # ---------------------------------------------------------------- history, files, images
 
 
-def test_conversation_history(client: Client, emu: Emulator) -> None:
+def test_conversation_history(client: Client, emulator: Emulator) -> None:
     _, _, raw = client.converse(conv_body("keep this"))
     cid = json.loads(sse_events(raw)[1][1])["conversation_id"]
     status, listing = client.request("GET", "/backend-api/conversations?offset=0&limit=10")[::2]
@@ -696,7 +694,7 @@ def test_file_upload_and_download(client: Client) -> None:
     assert dl["status"] == "success"
 
 
-def test_image_generation(client: Client, emu: Emulator) -> None:
+def test_image_generation(client: Client, emulator: Emulator) -> None:
     status, _, raw = client.converse(conv_body("draw a cat", system_hints=["picture_v2"]))
     assert status == 200
     image = final_messages(raw)[-1]
@@ -713,8 +711,8 @@ def test_image_generation(client: Client, emu: Emulator) -> None:
         assert status == 200 and png.startswith(b"\x89PNG\r\n\x1a\n")
 
 
-def test_async_image(client: Client, emu: Emulator) -> None:
-    next_plan(emu.url, async_image=True, async_ready_ms=100)
+def test_async_image(client: Client, emulator: Emulator) -> None:
+    next_plan(emulator.url, async_image=True, async_ready_ms=100)
     status, _, raw = client.converse(conv_body("draw a dog", system_hints=["picture_v2"]))
     events = [json.loads(d) for n, d in sse_events(raw) if n == "" and d.startswith("{")]
     assert any(e.get("type") == "conversation_async_status" for e in events)
@@ -727,10 +725,10 @@ def test_async_image(client: Client, emu: Emulator) -> None:
     assert kinds[-1] == "multimodal_text"
 
 
-def test_gizmo_is_recorded(client: Client, emu: Emulator) -> None:
+def test_gizmo_is_recorded(client: Client, emulator: Emulator) -> None:
     body = conv_body(conversation_mode={"kind": "gizmo_interaction", "gizmo_id": "g-abc123"})
     assert client.converse(body)[0] == 200
-    assert received(emu.url)[-1]["gizmo_id"] == "g-abc123"
+    assert received(emulator.url)[-1]["gizmo_id"] == "g-abc123"
 
 
 def test_account_endpoints(client: Client) -> None:
@@ -744,9 +742,9 @@ def test_account_endpoints(client: Client) -> None:
     assert client.request("GET", "/_fake/image.png")[2].startswith(b"\x89PNG")
 
 
-def test_200_concurrent_streams(emu: Emulator) -> None:
-    reset(emu.url)
-    client = Client(emu)
+def test_200_concurrent_streams(emulator: Emulator) -> None:
+    reset(emulator.url)
+    client = Client(emulator)
 
     def one(i: int) -> bool:
         status, _, raw = client.converse(conv_body(f"prompt {i}"))
@@ -759,24 +757,20 @@ def test_200_concurrent_streams(emu: Emulator) -> None:
     assert time.monotonic() - started < 30
 
 
-def test_dialect_and_format_flags() -> None:
-    with run_emulator("--dialect", "classic", "--format", "legacy") as e:
-        client = Client(e)
-        status, _ = client.post_json(
-            "/backend-api/sentinel/chat-requirements/prepare", {"p": requirements_p("2026")}
-        )
-        assert status == 404
-        status, _, raw = client.converse()
-        assert status == 200 and b"event: delta" not in raw
-    with run_emulator(dialect="2026") as e:
-        client = Client(e)
-        status, _ = client.post_json(
-            "/backend-api/sentinel/chat-requirements", {"p": requirements_p()}
-        )
-        assert status == 404
-        assert _flow_2026(client)[0] == 200
+def test_dialect_and_format_flags(emulator_factory: EmulatorFactory) -> None:
+    client = Client(emulator_factory("--dialect", "classic", "--format", "legacy"))
+    status, _ = client.post_json(
+        "/backend-api/sentinel/chat-requirements/prepare", {"p": requirements_p("2026")}
+    )
+    assert status == 404
+    status, _, raw = client.converse()
+    assert status == 200 and b"event: delta" not in raw
+    client = Client(emulator_factory(dialect="2026"))
+    status, _ = client.post_json("/backend-api/sentinel/chat-requirements", {"p": requirements_p()})
+    assert status == 404
+    assert _flow_2026(client)[0] == 200
 
 
-def test_pow_difficulty_flag() -> None:
-    with run_emulator(pow_difficulty="00ffff") as e:
-        assert Client(e).requirements()["proofofwork"]["difficulty"] == "00ffff"
+def test_pow_difficulty_flag(emulator_factory: EmulatorFactory) -> None:
+    client = Client(emulator_factory(pow_difficulty="00ffff"))
+    assert client.requirements()["proofofwork"]["difficulty"] == "00ffff"

@@ -14,7 +14,7 @@ import pytest
 
 from accounts.pool import Credential, Source
 from service.media import MediaResolver, async_images
-from tests.test_translator_captures import FIXTURES as CAPTURES
+from tests.support.captures import FIXTURES as CAPTURES
 from translator import answer as tr
 from upstream.context import make_context
 from upstream.http import HttpAnswer

@@ -26,7 +26,7 @@ GW = "http://127.0.0.1:5005"
         ("/sandbox/assets/x.js", "sandbox", "https://web-sandbox.oaiusercontent.com/assets/x.js"),
         ("/ab/v1/initialize", "statsig", "https://ab.chatgpt.com/v1/initialize"),
         ("/backend-api/me", "site", "https://chatgpt.com/backend-api/me"),
-        # Prefixes, never substrings (reference §13.3 WEAK):
+        # Prefixes, never substrings (docs/mirror.md#upstreams):
         ("/backend-api/assets/x", "site", "https://chatgpt.com/backend-api/assets/x"),
         ("/backend-api/files/file-abc", "site", "https://chatgpt.com/backend-api/files/file-abc"),
         ("/c/sandbox", "site", "https://chatgpt.com/c/sandbox"),

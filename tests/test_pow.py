@@ -2,7 +2,7 @@
 
 The reference below serialises the whole config with ``json.dumps`` at every
 iteration and hashes with hashlib or a byte loop, as the backend documents describe
-(``chatgpt-backend.md`` §3, ``chatgpt-backend-2026.md`` §2.2); it shares no code with
+(``docs/sentinel.md``); it shares no code with
 ``pow.solver``.
 """
 
@@ -39,7 +39,7 @@ def ref_answer(config: list[Any], n3: int, n9: object) -> str:
 
 def ref_sha3_ok(answer: str, seed: str, difficulty: str) -> bool:
     digest = hashlib.sha3_512((seed + answer).encode("utf-8")).digest()
-    if len(difficulty) % 2 == 0:  # upstream's own form of the rule (reference §5.3)
+    if len(difficulty) % 2 == 0:  # upstream's own form of the rule (docs/sentinel.md#difficulty)
         return digest[: len(difficulty)] <= bytes.fromhex(difficulty)
     return int(digest.hex()[: len(difficulty)], 16) < int(difficulty, 16)
 
@@ -269,7 +269,7 @@ def test_2026_tokens() -> None:
 )
 def test_too_hard(difficulty: str, threshold: str, refused: bool) -> None:
     assert pow.too_hard(difficulty, threshold) is refused
-    if len(difficulty) == len(threshold):  # upstream's string rule (reference §5.4)
+    if len(difficulty) == len(threshold):  # upstream's string rule (docs/sentinel.md#difficulty)
         assert refused is (difficulty.lower() <= threshold.lower())
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from settings import SettingsError, load_settings
 from settings.ban_list import parse_ban_rules
+from settings.load import describe
 from settings.model_table import DEFAULT_MODEL_TABLE, parse_model_table
 from settings.schema import DEFAULT_GATEWAY_BLOCKED_PATHS
 from tests.support.fresh import run_python
@@ -138,3 +139,18 @@ def test_settings_import_nothing_above_them() -> None:
         "print(sorted(m for m in sys.modules if m.split('.')[0] in above))\n"
     )
     assert run_python(code).strip() == "[]"
+
+
+def test_settings_log_line_masks_every_secret() -> None:
+    env = {
+        "AUTHORIZATION": "code-aaaaaaaaaaaaaaaa,code-bbbbbbbbbbbbbbbb",
+        "ADMIN_KEY": "admin-cccccccccccccccc",
+        "AUTH_KEY": "authkey-dddddddddddddddd",
+        "API_PREFIX": "prefix-eeeeeeeeeeeeeeee",
+        "PROXY_URL": "http://user:pw-ffffffffffff@proxy.example:8080",
+        "EXPORT_PROXY_URL": "socks5://me:pw-gggggggggggg@127.0.0.1:1080",
+    }
+    shown = json.dumps(describe(load_settings(None, env)), default=str)
+    for secret in ("aaaaaaaa", "bbbbbbbb", "cccccccc", "dddddddd", "eeeeeee", "ffffff", "gggggg"):
+        assert secret not in shown, shown
+    assert "proxy.example:8080" in shown  # the rest of a proxy URL stays readable

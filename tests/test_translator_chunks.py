@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from errors import UpstreamError
+from tests.support.clients import run_client
 from translator.chunks import ChunkEncoder, CompletionAggregator, Usage
 
 
@@ -125,15 +126,48 @@ def test_aggregator() -> None:
     assert obj["usage"]["completion_tokens_details"] == {"reasoning_tokens": 1}
 
 
+SDK_PARSES = """
+import os
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+given = json.loads(os.environ["C2A_OBJECTS"])
+chunks = [ChatCompletionChunk.model_validate(c) for c in given["chunks"]]
+completion = ChatCompletion.model_validate(given["completion"])
+emit({
+    "deltas": [[c.delta.content for c in chunk.choices] for chunk in chunks],
+    "reasoning": [[(c.delta.model_extra or {}).get("reasoning_content") for c in chunk.choices]
+                  for chunk in chunks],
+    "finish": [[c.finish_reason for c in chunk.choices] for chunk in chunks],
+    "usage": [chunk.usage.total_tokens if chunk.usage else None for chunk in chunks],
+    "fingerprint": chunks[0].system_fingerprint,
+    "message": completion.choices[0].message.content,
+    "message_reasoning": (completion.choices[0].message.model_extra or {}).get("reasoning_content"),
+    "completion_usage": completion.usage.completion_tokens_details.reasoning_tokens,
+})
+"""
+
+
 def test_openai_sdk_parses_our_chunks() -> None:
-    try:
-        from openai.types.chat import ChatCompletion, ChatCompletionChunk
-    except ImportError:  # the SDK is not a dependency of the proxy itself
-        return
-    enc = ChunkEncoder("chatcmpl-1", 1, "m", include_usage=True)
-    raw = enc.content("x") + enc.finish("stop", Usage(prompt_tokens=1, completion_tokens=1))
-    for e in events(raw)[:-1]:
-        ChatCompletionChunk.model_validate(e)
+    """The official SDK (from the clients' venv, where it lives) reads what we write."""
+    enc = ChunkEncoder("chatcmpl-1", 1, "m", include_usage=True, system_fingerprint="fp_1")
+    raw = (
+        enc.reasoning("hmm")
+        + enc.content("Hé 😀")
+        + enc.finish("stop", Usage(prompt_tokens=1, completion_tokens=2, reasoning_tokens=1))
+    )
     agg = CompletionAggregator("chatcmpl-1", 1, "m")
+    agg.reasoning("hmm")
     agg.content("x")
-    ChatCompletion.model_validate(agg.build(Usage(prompt_tokens=1, completion_tokens=1)))
+    agg.finish("length")
+    completion = agg.build(Usage(prompt_tokens=1, completion_tokens=2, reasoning_tokens=1))
+    objects = {"chunks": events(raw)[:-1], "completion": completion}
+    (parsed,) = run_client(SDK_PARSES, {"C2A_OBJECTS": json.dumps(objects)})
+    assert parsed == {
+        "deltas": [[""], [None], ["Hé 😀"], [None], []],
+        "reasoning": [[None], ["hmm"], [None], [None], []],
+        "finish": [[None], [None], [None], ["stop"], []],
+        "usage": [None, None, None, None, 3],
+        "fingerprint": "fp_1",
+        "message": "x",
+        "message_reasoning": "hmm",
+        "completion_usage": 1,
+    }

@@ -26,7 +26,8 @@ def table() -> ModelTable:
         ("o1", "o1", "o1-2024-12-18", True),
         ("o3-mini-high", "o3-mini-high", "o3-mini-high-2025-01-31", True),
         ("auto", "auto", "auto", False),
-        # The substring accidents of reference §2.5 must not happen:
+        # The substring accidents of the original (docs/original-behaviour.md#model-names) must not
+        # happen:
         ("gpt-4.1", "gpt-4-1", "gpt-4.1", False),  # not gpt-4
         ("gpt-4.1-mini", "gpt-4-1-mini", "gpt-4.1-mini", False),  # not gpt-4o-mini / gpt-4
         ("gpt-4.5-preview", "gpt-4-5", "gpt-4.5-preview", False),  # not gpt-4
@@ -53,7 +54,7 @@ def test_resolve_known(
 def test_fingerprints(table: ModelTable) -> None:
     assert resolve_model(table, "gpt-4o-mini").system_fingerprint == ("fp_c9aa9c0491",)
     assert len(resolve_model(table, "gpt-4-turbo-preview").system_fingerprint) == 6
-    assert resolve_model(table, "gpt-4o").system_fingerprint == ()  # §2.6: none for 2024-08-06
+    assert resolve_model(table, "gpt-4o").system_fingerprint == ()  # none for 2024-08-06
 
 
 @pytest.mark.parametrize(
@@ -68,7 +69,7 @@ def test_fingerprints(table: ModelTable) -> None:
 def test_gizmo(table: ModelTable, name: str, gizmo_id: str) -> None:
     model = resolve_model(table, name)
     assert model.gizmo_id == gizmo_id
-    assert model.slug == "auto"  # the table's gizmo_slug, not gpt-4 (§2.5 bug)
+    assert model.slug == "auto"  # the table's gizmo_slug, not gpt-4 (the original's bug)
     assert model.reported == name
 
 

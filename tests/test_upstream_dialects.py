@@ -206,7 +206,9 @@ def test_2026_turn_calls_in_order_with_the_2026_header_set() -> None:
     assert h["x-conduit-token"] == "ct-1"
     assert h["openai-sentinel-chat-requirements-token"] == "req-1"
     assert h["openai-sentinel-proof-token"] == final["proofofwork"]
-    assert "openai-sentinel-chat-requirements-prepare-token" not in h  # never both (§2.5)
+    assert (
+        "openai-sentinel-chat-requirements-prepare-token" not in h
+    )  # never both (docs/backend-2026.md#headers)
     assert h["x-oai-turn-trace-id"] == conduit["x-oai-turn-trace-id"]
     assert h["oai-client-version"] == "prod-0123abcd"
     assert h["oai-session-id"] == conduit["oai-session-id"]

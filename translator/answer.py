@@ -5,7 +5,8 @@
 incrementally: for every message it remembers how much it already turned into
 pieces, so each event costs O(new text), not O(whole text).
 
-What is shown (``chatgpt-backend.md`` §5.3, ``chatgpt-backend-2026.md`` §1.5):
+What is shown (``docs/backend-protocol.md#what-is-shown``,
+``docs/backend-2026.md#reasoning-and-visible-text``):
 
 * ``Text``: assistant ``text``/``multimodal_text`` addressed to all (``recipient``
   ``all``), on channel ``final`` or ``null``, not hidden, not a thinking preamble,
@@ -13,7 +14,7 @@ What is shown (``chatgpt-backend.md`` §5.3, ``chatgpt-backend-2026.md`` §1.5):
   arrives, as the web page does; the end of the turn is still decided by
   ``end_turn``. Code sent to a tool (``content_type: code``) and its
   ``execution_output`` become fenced blocks in the text, as the original did
-  (reference §8.4), except the internals of the image tool and of search or
+  (docs/original-behaviour.md#streams), except the internals of the image tool and of search or
   memory tools. Private-use markers ``\\ue200 kind \\ue202 payload \\ue201`` are
   replaced by the readable text or link their ``content_references`` give (an
   entity falls back to its name); stray markers are dropped.

@@ -1,10 +1,11 @@
 """Server-sent events of the ChatGPT backend to typed backend events.
 
 :class:`BackendDecoder` keeps the message documents of one answer stream up to
-date and reports what happened, in both dialects of ``chatgpt-backend.md`` §5:
+date and reports what happened, in both formats of ``docs/backend-protocol.md#answer-stream``:
 
-* legacy full state (§5.1): every event carries a whole message, parts cumulative;
-* delta encoding v1 (§5.2, ``chatgpt-backend-2026.md`` §1.6): ``event:
+* legacy full state: every event carries a whole message, parts cumulative;
+* delta encoding v1 (``docs/backend-2026.md#reasoning-and-visible-text`` for its 2026 details):
+  ``event:
   delta_encoding`` / ``data: "v1"``, then frames ``{p, o, v, c}``. A frame that
   lacks ``c``, ``p`` or ``o`` reuses the previous frame's value (``v`` is never
   carried); a bare ``{"v": [...]}`` after a ``patch`` therefore continues it.
@@ -297,7 +298,8 @@ class BackendDecoder:
         """:meth:`feed` for an ``(event type, data)`` pair."""
         stripped = data.strip()
         if not stripped:
-            return []  # empty data lines occur (chatgpt-backend.md §5) and are not counted
+            # empty data lines occur (docs/backend-protocol.md#answer-stream) and are not counted
+            return []
         if stripped == "[DONE]":
             self.done = True
             return [Done()]

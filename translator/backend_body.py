@@ -2,7 +2,8 @@
 
 :func:`build_conversation_body` and :func:`build_prepare_body` turn a
 :class:`~translator.request.values.ChatRequest` (whichever OpenAI API it was parsed from) into the
-backend's JSON (chatgpt-backend.md §4, chatgpt-backend-2026.md §2.4-2.5).  Uploads are done by the
+backend's JSON (docs/backend-protocol.md#conversation-request,
+docs/backend-2026.md#conduit-prepare).  Uploads are done by the
 I/O layer before: it hands in one :class:`AttachmentLike` per image, file or audio part.
 """
 
@@ -19,10 +20,10 @@ from zoneinfo import ZoneInfo
 from translator.models import ResolvedModel
 from translator.request.values import ChatRequest, FilePart, ImagePart, Message, Part, TextPart
 
-#: Backend placeholder parent for a new conversation (reference §7.2).
+#: Backend placeholder parent for a new conversation (docs/original-behaviour.md#conversation-body).
 ROOT_PARENT = "client-created-root"
 
-#: ``reasoning_effort`` → 2026 ``thinking_effort`` (chatgpt-backend-2026.md §1.7, aurora's map;
+#: ``reasoning_effort`` → 2026 ``thinking_effort`` (docs/backend-2026.md#thinking-models-and-effort;
 #: only the three values every Thinking lane accepts).
 THINKING_EFFORT: Mapping[str, str] = {
     "none": "standard",
@@ -38,7 +39,7 @@ THINKING_EFFORT: Mapping[str, str] = {
 
 
 class AttachmentLike(Protocol):
-    """An uploaded part, as the I/O layer reports it (chatgpt-backend.md §7)."""
+    """An uploaded part, as the I/O layer reports it (docs/backend-protocol.md#files)."""
 
     @property
     def file_id(self) -> str: ...
@@ -75,7 +76,7 @@ def timezone_offset_for(timezone: str, when: datetime) -> int:
     """JavaScript's ``getTimezoneOffset()`` for ``timezone`` at ``when`` (aware datetime).
 
     Positive west of UTC: America/New_York is 300 in winter and 240 in summer (the original sent
-    Los Angeles with -480, the offset of UTC+8, reference §7.2).
+    Los Angeles with -480, the offset of UTC+8, docs/original-behaviour.md#conversation-body).
     """
     offset = when.astimezone(ZoneInfo(timezone)).utcoffset()
     assert offset is not None
@@ -126,7 +127,8 @@ def build_conversation_body(
     audio part; a part without one is replaced by a short text note so that the model knows
     something was left out.  ``client_contextual_info`` comes from the browser profile when
     there is one, else it is made up from ``rng``.  The whole client history goes out in one
-    ``action: "next"`` (reference §7.3), also when ``conversation_id`` continues a conversation.
+    ``action: "next"`` (docs/original-behaviour.md#conversation-body), also when ``conversation_id``
+    continues a conversation.
     """
     _check_timezone(timezone, timezone_offset_min)
     messages = _map_messages(req.messages, attachments_by_part or {}, rng, dialect)
@@ -154,7 +156,7 @@ def build_conversation_body(
         if effort is not None:
             body["thinking_effort"] = effort
     else:
-        # Flags the original's body always carried (reference §7.2).
+        # Flags the original's body always carried (docs/original-behaviour.md#conversation-body).
         body["force_paragen"] = False
         body["force_paragen_model_slug"] = ""
         body["force_rate_limit"] = False
@@ -171,7 +173,8 @@ def build_prepare_body(
     client_contextual_info: Mapping[str, Any] | None = None,
     prepare_state: Literal["none", "sent", "success"] = "none",
 ) -> dict[str, Any]:
-    """The body of the 2026 ``POST {base}/f/conversation/prepare`` (chatgpt-backend-2026.md §2.4):
+    """The body of the 2026 ``POST {base}/f/conversation/prepare``
+    (docs/backend-2026.md#conduit-prepare):
     the conversation body's shape without ``messages``.  With state ``sent`` or ``success`` it
     carries a ``partial_query`` of the last user text's first five characters, as aurora does.
     """
@@ -340,7 +343,8 @@ def _merge_text(segments: Sequence[str | dict[str, Any]]) -> list[str | dict[str
 
 def _asset_pointer(file_id: str) -> str:
     # New-style ids (file_00000000…) live in "sediment", old ones (file-…) in the file service
-    # (fixture other/heygen_f_conversation_request_body_imagegen_2026-04.json, reference §7.3).
+    # (fixture other/heygen_f_conversation_request_body_imagegen_2026-04.json,
+    # docs/backend-protocol.md#files).
     scheme = "sediment" if file_id.startswith("file_") else "file-service"
     return f"{scheme}://{file_id}"
 

@@ -1,6 +1,7 @@
 """Client model names → ChatGPT model slugs, from a table.
 
-The original matched substrings in a fixed order (reference-chat2api.md §2.5), so ``gpt-4.1``
+The original matched substrings in a fixed order (docs/original-behaviour.md#model-names), so
+``gpt-4.1``
 became ``gpt-4``, ``o4-mini`` became ``o1``-something and a GPT whose id contained ``o3`` was sent
 as ``o3``.  Here the mapping is data, resolved in this order, first hit wins:
 
@@ -21,7 +22,8 @@ as ``o3``.  Here the mapping is data, resolved in this order, first hit wins:
    names working.
 
 The reported model (the ``model`` field of every answer) is the entry's ``reported`` name, or the
-client's own name when the entry has none (reference §2.6).  ``system_fingerprint`` is picked by
+client's own name when the entry has none (docs/original-behaviour.md#model-names).
+``system_fingerprint`` is picked by
 the response side from the entry's list, if any.
 
 The table itself is a setting: :mod:`settings.model_table` holds its syntax, its parser and the

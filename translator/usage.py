@@ -7,7 +7,7 @@ wheel), checked against the SHA-256 that tiktoken 0.14 pins in ``tiktoken_ext/op
 and turned into :class:`tiktoken.Encoding` objects here with that file's split pattern and special
 tokens.  Each encoding is built once per process, on first use.
 
-The prompt estimate follows OpenAI's published chat formula (reference-chat2api.md §7.3):
+The prompt estimate follows OpenAI's published chat formula (docs/original-behaviour.md#messages):
 3 tokens per message, the encoded role, content text and other fields, 1 more for a ``name``,
 and 3 to prime the reply; images by the tile formula when their size is known, else 85.
 """
@@ -96,7 +96,7 @@ SPECS: Mapping[str, EncodingSpec] = {s.name: s for s in (CL100K_BASE, O200K_BASE
 
 # cl100k_base: GPT-4 (not 4o/4.1/4.5) and GPT-3.5, as in tiktoken's model table; every newer
 # name (4o, 4.1, 4.5, o-series, gpt-5, unknown) uses o200k_base.  Anchored, so that "gpt-4o" is
-# not taken for "gpt-4" (the substring mistake of reference §2.5).
+# not taken for "gpt-4" (the original's substring mistake, docs/original-behaviour.md#model-names).
 _CL100K_NAMES = re.compile(
     r"(?:ft:)?(?:gpt-4(?:-(?!1$|1-mini$|1-nano$|5$)|$)|gpt-3\.5|gpt-35|"
     r"text-davinci-002-render|text-embedding-|davinci-002|babbage-002)"
@@ -127,8 +127,8 @@ def read_ranks(spec: EncodingSpec) -> bytes:
 def parse_ranks(data: bytes) -> dict[bytes, int]:
     """The mergeable ranks of a ``.tiktoken`` file, as tiktoken's ``load_tiktoken_bpe`` reads them.
 
-    Line by line from one buffer, not through a list of all 200,000 lines (about 13 MB
-    for o200k_base) held next to the dict while it fills.
+    Line by line from one buffer, not through a list of all the file's lines held next
+    to the dict while it fills (README, "Performance").
     """
     ranks: dict[bytes, int] = {}
     decode = binascii.a2b_base64
@@ -148,10 +148,9 @@ def _build(spec: EncodingSpec) -> tiktoken.Encoding:
         mergeable_ranks=ranks,
         special_tokens=dict(spec.special_tokens),
     )
-    # The Rust core keeps its own copies of the ranks (about 41 MB for o200k_base: the
-    # encoder, the decoder and a sorted token list); tiktoken holds on to the Python
-    # dict only to pickle the Encoding, which chat2api never does. Without it,
-    # o200k_base takes about 27 MB less memory (README, "Performance").
+    # The Rust core keeps its own copies of the ranks (the encoder, the decoder and a
+    # sorted token list); tiktoken holds on to the Python dict only to pickle the
+    # Encoding, which chat2api never does, so it goes (README, "Performance").
     encoding._mergeable_ranks = {}
     return encoding
 
@@ -188,7 +187,8 @@ def count_text_tokens(text: str, model: str) -> int:
 
 
 def image_tokens(width: int | None, height: int | None, detail: str | None) -> int:
-    """OpenAI's tile formula (reference §7.3): 85 for ``low`` or an unknown size."""
+    """OpenAI's tile formula (docs/original-behaviour.md#messages): 85 for ``low`` or an unknown
+    size."""
     if detail == "low" or not width or not height or width <= 0 or height <= 0:
         return 85
     w, h = float(width), float(height)

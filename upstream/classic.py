@@ -1,6 +1,6 @@
 """The classic dialect: one-step sentinel, SHA3 proof of work, ``/conversation``.
 
-``chatgpt-backend.md`` §2-§4: ``POST {base}/sentinel/chat-requirements`` with
+``docs/backend-protocol.md``: ``POST {base}/sentinel/chat-requirements`` with
 the requirements token, solve the proof of work it asks for, then ``POST
 {base}/conversation`` with the sentinel headers and ``accept:
 text/event-stream``. Its streams cannot be resumed.

@@ -44,7 +44,8 @@ class TurnContext:
         return self.origin + root
 
     def headers(self, *, accept: str = "*/*") -> dict[str, str]:
-        """The browser-like headers every backend call carries (§1 of the backend doc)."""
+        """The browser-like headers every backend call carries
+        (docs/backend-protocol.md#headers-and-bases)."""
         h = {
             "accept": accept,
             "accept-language": f"{self.language},{self.language.split('-')[0]};q=0.9",

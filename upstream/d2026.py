@@ -1,23 +1,23 @@
 """The 2026 dialect: two-step sentinel, FNV-1a proofs, conduit, ``/f/conversation``, resume.
 
-One turn (``chatgpt-backend-2026.md`` §2.1, aurora's order):
+One turn (``docs/backend-2026.md#one-turn``):
 
 1. ``POST {base}/sentinel/chat-requirements/prepare`` ``{"p"}`` → ``prepare_token``
-   and the challenges (§2.2);
+   and the challenges;
 2. solve the proof of work (FNV-1a by default, ``POW_ALGORITHM``);
 3. ``POST …/finalize`` ``{prepare_token, proofofwork?, turnstile?}``, keys left out
-   when not required (§2.3) → the chat-requirements ``token``. A fresh pair for
-   every conversation: a report saw 403 for a reused one (§2.1), and the finalized
+   when not required → the chat-requirements ``token``. A fresh pair for
+   every conversation: a report saw 403 for a reused one, and the finalized
    material is valid for about 540 s anyway;
 4. ``POST {base}/f/conversation/prepare`` with the body minus messages and an empty
-   ``x-conduit-token`` → ``conduit_token`` (§2.4);
+   ``x-conduit-token`` → ``conduit_token`` (``#conduit-prepare``);
 5. ``POST {base}/f/conversation`` with the conduit token, the sentinel headers and
-   ``x-oai-turn-trace-id`` (§2.5).
+   ``x-oai-turn-trace-id`` (``#headers``).
 
 The stream starts with a ``resume_conversation_token``; :meth:`Dialect2026.resume`
 re-opens a broken stream with ``POST {base}/f/conversation/resume``
-``{conversation_id, offset}`` (§2.6). Turnstile and the session observer (SO) are
-not solved (§2.2 calls them a moving target): when the site requires them, the
+``{conversation_id, offset}`` (``#resume``). Turnstile and the session observer (SO) are
+not solved (they change too often): when the site requires them, the
 turn goes on without, as the classic dialect always has.
 """
 
@@ -41,10 +41,11 @@ from upstream.http import BackendHttp, HttpAnswer, StreamAnswer
 
 log = logging.getLogger(__name__)
 
-#: Statuses after which the page tries the resume call again (§2.6, cgb-resume);
+#: Statuses after which the page tries the resume call again (docs/backend-2026.md#resume);
 #: any other refusal ends resuming.
 RESUME_RETRY_STATUSES = frozenset({408, 409, 425, 429, 502, 504})
-# ``<html data-build="prod-…">`` of the home page: the page's oai-client-version (§2.5).
+# ``<html data-build="prod-…">`` of the home page: the page's oai-client-version
+# (docs/backend-2026.md#headers).
 _DATA_BUILD = re.compile(rb'data-build="([A-Za-z0-9._-]{1,100})"')
 _BUILD_TTL = 3600.0  # how long a learnt build is used
 _NO_BUILD_TTL = 600.0  # how long to go without one before asking again
@@ -78,7 +79,7 @@ class Dialect2026:
         headers["x-conduit-token"] = conduit
         if tokens is not None:
             # Only the requirements token: the page sends it or the prepare token, never
-            # both (§2.5).
+            # both (docs/backend-2026.md#headers).
             headers.update(tokens.headers())
         stream = await open_event_stream(
             self.http,
@@ -102,7 +103,8 @@ class Dialect2026:
         offset: int,
         token: str,
     ) -> StreamAnswer:
-        """The rest of a turn's stream after its first ``offset`` counted events (§2.6).
+        """The rest of a turn's stream after its first ``offset`` counted events
+        (docs/backend-2026.md#resume).
 
         A read: the prompt is never posted again. Raises :class:`ResumeRefused`
         when the backend will not serve it, another error when trying again may help.
@@ -131,9 +133,10 @@ class Dialect2026:
     async def sentinel(
         self, ctx: TurnContext, rng: random.Random, build: str | None
     ) -> SentinelTokens:
-        """prepare → solve → finalize (§2.2-2.3)."""
+        """prepare → solve → finalize (docs/backend-2026.md#one-turn)."""
         config = pow.config_2026(ctx.profile, device_id=ctx.device_id, build_id=build, rng=rng)
-        # The 2026 requirements token is not searched for (§2.2): element 3 is 1, then "~S".
+        # The 2026 requirements token is not searched for (docs/sentinel.md#tokens): element 3 is 1,
+        # then "~S".
         p = pow.requirements_token(config, algorithm="fnv1a", rng=rng)
         prepared = self._json(
             await self._post(ctx, "/sentinel/chat-requirements/prepare", {"p": p}),
@@ -171,7 +174,8 @@ class Dialect2026:
     async def conduit(
         self, ctx: TurnContext, bodies: TurnBodies, trace_id: str, build: str | None
     ) -> str:
-        """The conduit token of ``f/conversation/prepare`` (§2.4); "" when it gave none.
+        """The conduit token of ``f/conversation/prepare`` (docs/backend-2026.md#conduit-prepare);
+        "" when it gave none.
 
         One call, as aurora's first: an empty ``x-conduit-token`` and state ``none``;
         no sentinel headers (aurora's test asserts that).
@@ -239,7 +243,7 @@ class Dialect2026:
         *,
         accept: str = "text/event-stream",
     ) -> dict[str, str]:
-        """ctx's browser headers plus the 2026 set (§2.5 table)."""
+        """ctx's browser headers plus the 2026 set (docs/backend-2026.md#headers)."""
         h = ctx.headers(accept=accept)
         target = ctx.base[len(ctx.origin) :] + path
         h["x-openai-target-path"] = target

@@ -1,7 +1,7 @@
 """What every backend dialect offers chat2api: start a turn, and pick it up again.
 
 The backend has changed its sentinel, proof of work, conversation call and
-headers over time (``chatgpt-backend.md`` §9, ``chatgpt-backend-2026.md`` §2).
+headers over time (``docs/backend-2026.md``).
 Each way of speaking it is one module with one class that satisfies
 :class:`Dialect`:
 
@@ -31,7 +31,7 @@ from upstream.http import StreamAnswer
 
 #: The request shapes ``translator.backend_body.build_conversation_body`` can write.
 Wire = Literal["classic", "2026"]
-#: ``client_prepare_state`` of the 2026 conversation body (``chatgpt-backend-2026.md`` §2.5).
+#: ``client_prepare_state`` of the 2026 conversation body (``docs/backend-2026.md#conversation``).
 PrepareState = Literal["success", "failure", "none"]
 
 

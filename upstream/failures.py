@@ -1,6 +1,6 @@
 """Turning the backend's error answers into chat2api errors.
 
-The backend refuses in several dialects (``chatgpt-backend.md`` §6): FastAPI
+The backend refuses in several dialects (``docs/backend-protocol.md#errors``): FastAPI
 ``{"detail": ...}`` JSON, Cloudflare challenge HTML, ``{"detail": {"message",
 "clears_in"}}`` for rate limits. Each becomes one error of our tree, tagged with
 what it means for the account that was used (``outcome``), so the pool can

@@ -5,7 +5,7 @@ from a browser, so every backend call goes through libcurl (curl-impersonate,
 by curl_cffi) on mitmproxy's event loop: :mod:`upstream.transfer` keeps
 ready-configured handles and one connection pool; environment proxies are
 ignored, so curl never loops back into our own proxy through ``HTTPS_PROXY``
-(``mitmproxy-notes.md`` §1c).
+(``docs/mitmproxy.md#curl_cffi-on-the-event-loop``).
 """
 
 from __future__ import annotations

@@ -401,7 +401,7 @@ class Conversations:
 
 
 def skip_events(chunks: list[streams.Chunk], offset: int) -> list[streams.Chunk]:
-    """The stream after its first `offset` counted events (chatgpt-backend-2026.md §2.6)."""
+    """The stream after its first `offset` counted events (docs/backend-2026.md#resume)."""
     seen = 0
     for i, chunk in enumerate(chunks):
         if seen == offset:

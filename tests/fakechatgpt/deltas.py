@@ -1,4 +1,5 @@
-"""Delta-encoding v1 semantics (chatgpt-backend.md §5.2): apply ops to message documents.
+"""Delta-encoding v1 semantics (docs/backend-protocol.md#delta-encoding-v1): apply ops to message
+documents.
 
 The emulator uses it to derive legacy full-state events from the same script as the v1 stream,
 and its tests use it to check that a generated stream really yields `expected_answer`.

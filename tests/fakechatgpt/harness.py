@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from .tokens import AUTH_CLAIM, b64url_decode, mint_access_token
 
 __all__ = [
     "Emulator",
+    "EmulatorFactory",
     "run_emulator",
     "next_plan",
     "received",
@@ -68,6 +69,11 @@ class Emulator:
     port: int
     log_path: Path
     process: subprocess.Popen[bytes]
+
+
+#: What the ``emulator_factory`` fixture hands out: ``run_emulator``'s arguments in, a started
+#: emulator out, stopped when the test ends.
+EmulatorFactory = Callable[..., Emulator]
 
 
 @contextlib.contextmanager

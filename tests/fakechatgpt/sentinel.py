@@ -1,7 +1,7 @@
 """Sentinel checks: the requirements config (`p`) and proof-of-work answers, both dialects.
 
-This is the emulator's OWN implementation, written from the documents (chatgpt-backend.md §3,
-reference-chat2api.md §5.3, chatgpt-backend-2026.md §2.2); it deliberately shares no code with
+This is the emulator's OWN implementation, written from the documents (docs/sentinel.md,
+its own code); it deliberately shares no code with
 `pow/`, so a bug in our solver cannot hide behind the same bug here.
 
 Classic (SHA3-512): `p = "gAAAAAC" + b64(json(config18))`, proof `"gAAAAAB" + b64(json(config18))`;
@@ -28,7 +28,9 @@ from typing import Any
 REQ_PREFIX = "gAAAAAC"
 PROOF_PREFIX = "gAAAAAB"
 SUFFIX_2026 = "~S"
-FAIL_MARKER = "wQ8Lk5FbGpA2NcR9dShT6gYjU7VxZ4D"  # a solver that gave up (reference §5.3)
+FAIL_MARKER = (
+    "wQ8Lk5FbGpA2NcR9dShT6gYjU7VxZ4D"  # a solver that gave up (docs/sentinel.md#giving-up)
+)
 
 CLASSIC = "classic"
 DIALECT_2026 = "2026"

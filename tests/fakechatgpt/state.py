@@ -16,7 +16,7 @@ from typing import Any
 from .faults import PlanQueue
 from .streams import Chunk
 
-REQUIREMENTS_TTL = 540.0  # expire_after (chatgpt-backend-2026.md §2.3)
+REQUIREMENTS_TTL = 540.0  # expire_after (docs/backend-2026.md#one-turn)
 PREPARE_TTL = 540.0
 CONDUIT_TTL = 600.0
 BODY_LOG_LIMIT = 64 * 1024

@@ -2,9 +2,10 @@
 
 A turn is first written as a script of steps (delta payloads, plain data objects, pings, an empty
 `data: ` line, `[DONE]`); `render_v1` turns it into bytes, `render_legacy` replays the deltas on
-documents and emits the full message after each (chatgpt-backend.md §5.1). One chunk = one SSE
+documents and emits the full message after each (docs/backend-protocol.md#full-state-events). One
+chunk = one SSE
 block = one socket write. `Chunk.counted` says whether a client's SSE parser dispatches it, which
-is how resume offsets count (chatgpt-backend-2026.md §2.6: pings, empty data and [DONE] do not).
+is how resume offsets count (docs/backend-2026.md#resume: pings, empty data and [DONE] do not).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Access tokens (JWT-shaped), opaque sentinel-style tokens, and their checks.
 
-The emulator does not verify signatures: like chatgpt-backend.md §8 describes, what matters to
+The emulator does not verify signatures: like docs/backend-protocol.md#accounts-and-refresh says,
+what matters to
 chat2api is the JWT shape and the `exp` claim. Any three-segment base64url token whose payload is
 a JSON object with a future `exp` is accepted; anything else is a 401.
 """

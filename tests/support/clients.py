@@ -1,7 +1,7 @@
 """Driving the real client programs users run, from their own virtual environment.
 
 The newest ``openai`` SDK cannot share a venv with mitmproxy 11 (h11 pins,
-``mitmproxy-notes.md`` §4), so client code runs in ``.venv-clients`` as a
+``docs/mitmproxy.md#the-clients-environment``), so client code runs in ``.venv-clients`` as a
 subprocess: the test passes a small script and gets back the JSON it prints.
 """
 
@@ -76,3 +76,12 @@ def proxy_env(mitm: Any, api_key: str) -> dict[str, str]:
 def reverse_env(mitm: Any, api_key: str) -> dict[str, str]:
     """A client set up for the reverse (base URL) mode."""
     return {"OPENAI_BASE_URL": mitm.base_url, "OPENAI_API_KEY": api_key}
+
+
+def client_env(mitm: Any, mode: str, api_key: str) -> dict[str, str]:
+    """A client of ``mode`` ``"proxy"`` (HTTPS proxy) or ``"reverse"`` (base URL)."""
+    if mode == "proxy":
+        return proxy_env(mitm, api_key)
+    if mode == "reverse":
+        return reverse_env(mitm, api_key)
+    raise ValueError(f"mode is 'proxy' or 'reverse', not {mode!r}")

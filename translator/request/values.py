@@ -88,7 +88,8 @@ _LEADING_URL = re.compile(r"\s*(https?://[^\s]+)(?:\s+|$)", re.IGNORECASE)
 
 
 def split_leading_urls(text: str) -> tuple[tuple[str, ...], str]:
-    """``UPLOAD_BY_URL`` (reference §7.3): the URLs a text starts with, and the rest.
+    """``UPLOAD_BY_URL`` (docs/original-behaviour.md#messages): the URLs a text starts with, and the
+    rest.
 
     ``"https://a/x.png https://b/y.pdf what are these?"`` gives both URLs and
     ``"what are these?"``; a text that does not start with ``http`` is left whole.

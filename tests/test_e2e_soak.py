@@ -7,13 +7,16 @@ are in the README.)"""
 from __future__ import annotations
 
 from bench import soak
+from tests.fakechatgpt.harness import Emulator
+from tests.support.mitm import MitmFactory
 
 
-def test_modest_soak() -> None:
+def test_modest_soak(emulator: Emulator, mitm_factory: MitmFactory) -> None:
     args = soak.parse_args(
         ["--clients", "40", "--minutes", "0.3", "--fault-share", "0.1", "--sample", "1"]
     )
-    result = soak.run(args)
+    env, pool = soak.settings(emulator.url)
+    result = soak.measure(mitm_factory(env, pool=pool), emulator.url, args)
     problems = soak.verdict(result, args)
     assert not problems, problems
     assert result["tracebacks_in_log"] == 0

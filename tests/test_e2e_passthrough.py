@@ -22,16 +22,14 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.support.mitm import Mitm, start_mitm
+from tests.support.mitm import NOWHERE, Mitm, MitmFactory
 from tests.support.tlsserver import _make_ca_and_cert
 
 
 @pytest.fixture(scope="module")
-def mitm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
-    with start_mitm(
-        tmp_path_factory.mktemp("pass"), {"CHATGPT_BASE_URL": "http://127.0.0.1:9"}
-    ) as m:
-        yield m
+def mitm(module_mitm_factory: MitmFactory) -> Mitm:
+    """chat2api with no backend: these flows are not its own and never reach one."""
+    return module_mitm_factory({"CHATGPT_BASE_URL": NOWHERE})
 
 
 def _read_exact(sock: ssl.SSLSocket, n: int) -> bytes:

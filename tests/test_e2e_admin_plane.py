@@ -11,7 +11,6 @@ import http.client
 import inspect
 import json
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,8 @@ import pytest
 from accounts.admin import AdminApi
 from accounts.filestore import FileStore
 from accounts.pool import Pool
-from tests.fakechatgpt.harness import Emulator, mint_access_token, received, reset, run_emulator
-from tests.support.mitm import Mitm, start_mitm
+from tests.fakechatgpt.harness import Emulator, mint_access_token, received, reset
+from tests.support.mitm import Mitm
 from tests.support.rawhttp import Connection
 
 ADMIN_KEY = "plane-admin-key-0123456789abcdef"
@@ -61,27 +60,14 @@ WRONG: list[dict[str, str]] = [
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator() as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def mitm(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
-    tmp = tmp_path_factory.mktemp("plane")
-    (tmp / "data").mkdir()
-    (tmp / "data" / "token.txt").write_text(mint_access_token(exp_in=86400) + "\n")
+def chat2api_options(emulator: Emulator) -> dict[str, Any]:
     env = {
-        "CHATGPT_BASE_URL": emulator.url,
-        "ENABLE_GATEWAY": "true",
         "ADMIN_KEY": ADMIN_KEY,
         "AUTHORIZATION": CODE,
         "API_PREFIX": PREFIX,
         "REFRESH_URL": emulator.url + "/oauth/token",
     }
-    scripts = ("addons/chat2api.py", "addons/mirror.py")
-    with start_mitm(tmp, env, scripts=scripts, reverse_target=emulator.url) as m:
-        yield m
+    return {"env": env, "mirror": True, "pool": [mint_access_token(exp_in=86400)]}
 
 
 def reverse_calls(
