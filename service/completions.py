@@ -238,7 +238,11 @@ class CompletionService:
         primed = Primed(
             stream=turn.stream,
             turn=turn,
-            translation=Translation(inline_reasoning=self.limits.inline_reasoning),
+            # With emulated tools, ChatGPT's own tool traffic is reasoning, not the answer.
+            translation=Translation(
+                inline_reasoning=self.limits.inline_reasoning,
+                quiet_tools=req.options.calls_allowed,
+            ),
             pieces=[],
             ctx=ctx,
             credential=credential,

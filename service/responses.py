@@ -383,12 +383,12 @@ class ResponsesService:
                     "built-in tools left out on the web conversation: %s",
                     ", ".join(sorted(set(req.builtin_tools))),
                 )
-            turn = await self.emulation.judged(
+            judged = await self.emulation.judged(
                 chat, model, bearer=bearer, header_account_id=account_header, blobs=blobs
             )
-            encoder = self._encoder(req, model.reported)
-            emulated = turn_events(turn, req, chat, model.reported)
-            return await self._answer(req, encoder, emulated, history, owner, "web")
+            encoder = self._encoder(req, model.reported, response_id)
+            emulated = turn_events(judged, req, chat, model.reported)
+            return await self._answer(turn, encoder, emulated, "web")
         primed = await self.completions.prime(
             chat, model, bearer=bearer, header_account_id=account_header, blobs=blobs
         )

@@ -445,7 +445,7 @@ def test_non_intercepted_host_keeps_its_own_certificate(
 def test_plain_mitmdump_installs_its_patches(mitm: Mitm, token: str) -> None:
     """Under plain mitmdump the addon installs the patches that apply there
     (inline_stream among them: no loopback bridge is started)."""
-    result = chat(env_for(mitm, "reverse", token), **ask("patched", stream=True))
+    result = chat(client_env(mitm, "reverse", token), **ask("patched", stream=True))
     assert "error" not in result, result
     log = mitm.log()
     active = "curl_headers, early_answer, inline_stream, malloc"

@@ -8,7 +8,6 @@ Codex backend; a web model name is answered by the Codex table's default model.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,10 +19,7 @@ from tests.fakechatgpt.harness import (
     expected_codex_answer,
     expected_codex_summary,
     expected_codex_tool_answer,
-    mint_access_token,
     received,
-    reset,
-    run_emulator,
 )
 from tests.support.clients import proxy_env, reverse_env, run_client
 from tests.support.mitm import Mitm, start_mitm
@@ -34,26 +30,13 @@ ASK = 'Weather please. call get_weather({"city": "Paris", "days": 2})'
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator() as emu:
-        yield emu
+def emulator_options() -> dict[str, Any]:
+    return {}
 
 
 @pytest.fixture(scope="module")
-def mitm(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
-    env = {"CHATGPT_BASE_URL": emulator.url, "CODEX_BACKEND": "auto"}
-    with start_mitm(tmp_path_factory.mktemp("mitm"), env) as m:
-        yield m
-
-
-@pytest.fixture(autouse=True)
-def clean(emulator: Emulator) -> None:
-    reset(emulator.url)
-
-
-@pytest.fixture
-def token() -> str:
-    return mint_access_token(exp_in=24 * 3600)
+def chat2api_options() -> dict[str, Any]:
+    return {"env": {"CODEX_BACKEND": "auto"}}
 
 
 def env_for(mitm: Mitm, mode: str, key: str) -> dict[str, str]:
@@ -271,7 +254,8 @@ def test_codex_failure_mid_answer_is_an_error(
     assert "error" in result and "chunks" not in result, result
 
 
-def test_langchain_on_codex(mitm: Mitm, token: str) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_langchain_on_codex(mitm: Mitm, token: str, mode: str) -> None:
     script = (
         """
     from langchain_core.messages import HumanMessage, ToolMessage
@@ -303,7 +287,7 @@ def test_langchain_on_codex(mitm: Mitm, token: str) -> None:
     for method in ("json_schema", "function_calling", "json_mode"):
         try:
             value = llm.with_structured_output(Person, method=method).invoke(
-                "Ann is 31. Reply in JSON.")
+                'Ann is 31. Reply in JSON like {"name": "Ann", "age": 31}.')
             structured[method] = sorted(value.model_dump()) if value is not None else None
         except Exception as e:
             structured[method] = type(e).__name__
@@ -311,11 +295,12 @@ def test_langchain_on_codex(mitm: Mitm, token: str) -> None:
     """
         % ASK
     )
-    (result,) = run_client(script, reverse_env(mitm, token), timeout=120)
+    (result,) = run_client(script, env_for(mitm, mode, token), timeout=120)
     assert result["turns"] == 4
     assert result["final"] == expected_codex_tool_answer(["Sunny in Paris for 2 days"], "gpt-5.5")
     assert result["structured"]["json_schema"] == ["age", "name"]
     assert result["structured"]["function_calling"] == ["age", "name"]
+    assert result["structured"]["json_mode"] == ["age", "name"]
 
 
 def test_plain_text_answer_on_always(emulator: Emulator, token: str, tmp_path: Any) -> None:

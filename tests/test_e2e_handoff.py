@@ -12,50 +12,28 @@ from __future__ import annotations
 
 import http.client
 import json
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
 from tests.fakechatgpt.answers import expected_answer
-from tests.fakechatgpt.harness import (
-    Emulator,
-    mint_access_token,
-    next_plan,
-    received,
-    reset,
-    run_emulator,
-)
+from tests.fakechatgpt.harness import Emulator, next_plan, received, reset
 from tests.support.clients import reverse_env
-from tests.support.dialects import emulator_options, mitm_env
-from tests.support.mitm import Mitm, start_mitm
+from tests.support.mitm import Mitm
 from tests.support.sdk import ask, chat
 
 MODEL = "o3"  # a thinking model: its turn streams thoughts before the answer
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator(**emulator_options("2026")) as emu:
-        yield emu
+def emulator_options() -> dict[str, Any]:
+    return {"dialect": "2026"}
 
 
 @pytest.fixture(scope="module")
-def mitm(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
-    env = {"CHATGPT_BASE_URL": emulator.url, "TIMEOUT_IDLE": "5", **mitm_env("2026")}
-    with start_mitm(tmp_path_factory.mktemp("mitm-handoff"), env) as m:
-        yield m
-
-
-@pytest.fixture(autouse=True)
-def clean(emulator: Emulator) -> None:
-    reset(emulator.url)
-
-
-@pytest.fixture
-def token() -> str:
-    return mint_access_token(exp_in=24 * 3600)
+def chat2api_options() -> dict[str, Any]:
+    return {"dialect": "2026", "env": {"TIMEOUT_IDLE": "5"}}
 
 
 def calls(emulator: Emulator, suffix: str) -> list[dict[str, Any]]:

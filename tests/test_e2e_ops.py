@@ -12,10 +12,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fakechatgpt.harness import Emulator, mint_access_token, next_plan, reset, run_emulator
+from tests.support.admin import wait_until
 from tests.support.clients import reverse_env, run_client
 from tests.support.http import call
 from tests.support.mitm import Mitm, free_port, start_mitm
-from tests.test_e2e_accounts import wait_until
 
 ADMIN_KEY = "admin-key-0123456789abcdef"
 METRICS_KEY = "metrics-key-0123456789abcdef"

@@ -24,12 +24,12 @@ from typing import Any
 import pytest
 
 from tests.fakechatgpt.harness import Emulator, mint_access_token, next_plan, reset, run_emulator
+from tests.support.admin import tokens_view, wait_until
 from tests.support.clients import run_client
 from tests.support.haproxy import Backend, HAProxy, run_haproxy
 from tests.support.http import call
 from tests.support.mitm import Mitm, start_mitm
 from tests.support.redis import RedisServer, run_redis
-from tests.test_e2e_accounts import tokens_view, wait_until
 
 CODE = "pool-code-0123456789"
 ADMIN_KEY = "admin-key-0123456789abcdef"

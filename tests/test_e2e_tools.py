@@ -8,7 +8,6 @@ it obeys chat2api's prompt protocol by default, and plans make it break the prot
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,15 +15,11 @@ import pytest
 from tests.fakechatgpt.answers import expected_answer
 from tests.fakechatgpt.harness import (
     Emulator,
-    mint_access_token,
     next_plan,
     received,
-    reset,
-    run_emulator,
 )
 from tests.support.clients import proxy_env, reverse_env, run_client
-from tests.support.dialects import emulator_options, mitm_env
-from tests.support.mitm import Mitm, start_mitm
+from tests.support.mitm import Mitm
 
 MODES = ["proxy", "reverse"]
 DIALECT = "2026"
@@ -46,27 +41,13 @@ CLOCK = {"type": "function", "function": {"name": "clock", "description": "The t
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator(**emulator_options(DIALECT)) as emu:
-        yield emu
+def emulator_options() -> dict[str, Any]:
+    return {"dialect": DIALECT}
 
 
 @pytest.fixture(scope="module")
-def mitm(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
-    # The web conversation answers everything here (the Codex side: test_e2e_codex_chat.py).
-    env = {"CHATGPT_BASE_URL": emulator.url, "CODEX_BACKEND": "never", **mitm_env(DIALECT)}
-    with start_mitm(tmp_path_factory.mktemp("mitm"), env) as m:
-        yield m
-
-
-@pytest.fixture(autouse=True)
-def clean(emulator: Emulator) -> None:
-    reset(emulator.url)
-
-
-@pytest.fixture
-def token() -> str:
-    return mint_access_token(exp_in=24 * 3600)
+def chat2api_options() -> dict[str, Any]:
+    return {"dialect": DIALECT, "env": {"CODEX_BACKEND": "never"}}
 
 
 def env_for(mitm: Mitm, mode: str, key: str) -> dict[str, str]:
@@ -444,7 +425,8 @@ def test_json_object_streamed(mitm: Mitm, token: str) -> None:
 # -- LangChain -----------------------------------------------------------------
 
 
-def test_langchain_agent_loop_and_structured_output(mitm: Mitm, token: str) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_langchain_agent_loop_and_structured_output(mitm: Mitm, token: str, mode: str) -> None:
     script = """
     from langchain_core.messages import HumanMessage, ToolMessage
     from langchain_core.tools import tool
@@ -486,7 +468,7 @@ def test_langchain_agent_loop_and_structured_output(mitm: Mitm, token: str) -> N
           "calls": messages[1].tool_calls, "streamed_calls": chunk.tool_calls,
           "structured": structured})
     """
-    (result,) = run_client(script, reverse_env(mitm, token), timeout=120)
+    (result,) = run_client(script, env_for(mitm, mode, token), timeout=120)
     assert result["calls"][0]["name"] == "multiply"
     assert result["calls"][0]["args"] == {"a": 6, "b": 7}
     assert "42" in result["final"] and result["turns"] == 4

@@ -337,6 +337,27 @@ def test_code_and_execution_output_are_fenced() -> None:
     )
 
 
+def test_quiet_tools_make_sandbox_traffic_reasoning() -> None:
+    """With a client's tools emulated, the web model's own Python is not the answer."""
+    raw = stream(
+        new(0, msg("a")), app("Let me look."), {"p": "", "o": "patch", "v": [FINISHED]},
+        new(1, msg("code", recipient="python",
+                   content={"content_type": "code", "language": "unknown", "text": ""})),
+        app("import os; os.listdir('/mnt/data')", "/message/content/text"),
+        {"p": "", "o": "patch", "v": [FINISHED]},
+        new(2, msg("out", "tool", name="python",
+                   content={"content_type": "execution_output", "text": "[]"},
+                   status="finished_successfully")),
+        new(3, msg("b")), app("Empty."), end(),
+    )  # fmt: skip
+    translation = Translation(quiet_tools=True)
+    pieces = translation.feed(raw) + translation.finish()
+    assert texts(pieces) == "Let me look.\n\nEmpty."
+    thought = reasoning(pieces)
+    assert "import os; os.listdir('/mnt/data')" in thought and "[]" in thought
+    assert "```" not in texts(pieces)
+
+
 def test_image_tool_internals_hidden_and_every_image_in_order() -> None:
     image = {"content_type": "image_asset_pointer", "width": 1, "height": 1}
     raw = stream(

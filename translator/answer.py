@@ -467,9 +467,16 @@ _MAX_CONSECUTIVE_MALFORMED = 200
 
 
 class AnswerExtractor:
-    """``feed(backend_event) -> list[Piece]``; see the module docstring."""
+    """``feed(backend_event) -> list[Piece]``; see the module docstring.
 
-    def __init__(self) -> None:
+    ``quiet_tools``: code the model sends to ChatGPT's own tools, and their output, become
+    reasoning instead of fenced blocks in the answer. Used while a client's tools are
+    emulated (docs/tool-emulation.md): that traffic is the web model working in ChatGPT's
+    sandbox, not an answer, and must not be read as one.
+    """
+
+    def __init__(self, *, quiet_tools: bool = False) -> None:
+        self.quiet_tools = quiet_tools
         self.conversation_id: str | None = None
         self.message_id: str | None = None
         self.title: str | None = None
@@ -880,6 +887,11 @@ class AnswerExtractor:
     ) -> None:
         text = content.get("text")
         if not isinstance(text, str):
+            return
+        if self.quiet_tools:
+            if len(text) > st.text_off:
+                self._emit_reasoning(st, text[st.text_off :].translate(_PUA_TABLE), out)
+            st.text_off = len(text)
             return
         n = len(text)
         if n > st.text_off:

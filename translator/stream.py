@@ -37,10 +37,10 @@ class Translation:
     """One answer stream. ``inline_reasoning`` also renders reasoning into the
     text as a markdown quote (for clients that show only ``content``)."""
 
-    def __init__(self, *, inline_reasoning: bool = False) -> None:
+    def __init__(self, *, inline_reasoning: bool = False, quiet_tools: bool = False) -> None:
         self._events = EventStream()
         self._backend = BackendDecoder()
-        self._answer = AnswerExtractor()
+        self._answer = AnswerExtractor(quiet_tools=quiet_tools)
         self._inline = inline_reasoning
         self._quote_open = False  # inline reasoning quote in progress
         self._line_start = True

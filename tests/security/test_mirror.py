@@ -436,7 +436,8 @@ class AttackerSite:
 
 
 def token_cookie(page: Page, site: str) -> str | None:
-    cookies = page.send("Network.getCookies", {"urls": [site + "/"]})["cookies"]
+    # Through the DevTools protocol: WebDriver shows only the current page's cookies.
+    cookies = page.driver.execute_cdp_cmd("Network.getCookies", {"urls": [site + "/"]})["cookies"]
     values = [c["value"] for c in cookies if c["name"] == "token"]
     return values[0] if values else None
 
@@ -455,16 +456,15 @@ def test_7_login_csrf_from_another_site_in_a_browser(mitm: Mitm, tmp_path: Path)
         }
     )
     try:
-        with start_browser(tmp_path) as browser:
-            page = browser.new_page()
+        with start_browser(tmp_path) as page:
             sign_in(page, site, SEED_B)
             assert token_cookie(page, site) == SEED_B
-            page.send("Page.navigate", {"url": attacker.url + "/post.html"})
+            page.driver.get(attacker.url + "/post.html")
             page.wait_for(f"location.href === {json.dumps(site + '/login')}")
             page.wait_for("document.querySelector('.error') !== null")
             assert "another site" in page.text(".error")
             assert token_cookie(page, site) == SEED_B  # still the victim's session
-            page.send("Page.navigate", {"url": attacker.url + "/link.html"})
+            page.driver.get(attacker.url + "/link.html")
             page.wait_for(f"location.href.startsWith({json.dumps(site + '/?token=')})")
             page.wait_for("document.querySelector('input[type=hidden]') !== null")
             assert "Confirm" in page.text("button")
