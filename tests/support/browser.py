@@ -189,7 +189,14 @@ class Page:
         """Poll until the expression is truthy; return its value."""
         deadline = time.monotonic() + timeout
         while True:
-            value = self.evaluate(expression)
+            try:
+                value = self.evaluate(expression)
+            except CdpError:
+                # Mid-navigation (a redirect after a form post) the old document is
+                # gone and the new one has no body yet: ask again, until the deadline.
+                if time.monotonic() > deadline:
+                    raise
+                value = None
             if value:
                 return value
             if time.monotonic() > deadline:
