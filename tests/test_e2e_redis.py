@@ -30,12 +30,21 @@ from tests.fakechatgpt.harness import (
     run_emulator,
 )
 from tests.support.clients import run_client
+from tests.support.http import call
 from tests.support.mitm import Mitm, start_mitm
 from tests.support.redis import RedisServer, require_redis, run_redis
 from tests.test_e2e_accounts import admin, bearers, tokens_view, wait_until
 from tests.test_e2e_mirror import Client, bearer, listed, start_conversation
 
 CODE = "pool-code-0123456789"
+
+
+def started(ready_url: str) -> bool:
+    """Start-up is done: /ready says more than that its settings are not loaded."""
+    checks = call(ready_url).json().get("checks", {})
+    return bool(checks.get("settings") == "ok")
+
+
 ADMIN_KEY = "admin-key-0123456789abcdef"
 
 
@@ -97,6 +106,10 @@ def two_instances(
     with ExitStack() as stack:
         a = stack.enter_context(start_mitm(tmp / "a", env, scripts=scripts, reverse_target=target))
         b = stack.enter_context(start_mitm(tmp / "b", env, scripts=scripts, reverse_target=target))
+        # Listening comes before start-up is done (the admin API answers 503 till then).
+        for m in (a, b):
+            ready = f"http://127.0.0.1:{m.reverse_port}/ready"
+            wait_until(lambda ready=ready: started(ready))
         if pool:  # A imports its token.txt into the empty shared pool at start-up
             wait_until(lambda: len(tokens_view(b)["tokens"]) == len(pool))
         yield a, b
