@@ -39,7 +39,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from accounts.refresh import Refresher
@@ -133,6 +133,8 @@ class TokenView:
     last_used: float | None
     expires: float | None
     limits: dict[str, float]
+    #: The last x-codex-* limit headers seen for this account (upstream/codex.py).
+    codex: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -147,6 +149,7 @@ class TokenView:
             "last_used": self.last_used,
             "expires": self.expires,
             "limits": self.limits,
+            "codex": self.codex,
         }
 
 
@@ -197,6 +200,8 @@ class Pool:
         self.rng = rng or random.SystemRandom()
         self.clock = clock
         self._models: set[str] = set()  # slugs seen in 429s, for the admin view
+        # entry id -> the last Codex limit headers seen (per instance, for the admin view)
+        self.codex_status: dict[str, dict[str, Any]] = {}
 
     @property
     def codes(self) -> Sequence[str]:
@@ -532,6 +537,25 @@ class Pool:
     async def _cool(self, entry_id: str, seconds: float, reason: str) -> None:
         await self._mark(entry_id, State.COOLING, reason, self.clock() + seconds)
 
+    # -- per-account memory for the Codex backend (service/responses.py) ------------
+    def note_codex(self, entry_id: str | None, limits: dict[str, Any] | None) -> None:
+        """Keep the x-codex-* limits last seen for an account, for ``/tokens``."""
+        if entry_id is not None and limits:
+            self.codex_status[entry_id] = limits
+
+    async def remember(self, key: str, entry_id: str | None, seconds: float, note: str) -> None:
+        """Remember something about an account for ``seconds`` under ``key`` (kept with
+        the rate-limit memory and shown among its limits on ``/tokens``)."""
+        if entry_id is None:
+            return
+        now = self.clock()
+        self._models.add(key)
+        await self.store.set_limit(key, entry_id, now + seconds)
+        await self.store.touch(entry_id, now, note)
+
+    async def remembered(self, key: str, entry_id: str | None) -> bool:
+        return entry_id is not None and entry_id in await self.store.limits(key)
+
     # -- management ----------------------------------------------------------------
     async def add(self, lines: Iterable[str]) -> AddResult:
         """Add lines (blank and ``#`` lines skipped); say which were rejected and why."""
@@ -589,6 +613,7 @@ class Pool:
             elif e.exp is not None and e.exp <= now:
                 reason = "access token expired"
             view = _view(e.id, e.masked, e.kind.value, e.account_id, h, now, reason, e.exp)
+            view = replace(view, codex=self.codex_status.get(e.id))
             out.append(view)
             for m, table in limits.items():
                 if e.id in table:

@@ -42,6 +42,7 @@ from mirror.recorder import ConversationIdScanner  # noqa: E402
 from mirror.rewrite import is_event_stream, media_type, rewritable  # noqa: E402
 from mirror.router import Answer, Forward, Gateway, MirrorRequest, json_answer  # noqa: E402
 from mirror.seeds import Seeds  # noqa: E402
+from mirror.sentinel import dialect_runner  # noqa: E402
 from service import runtime as rt  # noqa: E402
 
 log = logging.getLogger("chat2api.mirror")
@@ -102,7 +103,12 @@ class Mirror:
         if runtime is not self._runtime:  # first use, or the settings changed
             self._runtime = runtime
             accounts = runtime.accounts
-            self.gateway = build_gateway(runtime.settings, accounts.store, accounts.pool)
+            runner = None
+            if runtime.settings.no_sentinel and runtime.dialect and runtime.context_for:
+                runner = dialect_runner(runtime.dialect, runtime.http, runtime.context_for)
+            self.gateway = build_gateway(
+                runtime.settings, accounts.store, accounts.pool, sentinel=runner
+            )
         return self.gateway
 
     async def request(self, flow: http.HTTPFlow) -> None:
@@ -161,6 +167,8 @@ class Mirror:
         flow.metadata[TAG] = f"forward:{fwd.upstream}"
         self._forwards[flow] = fwd
         flow.request.headers = _headers(fwd.headers)
+        if fwd.body is not None:  # a switch rewrote it (mirror/switches.py)
+            flow.request.content = fwd.body
         flow.request.url = fwd.url  # in one go: Host follows (mitmproxy-notes.md §6 #13)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:

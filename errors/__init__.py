@@ -168,3 +168,12 @@ class ModelDowngraded(UpstreamUnavailable):
     operator refuses such answers (``on_downgrade``)."""
 
     code = "model_downgraded"
+
+
+class EmulationFailed(Chat2ApiError):
+    """The web model did not answer in the form asked for (a required tool call, valid
+    arguments, the structured output), also after one corrective turn (service/emulation.py).
+    ``code`` names the failure; a 502 because the upstream model, not the client, failed."""
+
+    status = 502
+    type = "server_error"

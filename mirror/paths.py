@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import quote, unquote
 
 from settings.allow_list import AllowRule
+from settings.ban_list import BanRule
 
 # Characters kept unencoded in a forwarded path segment (RFC 3986 pchar minus "%").
 _SEGMENT_SAFE = "-._~!$&'()*+,;=:@"
-_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class BadPath(ValueError):
@@ -85,42 +85,6 @@ def canonical(target: str) -> CanonicalPath:
         forward += "/"
     match = unicodedata.normalize("NFKC", "/" + "/".join(segments)).casefold()
     return CanonicalPath(forward=forward, match=match, query=query)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class BanRule:
-    """One ban-list entry: a regex matched at the start of the canonical path
-    (without its leading ``/``), for every method or, with ``write:``, for every
-    method but GET, HEAD and OPTIONS."""
-
-    pattern: re.Pattern[str]
-    writes_only: bool
-    source: str
-
-    def matches(self, method: str, match_path: str) -> bool:
-        if self.writes_only and method.upper() in _READ_METHODS:
-            return False
-        return self.pattern.match(match_path.lstrip("/")) is not None
-
-
-def parse_ban_rules(entries: Iterable[str]) -> tuple[BanRule, ...]:
-    """Parse ``[write:]regex`` entries; raises ValueError naming the bad entry."""
-    rules = []
-    for raw in entries:
-        text = raw.strip()
-        writes_only = text.lower().startswith("write:")
-        if writes_only:
-            text = text[len("write:") :].strip()
-        text = text.lstrip("/")
-        if not text:
-            raise ValueError(f"empty ban-list entry {raw!r}")
-        try:
-            # Paths are matched case-folded, so the rules are too.
-            pattern = re.compile(text, re.IGNORECASE)
-        except re.error as e:
-            raise ValueError(f"ban-list entry {raw!r} is not a valid regex: {e}") from None
-        rules.append(BanRule(pattern=pattern, writes_only=writes_only, source=raw.strip()))
-    return tuple(rules)
 
 
 def banned(rules: Sequence[BanRule], method: str, path: CanonicalPath) -> BanRule | None:

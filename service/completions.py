@@ -11,7 +11,9 @@ The order of work:
 4. stream (or gather) the translated pieces as OpenAI chunks, counting usage.
 
 Throughout 3 and 4, a backend stream that breaks or stalls before its end is
-resumed where it stopped when the dialect can do it (``_backend_chunks``).
+resumed where it stopped when the dialect can do it, and a turn the backend
+hands off to another stream is followed there (``_backend_chunks``,
+docs/stream-handoff.md).
 """
 
 from __future__ import annotations
@@ -42,8 +44,10 @@ from service.media import MediaResolver
 from service.uploads import Blobs, Uploader
 from translator import answer as tr
 from translator import chunks as oa
+from translator.backend_body import Attachments
 from translator.models import ResolvedModel, switched_model
-from translator.request import Attachments, ChatRequest
+from translator.request import ChatRequest
+from translator.shaping import Shaper
 from translator.stream import Translation
 from translator.usage import count_prompt_tokens, count_text_tokens
 from upstream.context import TurnContext
@@ -117,6 +121,9 @@ class Primed:
     turn: Turn | None = None
     #: The model that answered when ChatGPT switched away from the one asked for.
     switched: str | None = None
+    #: Stream handoffs followed so far, and whether one waits to be followed now.
+    handoffs: int = 0
+    follow_now: bool = False
 
     def reported(self, model: ResolvedModel) -> str:
         """The ``model`` of the answer: the one that answered, if it was switched."""
@@ -243,7 +250,7 @@ class CompletionService:
             # finaliser later, at the cost of a wake-up of its own)
             async with contextlib.aclosing(self._backend_chunks(primed)) as chunks:
                 async for chunk in chunks:
-                    pieces.extend(translation.feed(chunk))
+                    pieces.extend(self._unless_followed(primed, translation.feed(chunk)))
                     if any(_is_first_output(p) for p in pieces):
                         break
                 else:
@@ -324,6 +331,8 @@ class CompletionService:
             async with contextlib.aclosing(self._backend_chunks(primed)) as chunks:
                 async for chunk in chunks:
                     batch = primed.translation.feed(chunk)
+                    if batch and type(batch[-1]) is tr.Pending:  # (the hot path skips a call)
+                        batch = self._unless_followed(primed, batch)
                     if batch:
                         yield batch
                     if time.monotonic() > primed.deadline:
@@ -364,17 +373,33 @@ class CompletionService:
                         yield chunk
             except UpstreamError as e:  # the stream broke or stalled
                 error = e
-            if translation.finished or translation.saw_done:
+            if self._follows(primed):
+                # The turn goes on in another stream: read it from its start, as the
+                # page does (docs/stream-handoff.md), however this one ended.
+                handoff = translation.handoff
+                translation.follow_handoff()
+                primed.handoffs += 1
+                primed.follow_now = True
+                failures = 0
+                log.info(
+                    "ChatGPT handed conversation %s off (%s); following it",
+                    translation.conversation_id,
+                    ", ".join(str(o.get("type")) for o in handoff.options) if handoff else "",
+                )
+            elif translation.finished or translation.saw_done:
                 if error is not None:
                     raise error
                 return
-            if translation.events_consumed > consumed:
+            elif translation.events_consumed > consumed:
                 failures = 0  # the page's counter resets on every event received
             resumed = None
             resumable = primed.turn is not None and primed.turn.resumer is not None
             if resumable:
                 await primed.stream.close()
-            while resumable and resumed is None and failures < self.limits.resume_attempts:
+            # A handoff is followed even with resuming turned off: it is no retry, the
+            # answer is only there.
+            attempts = self.limits.resume_attempts or (1 if primed.follow_now else 0)
+            while resumable and resumed is None and failures < attempts:
                 failures += 1
                 try:
                     resumed = await self._resume(primed, failures, error)
@@ -384,6 +409,11 @@ class CompletionService:
                 except Chat2ApiError as e:
                     log.info("resume attempt %d failed: %s", failures, e.message)
             if resumed is None:
+                if primed.follow_now:
+                    raise UpstreamError(
+                        "ChatGPT handed the answer off to another stream, and "
+                        "/f/conversation/resume would not serve it"
+                    )
                 if error is not None:
                     raise error
                 return  # the caller's translation.finish() reports the early end
@@ -402,17 +432,48 @@ class CompletionService:
         conversation_id = translation.conversation_id
         if conversation_id is None and token is not None:
             conversation_id = token.conversation_id
-        if resumer is None or token is None or not conversation_id:
+        offset = translation.events_consumed
+        # Without a token the page tries offset 0 only, sending "no-token"
+        # (chatgpt-backend-2026.md §2.6, docs/stream-handoff.md).
+        if resumer is None or (token is None and offset) or not conversation_id:
             raise ResumeRefused("this turn cannot be resumed")
+        # A handoff is followed at once; a broken stream after the page's backoff:
         # min(300 * 1.5^(n-1), 5000) ms, times U[0.5, 1) (chatgpt-backend-2026.md §2.6).
-        delay = min(0.3 * 1.5 ** (attempt - 1), 5.0) * self.rng.uniform(0.5, 1.0)
+        delay = 0.0 if primed.follow_now and attempt == 1 else self._backoff(attempt)
         if time.monotonic() + delay >= primed.deadline:
             raise ResumeRefused("no time is left to resume the answer")
         await asyncio.sleep(delay)
-        offset = translation.events_consumed
-        why = cause.message if cause is not None else "the stream ended before [DONE]"
+        if primed.follow_now:
+            why = "following a stream handoff"
+        else:
+            why = cause.message if cause is not None else "the stream ended before [DONE]"
         log.info("resuming conversation %s at event %d (%s)", conversation_id, offset, why)
-        return await resumer(conversation_id=conversation_id, offset=offset, token=token.token)
+        stream = await resumer(
+            conversation_id=conversation_id,
+            offset=offset,
+            token=token.token if token is not None else "no-token",
+        )
+        primed.follow_now = False
+        return stream
+
+    def _backoff(self, attempt: int) -> float:
+        return min(0.3 * 1.5 ** (attempt - 1), 5.0) * self.rng.uniform(0.5, 1.0)
+
+    def _follows(self, primed: Primed) -> bool:
+        """Whether this turn's stream handed off and the dialect can follow it."""
+        return (
+            primed.translation.handoff is not None
+            and primed.turn is not None
+            and primed.turn.resumer is not None
+            and primed.handoffs < _MAX_HANDOFFS
+        )
+
+    def _unless_followed(self, primed: Primed, batch: list[Any]) -> list[Any]:
+        """``batch`` without the Pending end of a handoff that will be followed."""
+        if batch and isinstance(batch[-1], tr.Pending) and batch[-1].kind == "handoff":
+            if self._follows(primed):
+                return batch[:-1]
+        return batch
 
     async def _follow(self, primed: Primed, pending: Any) -> AsyncIterator[Any]:
         """An asynchronous image turn: the stream is over, the images come by polling."""
@@ -439,16 +500,11 @@ class CompletionService:
     # -- the two answer shapes -------------------------------------------------
 
     async def stream_body(
-        self, req: ChatRequest, model: ResolvedModel, primed: Primed
+        self, req: ChatRequest, model: ResolvedModel, primed: Primed, *, show_ids: bool = False
     ) -> AsyncIterator[bytes]:
-        """The SSE body of a streamed answer."""
-        encoder = oa.ChunkEncoder(
-            completion_id=completion_id(),
-            created=int(time.time()),
-            model=primed.reported(model),
-            include_usage=req.include_usage,
-            system_fingerprint=_fingerprint(model, self.rng),
-        )
+        """The SSE body of a streamed answer; ``show_ids``: ``conversation_id`` on every chunk."""
+        encoder = self.encoder(req, model, primed.reported(model))
+        shaper = Shaper(stop=req.options.stop, max_tokens=req.max_tokens, model=model.reported)
         content_parts: list[str] = []
         reasoning_parts: list[str] = []
         # (No separate role chunk first: the encoder puts it before the first
@@ -458,67 +514,114 @@ class CompletionService:
                 # Text and reasoning, most pieces: what render() makes of them, inline.
                 kind = type(piece)
                 if kind is tr.Text:
-                    if piece.text:
-                        content_parts.append(piece.text)
-                        yield encoder.content(piece.text)
-                    continue
-                if kind is tr.Reasoning:
-                    if piece.text:
-                        reasoning_parts.append(piece.text)
-                        yield encoder.reasoning(piece.text)
-                    continue
-                if isinstance(piece, tr.Failure):
+                    text = shaper.content(piece.text) if shaper.active else piece.text
+                    if text:
+                        content_parts.append(text)
+                        yield encoder.content(text)
+                elif kind is tr.Reasoning:
+                    text = shaper.reasoning(piece.text) if shaper.active else piece.text
+                    if text:
+                        reasoning_parts.append(text)
+                        yield encoder.reasoning(text)
+                elif isinstance(piece, tr.Failure):
                     yield encoder.error(piece.error)
                     return
-                if isinstance(piece, tr.Finish):
-                    usage = _usage(req, model, content_parts, reasoning_parts)
-                    yield encoder.finish(piece.reason, usage)
+                elif isinstance(piece, tr.Finish):
+                    rest = shaper.flush()
+                    if rest:
+                        content_parts.append(rest)
+                        yield encoder.content(rest)
+                    usage = usage_for(req, model, content_parts, reasoning_parts)
+                    yield encoder.finish(shaper.reason or piece.reason, usage)
                     return
-                content, reasoning = await self.render(piece, primed)
-                if reasoning:
-                    reasoning_parts.append(reasoning)
-                    yield encoder.reasoning(reasoning)
-                if content:
-                    content_parts.append(content)
-                    yield encoder.content(content)
+                elif isinstance(piece, tr.Meta):
+                    if show_ids and piece.conversation_id:
+                        encoder.set_field("conversation_id", piece.conversation_id)
+                else:
+                    content, reasoning = await self.render(piece, primed)
+                    reasoning = shaper.reasoning(reasoning)
+                    if reasoning:
+                        reasoning_parts.append(reasoning)
+                        yield encoder.reasoning(reasoning)
+                    content = shaper.content(content)
+                    if content:
+                        content_parts.append(content)
+                        yield encoder.content(content)
+                if (
+                    shaper.reason is not None
+                ):  # cut by stop or max_tokens: end now, the backend is closed
+                    usage = usage_for(req, model, content_parts, reasoning_parts)
+                    yield encoder.finish(shaper.reason or "stop", usage)
+                    return
 
-    async def complete(self, req: ChatRequest, model: ResolvedModel, primed: Primed) -> Answer:
-        """A whole non-streamed answer."""
-        aggregator = oa.CompletionAggregator(
+    def encoder(
+        self, req: ChatRequest, model: ResolvedModel, reported: str | None = None
+    ) -> oa.ChunkEncoder:
+        """``reported``: the model the answer names (the one that answered, if switched)."""
+        return oa.ChunkEncoder(
             completion_id=completion_id(),
             created=int(time.time()),
-            model=primed.reported(model),
+            model=reported or model.reported,
+            include_usage=req.include_usage,
             system_fingerprint=_fingerprint(model, self.rng),
         )
+
+    def aggregator(
+        self, model: ResolvedModel, reported: str | None = None
+    ) -> oa.CompletionAggregator:
+        return oa.CompletionAggregator(
+            completion_id=completion_id(),
+            created=int(time.time()),
+            model=reported or model.reported,
+            system_fingerprint=_fingerprint(model, self.rng),
+        )
+
+    async def complete(
+        self, req: ChatRequest, model: ResolvedModel, primed: Primed, *, show_ids: bool = False
+    ) -> Answer:
+        """A whole non-streamed answer."""
+        aggregator = self.aggregator(model, primed.reported(model))
+        shaper = Shaper(stop=req.options.stop, max_tokens=req.max_tokens, model=model.reported)
         async with contextlib.aclosing(self.pieces(primed)) as pieces:
             async for piece in pieces:
                 if isinstance(piece, tr.Failure):
                     return error_answer(piece.error)
-                if isinstance(piece, tr.Finish):
-                    aggregator.finish(piece.reason)
-                    usage = _usage(req, model, [aggregator.text], [aggregator.reasoning_text])
-                    body = oa.json_bytes(aggregator.build(usage))
-                    return Answer(
-                        status=200, headers={"content-type": "application/json"}, body=body
-                    )
-                content, reasoning = await self.render(piece, primed)
+                if isinstance(piece, tr.Meta):
+                    if show_ids and piece.conversation_id:
+                        aggregator.extra_fields["conversation_id"] = piece.conversation_id
+                    continue
+                finish = piece.reason if isinstance(piece, tr.Finish) else None
+                if finish is None:
+                    content, reasoning = await self.render(piece, primed)
+                    content, reasoning = shaper.content(content), shaper.reasoning(reasoning)
+                else:
+                    content, reasoning = shaper.flush(), ""
                 if content:
                     aggregator.content(content)
                 if reasoning:
                     aggregator.reasoning(reasoning)
+                if finish is not None or shaper.done:
+                    aggregator.finish(shaper.reason or finish or "stop")
+                    usage = usage_for(req, model, [aggregator.text], [aggregator.reasoning_text])
+                    body = oa.json_bytes(aggregator.build(usage))
+                    return Answer(
+                        status=200, headers={"content-type": "application/json"}, body=body
+                    )
         return error_answer(UpstreamError("the ChatGPT backend stream ended without an answer"))
 
 
 _TERMINAL = (tr.Finish, tr.Failure, tr.Pending)
+#: Handoffs followed in one turn before the next one is taken as a failure.
+_MAX_HANDOFFS = 3
 
 
 def _terminal(piece: Any) -> Any:
-    """A Pending end (the answer continues elsewhere) is a failure for now."""
+    """A Pending end that is not followed (a handoff the dialect cannot resume) fails."""
     if isinstance(piece, tr.Pending):
         return tr.Failure(
             error=UpstreamError(
-                f"the ChatGPT backend moved the answer elsewhere ({piece.kind}); "
-                "chat2api cannot follow it yet"
+                f"the ChatGPT backend moved the answer elsewhere ({piece.kind}) "
+                "and this backend dialect cannot follow it"
             )
         )
     return piece
@@ -537,7 +640,7 @@ def _fingerprint(model: ResolvedModel, rng: random.Random) -> str | None:
     return rng.choice(list(choices)) if choices else None
 
 
-def _usage(
+def usage_for(
     req: ChatRequest, model: ResolvedModel, content: list[str], reasoning: list[str]
 ) -> oa.Usage:
     prompt = count_prompt_tokens(req.messages, model.reported)

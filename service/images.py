@@ -19,8 +19,9 @@ from typing import Any
 from errors import InvalidRequest, UpstreamError
 from service.completions import CompletionService
 from service.media import MediaResolver
+from settings.model_table import ModelTable
 from translator import answer as tr
-from translator.models import ModelTable, ResolvedModel, resolve_model
+from translator.models import ResolvedModel, resolve_model
 from translator.request import ChatRequest, Message, TextPart
 
 RESPONSE_FORMATS = ("url", "b64_json")

@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from curl_cffi.requests import BrowserType
@@ -22,27 +24,32 @@ from pow import BrowserProfile
 from pow.browsers import BrowserChoice, build_profiles
 from service.accounts import AccountsService
 from service.api import ApiApp
+from service.codex_chat import CodexChat
 from service.completions import CompletionService, Limits
 from service.images import ImagesService
 from service.media import MediaResolver
+from service.responses import ResponsesLimits, ResponsesService
+from service.responsestore import FileResponseStore, RedisResponseStore, ResponseStore
 from service.uploads import MediaFetcher, MediaLimits, Uploader
 from settings import Settings, SettingsError
 from translator import usage
-from translator.models import ResolvedModel
-from translator.request import (
+from translator.backend_body import (
     Attachments,
-    ChatRequest,
     build_conversation_body,
     build_prepare_body,
     contextual_info,
 )
+from translator.models import ResolvedModel
+from translator.request import ChatRequest
 from upstream.auto import AutoDialect
 from upstream.classic import ClassicDialect
+from upstream.codex import CodexBackend, CodexLimits
 from upstream.common import Limits as DialectLimits
 from upstream.context import TurnContext, make_context, pinned_proxy
 from upstream.d2026 import Dialect2026
 from upstream.dialect import Dialect, PrepareState, TurnBodies, Wire
 from upstream.http import BackendHttp
+from upstream.site import SitePages
 from upstream.solvers import ChallengeSolvers
 
 log = logging.getLogger(__name__)
@@ -57,6 +64,10 @@ class Runtime:
     http: BackendHttp
     accounts: AccountsService
     api: ApiApp
+    #: The backend dialect and the context of an account's calls, for the mirror's
+    #: server-side sentinel (mirror/sentinel.py).
+    dialect: Dialect | None = None
+    context_for: Callable[[Credential, random.Random], TurnContext] | None = None
     _warm_up: asyncio.Future[Any] | None = None
     #: Set once :meth:`start` is done. mitmproxy opens its listeners before the
     #: addons' ``running`` hooks finish, so a request can come in before that.
@@ -81,6 +92,8 @@ class Runtime:
 
     async def stop(self) -> None:
         await self.accounts.stop()
+        if self.api.responses is not None:
+            await self.api.responses.store.close()
         await self.http.close()
 
 
@@ -100,10 +113,12 @@ def make_dialect(settings: Settings, http: BackendHttp) -> Dialect:
         turnstile_url=settings.turnstile_solver_url,
         arkose_urls=settings.arkose_token_url,
     )
-    classic = ClassicDialect(http, limits, conversation_only=only, solvers=solvers)
+    # One reading of each upstream's home page for both dialects (upstream/site.py).
+    site = SitePages(http)
+    classic = ClassicDialect(http, limits, conversation_only=only, solvers=solvers, site=site)
     if settings.backend_dialect == "classic":
         return classic
-    newer = Dialect2026(http, limits, conversation_only=only, solvers=solvers)
+    newer = Dialect2026(http, limits, conversation_only=only, solvers=solvers, site=site)
     if settings.backend_dialect == "2026":
         return newer
     return AutoDialect(newer, classic)
@@ -125,6 +140,14 @@ def browser_profiles(settings: Settings) -> tuple[BrowserProfile, ...]:
     for note in built.skipped:
         log.warning("chat2api: %s", note)
     return built.profiles
+
+
+def make_response_store(settings: Settings) -> ResponseStore:
+    """Stored responses where the accounts live: Redis with REDIS_URL, else DATA_DIR."""
+    ttl = float(settings.responses_ttl)
+    if settings.redis_url:
+        return RedisResponseStore(settings.redis_url, prefix=settings.redis_prefix, ttl=ttl)
+    return FileResponseStore(Path(settings.data_dir).expanduser() / "responses", ttl=ttl)
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -161,6 +184,12 @@ def build_runtime(settings: Settings) -> Runtime:
         info = contextual_info(rng)  # one browser window for both bodies of the turn
 
         def conversation(wire: Wire, prepare_state: PrepareState) -> dict[str, Any]:
+            if wire == "classic" and model.thinking and req.reasoning_effort is not None:
+                # Only the 2026 body has a field for it (translator/backend_body.py).
+                log.info(
+                    "reasoning_effort %r not applied: the classic dialect has no such field",
+                    req.reasoning_effort,
+                )
             return build_conversation_body(
                 req,
                 model=model,
@@ -210,6 +239,34 @@ def build_runtime(settings: Settings) -> Runtime:
             on_downgrade=settings.on_downgrade,
         ),
     )
+    media_fetcher = MediaFetcher(
+        MediaLimits(
+            max_bytes=settings.media_max_bytes,
+            fetch_timeout=settings.media_fetch_timeout,
+            allow_hosts=settings.media_allow_hosts,
+            upload_by_url=settings.upload_by_url,
+        ),
+        export_proxy=settings.export_proxy_url,
+        file_fetcher=settings.cf_file_url,
+    )
+    responses = ResponsesService(
+        accounts=accounts,
+        pool=accounts.pool,
+        codex=CodexBackend(http, CodexLimits(first_byte_timeout=settings.timeouts.first_byte)),
+        make_context=context_for,
+        completions=completions,
+        web_models=settings.models,
+        codex_models=settings.codex_models,
+        unknown_model=settings.unknown_model,
+        mode=settings.codex_backend,
+        store=make_response_store(settings),
+        limits=ResponsesLimits(
+            idle_timeout=settings.timeouts.idle,
+            total_timeout=settings.timeouts.total,
+            max_body_bytes=settings.max_body_bytes,
+        ),
+        media=media_fetcher,
+    )
     api = ApiApp(
         api_root=settings.api_root,
         models=settings.models,
@@ -217,14 +274,16 @@ def build_runtime(settings: Settings) -> Runtime:
         completions=completions,
         max_body_bytes=settings.max_body_bytes,
         history_disabled=settings.history_disabled,
-        media=MediaFetcher(
-            MediaLimits(
-                max_bytes=settings.media_max_bytes,
-                fetch_timeout=settings.media_fetch_timeout,
-                allow_hosts=settings.media_allow_hosts,
-                upload_by_url=settings.upload_by_url,
-            ),
-            export_proxy=settings.export_proxy_url,
+        media=media_fetcher,
+        responses=responses,
+        codex_models=settings.codex_models,
+        codex_chat=CodexChat(
+            responses=responses,
+            completions=completions,
+            web_models=settings.models,
+            codex_models=settings.codex_models,
+            unknown_model=settings.unknown_model,
+            mode=settings.codex_backend,
         ),
         images=ImagesService(
             completions=completions,
@@ -236,4 +295,11 @@ def build_runtime(settings: Settings) -> Runtime:
             bearer, refresh=refresh, seeds_only=not settings.auto_seed
         ),
     )
-    return Runtime(settings=settings, http=http, accounts=accounts, api=api)
+    return Runtime(
+        settings=settings,
+        http=http,
+        accounts=accounts,
+        api=api,
+        dialect=dialect,
+        context_for=context_for,
+    )

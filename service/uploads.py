@@ -8,7 +8,7 @@ Two steps, because they depend on different things:
    time limit and a server-side request forgery guard (:class:`UrlGuard`).
 2. :class:`Uploader` sends the blobs to the account that will answer, with the
    upload flow of ``chatgpt-backend.md`` §7 (reference §10.2), and reports one
-   :class:`~translator.request.Attachment` per part.
+   :class:`~translator.backend_body.Attachment` per part.
 
 Every part that cannot be fetched or uploaded is a 400 naming it
 (``messages[i].content[j]``); nothing is dropped silently (the original did,
@@ -42,10 +42,11 @@ from typing import Any
 from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 
 from errors import Chat2ApiError, InvalidRequest
+from service.file_fetcher import NotFetched, via_fetcher
+from service.netguard import UrlGuard as UrlGuard  # (re-exported)
 from service.netguard import forbidden_address as forbidden_address  # (re-exported)
-from service.netguard import resolve
+from translator.backend_body import Attachment
 from translator.request import (
-    Attachment,
     ChatRequest,
     FilePart,
     ImagePart,
@@ -249,40 +250,22 @@ def refused(where: str, why: str) -> MediaRefused:
     return MediaRefused(f"Invalid '{where}': {why}", param=where, code="invalid_media")
 
 
-# --------------------------------------------------------------------------- the guard
-
-
-class UrlGuard:
-    def __init__(self, allow_hosts: tuple[str, ...]) -> None:
-        self.allow_hosts = frozenset(h.lower() for h in allow_hosts)
-
-    def allowed(self, host: str, port: int) -> bool:
-        host = host.lower()
-        return host in self.allow_hosts or f"{host}:{port}" in self.allow_hosts
-
-    async def addresses(self, host: str, port: int) -> list[str]:
-        """The addresses to connect to; raises ValueError if any is forbidden."""
-        found = await resolve(host, port)
-        if self.allowed(host, port):
-            return [str(a) for a in found]
-        bad = [a for a in found if forbidden_address(a)]
-        if bad or not found:
-            raise ValueError(
-                f"the host {host!r} resolves to {bad[0] if bad else 'nothing'}, a local or "
-                "private address this server does not fetch from"
-            )
-        return [str(a) for a in found]
-
-
 # --------------------------------------------------------------------------- fetching
 
 
 class MediaFetcher:
     """Every non-text part of a request → :class:`Blob` (see the module docstring)."""
 
-    def __init__(self, limits: MediaLimits, *, export_proxy: str | None = None) -> None:
+    def __init__(
+        self,
+        limits: MediaLimits,
+        *,
+        export_proxy: str | None = None,
+        file_fetcher: str | None = None,
+    ) -> None:
         self.limits = limits
         self.export_proxy = export_proxy
+        self.file_fetcher = file_fetcher  # CF_FILE_URL (service/file_fetcher.py)
         self.guard = UrlGuard(limits.allow_hosts)
 
     def prepare(self, req: ChatRequest) -> ChatRequest:
@@ -395,14 +378,32 @@ class MediaFetcher:
 
     async def fetch_url(self, where: str, url: str) -> tuple[str, bytes]:
         """GET ``url`` within the limits; the content type and the bytes."""
+        if self.file_fetcher is not None:
+            fetch = self._ask(where, url, self.file_fetcher)
+        else:
+            fetch = self._follow(where, url)
         try:
-            return await asyncio.wait_for(self._follow(where, url), self.limits.fetch_timeout)
+            return await asyncio.wait_for(fetch, self.limits.fetch_timeout)
         except (asyncio.TimeoutError, TimeoutError):
             raise refused(
                 where,
                 f"fetching {_short(url)} took longer than {self.limits.fetch_timeout:g} s "
                 "(media_fetch_timeout).",
             ) from None
+
+    async def _ask(self, where: str, url: str, fetcher: str) -> tuple[str, bytes]:
+        try:
+            return await via_fetcher(
+                fetcher,
+                url,
+                allowed=self.guard.allowed,
+                timeout=self.limits.fetch_timeout,
+                max_bytes=self.limits.max_bytes,
+            )
+        except FetchTooLarge:
+            raise refused(where, self._too_big()) from None
+        except NotFetched as e:
+            raise refused(where, f"{e}.") from None
 
     async def _follow(self, where: str, url: str) -> tuple[str, bytes]:
         for _ in range(MAX_REDIRECTS + 1):

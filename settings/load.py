@@ -15,7 +15,10 @@ from urllib.parse import urlsplit
 import yaml
 
 from settings.allow_list import parse_allow_rules
+from settings.ban_list import parse_ban_rules
+from settings.codex_models import parse_codex_model_table
 from settings.host_names import split_host
+from settings.model_table import parse_model_table
 from settings.schema import Settings, Timeouts
 
 
@@ -139,6 +142,12 @@ def _parse_url(value: Any) -> str:
     return text
 
 
+def _parse_host_url(value: Any) -> str:
+    """An http(s) URL, or a bare host name as the original's FILE_HOST took (https)."""
+    text = _parse_str(value)
+    return _parse_url(text if "://" in text else "https://" + text)
+
+
 def _parse_urls(value: Any) -> tuple[str, ...]:
     urls = tuple(_parse_url(item) for item in _parse_list(value))
     if not urls:
@@ -254,9 +263,7 @@ def _parse_ban_list(value: Any) -> tuple[str, ...]:
         entries = tuple(str(item).strip() for item in value if str(item).strip())
     else:
         entries = tuple(s.strip() for s in str(value or "").splitlines() if s.strip())
-    from mirror.paths import parse_ban_rules  # lazily, like the model table below
-
-    parse_ban_rules(entries)
+    parse_ban_rules(entries)  # the mirror parses them again when it is built; this validates
     return entries
 
 
@@ -287,33 +294,6 @@ def _parse_origins(value: Any) -> tuple[str, ...]:
         ):
             raise ValueError(f"expected * or origins such as https://app.example, got {origin!r}")
     return origins
-
-
-def _parse_models(value: Any) -> Any:
-    # The table's own parser lives with the model mapping; imported lazily so
-    # that settings stay importable on their own.
-    from translator.models import parse_model_table
-
-    return parse_model_table(shipped_model_table() if value is None else value)
-
-
-#: The config.yaml that ships with chat2api: its ``models`` table is the default
-#: for a config file that has none.
-SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
-
-
-def shipped_model_table() -> Any:
-    """The ``models`` table of the shipped config.yaml, as plain data."""
-    try:
-        loaded = yaml.safe_load(SHIPPED_CONFIG.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        raise ValueError(
-            f"cannot read the default model table from {SHIPPED_CONFIG}: {e}"
-        ) from None
-    table = loaded.get("models") if isinstance(loaded, dict) else None
-    if table is None:
-        raise ValueError(f"{SHIPPED_CONFIG} has no models table")
-    return table
 
 
 # key → parser. Keys are the config.yaml names; environment names are upper case.
@@ -368,7 +348,10 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "unknown_model": _one_of("default", "reject"),
     "on_downgrade": _one_of("pass", "error", "retry"),
     "max_body_bytes": _parse_int(1024, 1024 * 1024 * 1024),
-    "models": _parse_models,
+    "models": parse_model_table,
+    "codex_backend": _one_of("auto", "always", "never"),
+    "codex_models": parse_codex_model_table,
+    "responses_ttl": _parse_int(60, 366 * 24 * 3600),
     "media_max_bytes": _parse_int(1024, 1024 * 1024 * 1024),
     "media_fetch_timeout": _parse_seconds,
     "media_allow_hosts": _parse_hosts,
@@ -394,8 +377,8 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "force_no_history": parse_bool,
     "no_sentinel": parse_bool,
     "x_sign": _parse_optional_str,
-    "file_host": lambda v: _parse_url(v) if _parse_optional_str(v) else None,
-    "voice_host": lambda v: _parse_url(v) if _parse_optional_str(v) else None,
+    "file_host": lambda v: _parse_host_url(v) if _parse_optional_str(v) else None,
+    "voice_host": lambda v: _parse_host_url(v) if _parse_optional_str(v) else None,
     "timeout_connect": _parse_seconds,
     "timeout_first_byte": _parse_seconds,
     "timeout_idle": _parse_seconds,
@@ -505,8 +488,6 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
             values[key] = parsed
     if timeouts:
         values["timeouts"] = Timeouts(**timeouts)
-    if "models" not in values:
-        values["models"] = _parse_models(None)
     values["warnings"] = tuple(_environment_notes(merged))
     settings = Settings(**values)
     _check_consistency(settings)
@@ -529,7 +510,7 @@ def describe(settings: Settings) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
-        if f.name in ("models", "warnings"):
+        if f.name in ("models", "codex_models", "warnings"):
             continue
         if f.name in secret and value:
             value = f"<{len(value) if isinstance(value, tuple) else 1} set>"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
+
+from settings.codex_models import parse_codex_model_table
+from settings.model_table import ModelTable, parse_model_table
 
 Dialect = Literal["classic", "2026", "auto"]
 PowAlgorithm = Literal["auto", "sha3", "fnv1a"]
@@ -11,6 +14,7 @@ UnknownModel = Literal["default", "reject"]
 OnOff = Literal["on", "off"]
 LogFormat = Literal["text", "json"]
 OnDowngrade = Literal["pass", "error", "retry"]
+CodexBackend = Literal["auto", "always", "never"]
 
 
 # The mirror's ban list for seed users: reference §13.4, plus writes to the account's
@@ -148,7 +152,12 @@ class Settings:
     media_allow_hosts: tuple[str, ...] = ()
     media_async_timeout: float = 300.0
     media_poll_interval: float = 2.0
-    models: Any = None
+    models: ModelTable = field(default_factory=lambda: parse_model_table(None))
+    # the Codex backend (upstream/codex.py): auto, always or never; its model table
+    codex_backend: CodexBackend = "auto"
+    codex_models: ModelTable = field(default_factory=lambda: parse_codex_model_table(None))
+    # stored responses (service/responsestore.py) are kept this many seconds
+    responses_ttl: int = 30 * 24 * 3600
     # accounts
     scheduled_refresh: bool = False
     refresh_schedule: str = "every 2 days at 03:00"

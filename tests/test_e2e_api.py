@@ -484,9 +484,8 @@ def test_plain_mitmdump_installs_its_patches(mitm: Mitm, token: str) -> None:
     result = chat(env_for(mitm, "reverse", token), **ask("patched", stream=True))
     assert "error" not in result, result
     log = mitm.log()
-    assert (
-        "chat2api patches: active: curl_headers, inline_stream, malloc; standing aside: none" in log
-    )
+    active = "curl_headers, early_answer, inline_stream, malloc"
+    assert f"chat2api patches: active: {active}; standing aside: none" in log
     assert "/bridge/" not in log
 
 

@@ -29,12 +29,11 @@ from hypothesis import strategies as st
 
 from errors import UpstreamUnavailable
 from service.api import ApiApp, Reply, StreamReply
-from settings.load import shipped_model_table
+from settings.model_table import parse_model_table
 from tests.fakechatgpt.harness import Emulator, mint_access_token, next_plan, run_emulator
 from tests.support.mitm import Mitm, start_mitm
 from tests.support.rawhttp import Connection
 from tests.test_translator_captures import FIXTURES
-from translator.models import parse_model_table
 
 REQUESTS = 10_000
 WORKERS = 16
@@ -191,7 +190,7 @@ class _NoBackend:
 def _app() -> ApiApp:
     return ApiApp(
         api_root="/v1",
-        models=parse_model_table(shipped_model_table()),
+        models=parse_model_table(None),
         unknown_model="default",
         completions=_NoBackend(),  # type: ignore[arg-type]
         max_body_bytes=MAX_BODY,

@@ -27,6 +27,7 @@ import pytest
 import pow
 from mirror.stubs import SEED_STUBS
 from settings.schema import DEFAULT_GATEWAY_BLOCKED_PATHS
+from tests.fakechatgpt import site as fake_site
 from tests.fakechatgpt.harness import (
     Emulator,
     fake_state,
@@ -267,7 +268,10 @@ def start_conversation(client: Client, seed: str) -> str:
     """A new conversation through the mirror, as the site's front-end makes one."""
     rng = random.Random(7)
     profile = pow.pick_profile(rng)
-    config = pow.classic_config(profile, script_src="", build_id=None, rng=rng)
+    # The script and deployment id of the site's page, as its probe reports them.
+    config = pow.classic_config(
+        profile, script_src=fake_site.SCRIPTS[0], build_id=fake_site.DPL, rng=rng
+    )
     p = pow.requirements_token(config, rng=rng)
     ua = {"user-agent": profile.user_agent}
     status, _, body = client.call(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mirror.paths import BadPath, banned, canonical, conversation_in_path, parse_ban_rules
+from mirror.paths import BadPath, banned, canonical, conversation_in_path
+from settings.ban_list import parse_ban_rules
 from settings.schema import DEFAULT_GATEWAY_BLOCKED_PATHS
 
 RULES = parse_ban_rules(DEFAULT_GATEWAY_BLOCKED_PATHS)

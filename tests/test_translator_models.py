@@ -1,20 +1,12 @@
-"""Model table: exact names, GPTs, image suffix, patterns, unknown names, bad tables."""
+"""Model names resolved with the table: exact names, GPTs, image suffix, patterns, unknown names."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from errors import ModelNotFound
-from settings.load import load_settings, shipped_model_table
-from translator.models import (
-    ModelTable,
-    get_model,
-    list_models,
-    parse_model_table,
-    resolve_model,
-)
+from settings.model_table import ModelTable, parse_model_table, shipped_model_table
+from translator.models import get_model, list_models, resolve_model
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +93,91 @@ def test_image_suffix(table: ModelTable, name: str, slug: str, gizmo_id: str | N
 
 @pytest.mark.parametrize("name", ["GPT-4O", "g-", "claude-3-haiku", "llama"])
 def test_not_known(table: ModelTable, name: str) -> None:
-    model = resolve_model(table, name)  # default mode: the default slug, name echoed
-    assert (model.slug, model.reported, model.image, model.gizmo_id) == ("auto", name, False, None)
+    model = resolve_model(table, name)  # default mode: the default slug, which answers
+    assert (model.slug, model.reported, model.image, model.gizmo_id) == (
+        "auto",
+        "auto",
+        False,
+        None,
+    )
+    assert model.unknown
+
+
+def test_unknown_default_mode(table: ModelTable) -> None:
+    model = resolve_model(table, "my-llama")
+    # The answer names the model that answered (the default entry), not the invented name.
+    assert (model.slug, model.reported, model.thinking) == ("auto", "auto", False)
+    assert model.unknown and model.requested == "my-llama"
+    assert resolve_model(table, "my-llama-image").image
+
+
+@pytest.mark.parametrize("name", ["my-llama", "my-llama-image", "claude-3", "GPT-4o"])
+def test_unknown_reject_mode(table: ModelTable, name: str) -> None:
+    with pytest.raises(ModelNotFound) as info:
+        resolve_model(table, name, unknown="reject")
+    error = info.value
+    assert error.status == 404 and error.code == "model_not_found"
+    assert error.message == f"The model `{name}` does not exist or you do not have access to it."
+    # known names, GPTs, image names and patterns still work
+    for known in ("gpt-4o", "g-abc", "gpt-4o-image", "gpt-5.2"):
+        assert resolve_model(table, known, unknown="reject").requested == known
+
+
+def test_bad_unknown_policy(table: ModelTable) -> None:
+    with pytest.raises(ValueError, match="unknown_model must be 'default' or 'reject'"):
+        resolve_model(table, "gpt-4o", unknown="strict")
+
+
+def test_custom_patterns_first_match_wins() -> None:
+    table = parse_model_table(
+        {
+            "default_slug": "gpt-4o",
+            "models": [
+                {"name": "claude-3-opus", "slug": "gpt-4o", "reported": "claude-3-opus-20240229"},
+                {"glob": "claude-*", "slug": "gpt-4o-mini"},
+                {"glob": "claude-3*", "slug": "never"},
+                {"regex": r"(?P<family>llama)-(\d+)", "slug": r"\g<family>-slug-\2"},
+            ],
+        }
+    )
+    assert resolve_model(table, "claude-3-opus").reported == "claude-3-opus-20240229"
+    assert resolve_model(table, "claude-3-haiku").slug == "gpt-4o-mini"
+    assert resolve_model(table, "llama-3").slug == "llama-slug-3"
+    assert resolve_model(table, "xllama-3").slug == "gpt-4o"  # regex is anchored
+    assert resolve_model(table, "llama-3x").slug == "gpt-4o"
+    assert table.gizmo_slug == "gpt-4o"  # defaults to default_slug
+
+
+def test_list_models(table: ModelTable) -> None:
+    data = list_models(table)
+    ids = [m["id"] for m in data]
+    assert ids[0] == "auto" and "gpt-4o" in ids and "o4-mini" in ids
+    assert len(ids) == len(set(ids))
+    assert all(set(m) == {"id", "object", "created", "owned_by"} for m in data)
+    assert all(m["object"] == "model" and isinstance(m["created"], int) for m in data)
+
+
+def test_listed_false_hides_exact_entry() -> None:
+    table = parse_model_table(
+        {"default_slug": "auto", "models": [{"name": "secret", "slug": "auto", "listed": False}]}
+    )
+    assert list_models(table) == []
+    assert get_model(table, "secret")["id"] == "secret"
+
+
+@pytest.mark.parametrize("model_id", ["gpt-4o", "g-abc", "gpt-4o-image", "gpt-5.2"])
+def test_get_model(table: ModelTable, model_id: str) -> None:
+    assert get_model(table, model_id) == {
+        "id": model_id,
+        "object": "model",
+        "created": table.created,
+        "owned_by": "openai",
+    }
+
+
+def test_get_model_unknown_is_404_even_in_default_mode(table: ModelTable) -> None:
+    with pytest.raises(ModelNotFound):
+        get_model(table, "no-such-model")
 
 
 # Every row of the original's substring table (its order, first match wins) lands
@@ -165,148 +240,6 @@ def test_contains_entries_in_table_order() -> None:
     assert resolve_model(table, "gpt-mini").slug == "small"
     assert resolve_model(table, "gpt-max").slug == "big"
     assert resolve_model(table, "GPT").slug == "x"  # case-sensitive
-
-
-def test_unknown_default_mode(table: ModelTable) -> None:
-    model = resolve_model(table, "my-llama")
-    assert (model.slug, model.reported, model.thinking) == ("auto", "my-llama", False)
-    assert resolve_model(table, "my-llama-image").image
-
-
-@pytest.mark.parametrize("name", ["my-llama", "my-llama-image", "claude-3", "GPT-4o"])
-def test_unknown_reject_mode(table: ModelTable, name: str) -> None:
-    with pytest.raises(ModelNotFound) as info:
-        resolve_model(table, name, unknown="reject")
-    error = info.value
-    assert error.status == 404 and error.code == "model_not_found"
-    assert error.message == f"The model `{name}` does not exist or you do not have access to it."
-    # known names, GPTs, image names and patterns still work
-    for known in ("gpt-4o", "g-abc", "gpt-4o-image", "gpt-5.2"):
-        assert resolve_model(table, known, unknown="reject").requested == known
-
-
-def test_bad_unknown_policy(table: ModelTable) -> None:
-    with pytest.raises(ValueError, match="unknown_model must be 'default' or 'reject'"):
-        resolve_model(table, "gpt-4o", unknown="strict")
-
-
-def test_a_config_without_a_table_gets_the_shipped_one(tmp_path: Path) -> None:
-    config = tmp_path / "config.yaml"
-    config.write_text("retry_times: 1\n", encoding="utf-8")
-    assert load_settings(config, {}).models == parse_model_table(shipped_model_table())
-
-
-def test_custom_patterns_first_match_wins() -> None:
-    table = parse_model_table(
-        {
-            "default_slug": "gpt-4o",
-            "models": [
-                {"name": "claude-3-opus", "slug": "gpt-4o", "reported": "claude-3-opus-20240229"},
-                {"glob": "claude-*", "slug": "gpt-4o-mini"},
-                {"glob": "claude-3*", "slug": "never"},
-                {"regex": r"(?P<family>llama)-(\d+)", "slug": r"\g<family>-slug-\2"},
-            ],
-        }
-    )
-    assert resolve_model(table, "claude-3-opus").reported == "claude-3-opus-20240229"
-    assert resolve_model(table, "claude-3-haiku").slug == "gpt-4o-mini"
-    assert resolve_model(table, "llama-3").slug == "llama-slug-3"
-    assert resolve_model(table, "xllama-3").slug == "gpt-4o"  # regex is anchored
-    assert resolve_model(table, "llama-3x").slug == "gpt-4o"
-    assert table.gizmo_slug == "gpt-4o"  # defaults to default_slug
-
-
-def test_list_models(table: ModelTable) -> None:
-    data = list_models(table)
-    ids = [m["id"] for m in data]
-    assert ids[0] == "auto" and "gpt-4o" in ids and "o4-mini" in ids
-    assert len(ids) == len(set(ids))
-    assert all(set(m) == {"id", "object", "created", "owned_by"} for m in data)
-    assert all(m["object"] == "model" and isinstance(m["created"], int) for m in data)
-
-
-def test_listed_false_hides_exact_entry() -> None:
-    table = parse_model_table(
-        {"default_slug": "auto", "models": [{"name": "secret", "slug": "auto", "listed": False}]}
-    )
-    assert list_models(table) == []
-    assert get_model(table, "secret")["id"] == "secret"
-
-
-@pytest.mark.parametrize("model_id", ["gpt-4o", "g-abc", "gpt-4o-image", "gpt-5.2"])
-def test_get_model(table: ModelTable, model_id: str) -> None:
-    assert get_model(table, model_id) == {
-        "id": model_id,
-        "object": "model",
-        "created": table.created,
-        "owned_by": "openai",
-    }
-
-
-def test_get_model_unknown_is_404_even_in_default_mode(table: ModelTable) -> None:
-    with pytest.raises(ModelNotFound):
-        get_model(table, "no-such-model")
-
-
-@pytest.mark.parametrize(
-    ("obj", "message"),
-    [
-        ([], "model table: expected a mapping"),
-        ({"models": []}, "model table.default_slug: required"),
-        ({"default_slug": ""}, "default_slug: expected a non-empty string"),
-        ({"default_slug": 3}, "default_slug: expected a non-empty string"),
-        ({"default_slug": "auto", "unknown_model": "reject"}, "unknown key(s) unknown_model"),
-        ({"default_slug": "auto", "modles": []}, "unknown key(s) modles"),
-        ({"default_slug": "auto", "models": "gpt-4o"}, "models: expected a list"),
-        ({"default_slug": "auto", "models": ["gpt-4o"]}, "models[0]: expected a mapping"),
-        ({"default_slug": "auto", "models": [{"slug": "x"}]}, "exactly one of 'name'"),
-        (
-            {"default_slug": "auto", "models": [{"name": "a", "glob": "a*", "slug": "x"}]},
-            "exactly one of 'name'",
-        ),
-        ({"default_slug": "auto", "models": [{"name": "a"}]}, "models[0].slug: required"),
-        (
-            {"default_slug": "auto", "models": [{"name": "a", "slug": "x", "slgu": 1}]},
-            "models[0]: unknown key(s) slgu",
-        ),
-        (
-            {"default_slug": "auto", "models": [{"name": "a", "slug": "x", "thinking": "yes"}]},
-            "models[0].thinking: expected true or false",
-        ),
-        (
-            {
-                "default_slug": "auto",
-                "models": [{"name": "a", "slug": "x", "system_fingerprint": [1]}],
-            },
-            "system_fingerprint: expected a list of non-empty strings",
-        ),
-        (
-            {"default_slug": "auto", "models": [{"regex": "gpt-(", "slug": "x"}]},
-            "models[0].regex: invalid regular expression",
-        ),
-        (
-            {"default_slug": "auto", "models": [{"regex": "gpt-(\\d)", "slug": "x-\\2"}]},
-            "models[0].slug: bad group reference",
-        ),
-        (
-            {"default_slug": "auto", "models": [{"regex": "gpt", "slug": "x-\\g<nope>"}]},
-            "models[0].slug: bad group reference",
-        ),
-        (
-            {
-                "default_slug": "auto",
-                "models": [{"name": "a", "slug": "x"}, {"name": "a", "slug": "y"}],
-            },
-            "models[1]: duplicate name 'a'",
-        ),
-        ({"default_slug": "auto", "created": -1}, "created: expected a non-negative integer"),
-        ({"default_slug": "auto", "created": True}, "created: expected a non-negative integer"),
-    ],
-)
-def test_bad_tables(obj: object, message: str) -> None:
-    with pytest.raises(ValueError) as info:
-        parse_model_table(obj)
-    assert message in str(info.value)
 
 
 @pytest.mark.parametrize(

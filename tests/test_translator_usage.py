@@ -14,7 +14,8 @@ import pytest
 import tiktoken_ext.openai_public as openai_public
 
 from translator import usage
-from translator.request import Attachment, parse_chat_request
+from translator.backend_body import Attachment
+from translator.request import parse_chat_request
 from translator.usage import (
     CL100K_BASE,
     O200K_BASE,

@@ -12,9 +12,8 @@ import pytest
 
 from errors import AuthenticationFailed, InvalidRequest, printable
 from service.api import ApiApp, bearer_of
-from settings.load import shipped_model_table
+from settings.model_table import parse_model_table
 from translator.chunks import ChunkEncoder, json_bytes
-from translator.models import parse_model_table
 
 
 def test_error_messages_are_printable() -> None:
@@ -44,7 +43,7 @@ def test_a_key_that_is_not_utf8_is_a_401() -> None:
 def test_the_request_path_answers_and_logs_such_text(caplog: pytest.LogCaptureFixture) -> None:
     app = ApiApp(
         api_root="/v1",
-        models=parse_model_table(shipped_model_table()),
+        models=parse_model_table(None),
         unknown_model="default",
         completions=None,  # type: ignore[arg-type]  # never reached: the body is refused
         max_body_bytes=1 << 20,

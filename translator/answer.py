@@ -488,7 +488,14 @@ class AnswerExtractor:
         self._fence_owner: _Msg | None = None
         self._blocked = False
         self._async: Any = None
-        self._handoff: Handoff | None = None
+        #: The backend's ``stream_handoff`` (the turn goes on elsewhere), until followed.
+        self.handoff: Handoff | None = None
+        #: The stream ended in a handoff: a Pending piece of kind "handoff" was emitted.
+        self.handed_off = False
+        # After a followed handoff a message may come again from its start: text
+        # that shrinks (or a document added anew over it) is then that repeat, not
+        # an edit, and nothing is given twice (docs/stream-handoff.md).
+        self._replaying = False
         self._malformed = 0
 
     # ---------------------------------------------------------------- entry
@@ -523,8 +530,16 @@ class AnswerExtractor:
             elif isinstance(ev, AsyncStatus):
                 self._async = ev.status
             elif isinstance(ev, Handoff):
-                self._handoff = ev
+                self.handoff = ev
         return out
+
+    def follow_handoff(self) -> None:
+        """The caller reads the rest of a handed-off turn: go on as if the stream went
+        on. Messages keep what they already gave, so a stream that repeats them from
+        the start of the turn adds only what is new (docs/stream-handoff.md)."""
+        self.handoff = None
+        self.handed_off = self.finished = False
+        self._replaying = True
 
     def end_of_stream(self, *, saw_done: bool) -> list[Piece]:
         """The upstream connection ended; returns the terminal piece if not yet given."""
@@ -648,7 +663,7 @@ class AnswerExtractor:
         content = msg.get("content")
         if not isinstance(content, dict):
             return
-        if ev.cuts:
+        if ev.cuts and not self._replaying:
             self._apply_cuts(st, ev.cuts)
         if kind == _ANSWER:
             self._answer_parts(st, msg, content, out)
@@ -731,7 +746,7 @@ class AnswerExtractor:
                             self._emit_text((st, i), item, out)
                         else:
                             self._sandbox(st, item, out)
-                elif n < off:
+                elif n < off and not self._replaying:
                     offs[i] = n  # shrunk (legacy full state): continue from here
                     st.cleaners[i].pending = ""
             elif isinstance(part, dict):
@@ -835,7 +850,7 @@ class AnswerExtractor:
             if n > rec[1]:
                 self._emit_reasoning((st, i), body[rec[1] :].translate(_PUA_TABLE), out)
                 rec[1] = n
-            elif n < rec[1]:
+            elif n < rec[1] and not self._replaying:
                 rec[1] = n
 
     def _reasoning_parts(
@@ -882,7 +897,7 @@ class AnswerExtractor:
                 self._fence_owner = st
             if st.fence:
                 self._emit_text(st, new, out)
-        elif n < st.text_off:
+        elif n < st.text_off and not self._replaying:
             st.text_off = n
         if _finished(msg) and not st.done:
             st.done = True
@@ -963,16 +978,16 @@ class AnswerExtractor:
                         self._image_part(st, part, True, out)
         if self._blocked or self._answer is not None:
             self._finish(out)
-        elif self._handoff is not None:
+        elif self.handoff is not None:
             out.append(
                 Pending(
                     kind="handoff",
-                    conversation_id=self._handoff.conversation_id or self.conversation_id,
+                    conversation_id=self.handoff.conversation_id or self.conversation_id,
                     message_id=self.message_id,
-                    detail=self._handoff,
+                    detail=self.handoff,
                 )
             )
-            self.finished = True
+            self.finished = self.handed_off = True
         elif self._async is not None and not self.text_emitted:
             out.append(
                 Pending(

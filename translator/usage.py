@@ -27,8 +27,8 @@ from pathlib import Path
 
 import tiktoken
 
+from translator.backend_body import AttachmentLike
 from translator.request import (
-    AttachmentLike,
     FilePart,
     ImagePart,
     InputAudioPart,

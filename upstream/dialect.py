@@ -30,7 +30,7 @@ from upstream.context import TurnContext
 from upstream.failures import NOT_THE_ACCOUNT
 from upstream.http import StreamAnswer
 
-#: The request shapes ``translator.request.build_conversation_body`` can write.
+#: The request shapes ``translator.backend_body.build_conversation_body`` can write.
 Wire = Literal["classic", "2026"]
 #: ``client_prepare_state`` of the 2026 conversation body (``chatgpt-backend-2026.md`` §2.5).
 PrepareState = Literal["success", "failure", "none"]

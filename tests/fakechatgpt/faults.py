@@ -27,6 +27,13 @@ A plan is posted to `/_fake/next` as JSON; every key is optional:
     answer_model         the model_slug the answer's messages carry (a silent switch)
     model_adjustments    the backend's list of why it switched (e.g. "auto:smaller_model:...")
     resume_fail          resume calls for this conversation answer 404
+    tool_mode            how to answer chat2api's tool prompt (toolmodel.MODES; default
+                         "follow": obey it)
+    handoff_after_events after that many events, a `stream_handoff` event and [DONE]: the rest of
+                         the turn is served by `/f/conversation/resume` from offset 0
+                         (docs/stream-handoff.md); the resume token's kind is then "topic"
+    handoff_replay       with handoff_after_events: the resumed stream repeats the turn from its
+                         start instead of going on where the first one stopped
 
 "Events" count chunks written: one SSE block each (pings and the empty `data:` line included).
 Status plans (status/preset) answer before any validation, as an edge would; stream plans apply
@@ -39,6 +46,8 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from . import toolmodel
 
 CLOUDFLARE_HTML = (
     '<!DOCTYPE html><html lang="en-US"><head><title>Just a moment...</title>'
@@ -97,7 +106,8 @@ KEYS = {
     "count", "target", "preset", "status", "body", "content_type", "replay", "answer",
     "delay_ms", "stall_ms", "stall_after_events", "drop_after_events", "error_event",
     "error_after_events", "malformed_event", "moderation", "async_image", "async_ready_ms",
-    "image_role", "resume_fail", "answer_model", "model_adjustments",
+    "image_role", "resume_fail", "answer_model", "model_adjustments", "tool_mode",
+    "handoff_after_events", "handoff_replay",
 }  # fmt: skip
 TARGETS = ("conversation", "sentinel", "codex")
 
@@ -127,8 +137,11 @@ class Plan:
     async_ready_ms: float = 300
     image_role: str = "assistant"
     resume_fail: bool = False
+    handoff_after_events: int | None = None
+    handoff_replay: bool = False
     answer_model: str | None = None
     model_adjustments: list[str] = field(default_factory=list)
+    tool_mode: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
     codex: Any = None  # codex_plan.CodexPlan for target "codex"
 
@@ -170,13 +183,18 @@ def parse_plan(raw: Any) -> Plan:
     for key in ("delay_ms", "stall_ms", "async_ready_ms"):
         if key in raw:
             setattr(plan, key, float(raw[key]))
-    for key in ("stall_after_events", "drop_after_events", "error_after_events"):
+    for key in (
+        "stall_after_events",
+        "drop_after_events",
+        "error_after_events",
+        "handoff_after_events",
+    ):
         if key in raw:
             setattr(plan, key, int(raw[key]))
     for key in ("replay", "answer", "error_event", "answer_model"):
         if key in raw:
             setattr(plan, key, str(raw[key]))
-    for key in ("moderation", "async_image", "resume_fail"):
+    for key in ("moderation", "async_image", "resume_fail", "handoff_replay"):
         setattr(plan, key, bool(raw.get(key, False)))
     adjustments = raw.get("model_adjustments", [])
     if not isinstance(adjustments, list) or not all(isinstance(a, str) for a in adjustments):
@@ -184,6 +202,10 @@ def parse_plan(raw: Any) -> Plan:
     plan.model_adjustments = adjustments
     if "malformed_event" in raw:
         plan.malformed_event = raw["malformed_event"]
+    if "tool_mode" in raw:
+        if raw["tool_mode"] not in toolmodel.MODES:
+            raise PlanError(f"tool_mode must be one of {toolmodel.MODES}")
+        plan.tool_mode = raw["tool_mode"]
     plan.image_role = raw.get("image_role", "assistant")
     if plan.image_role not in ("assistant", "tool"):
         raise PlanError("image_role must be assistant or tool")
