@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from accounts.pool import Credential, Outcome, Pool
 from errors import Chat2ApiError, NotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from ops import requestid
 from service.completions import Accounts, Answer, CompletionService, error_answer
 from service.emulation import Emulation, turn_events
 from service.responsestore import ResponseStore, StoredResponse, owner_of
@@ -325,6 +326,7 @@ class ResponsesService:
         self, ctx: TurnContext, body: dict[str, Any], deadline: float
     ) -> CodexPrimed:
         stream = await self.codex.open(ctx, body)
+        requestid.note(backend="codex", account=ctx.label)  # metrics and the access line
         self.pool.note_codex(ctx.credential.entry_id, limit_headers(stream.headers))
         primed = CodexPrimed(
             stream=stream, decoder=Decoder(), events=[], ctx=ctx, deadline=deadline
