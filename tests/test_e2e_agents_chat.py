@@ -5,19 +5,13 @@ backends: the Codex backend (``CODEX_BACKEND=auto``) and the web conversation's 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from tests.fakechatgpt.harness import (
-    Emulator,
-    expected_codex_tool_answer,
-    mint_access_token,
-    reset,
-    run_emulator,
-)
-from tests.support.clients import proxy_env, reverse_env, run_client
-from tests.support.mitm import Mitm, start_mitm
+from tests.fakechatgpt.harness import expected_codex_tool_answer, mint_access_token
+from tests.support.clients import client_env, run_client
+from tests.support.mitm import Mitm
 
 AGENT = r"""
 import asyncio
@@ -54,34 +48,27 @@ asyncio.run(main())
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator(dialect="2026") as emu:
-        yield emu
+def emulator_options() -> dict[str, Any]:
+    return {"dialect": "2026"}
 
 
 @pytest.fixture(scope="module", params=["codex", "web"])
-def mitm(
-    request: pytest.FixtureRequest, emulator: Emulator, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, Mitm]]:
-    backend = str(request.param)
-    env = {
-        "CHATGPT_BASE_URL": emulator.url,
-        "BACKEND_DIALECT": "2026",
-        "CODEX_BACKEND": "auto" if backend == "codex" else "never",
-    }
-    with start_mitm(tmp_path_factory.mktemp(backend), env) as m:
-        yield backend, m
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def chat2api_options(backend: str) -> dict[str, Any]:
+    env = {"CODEX_BACKEND": "auto" if backend == "codex" else "never"}
+    return {"env": env, "dialect": "2026"}
 
 
 @pytest.mark.parametrize("mode", ["proxy", "reverse"])
 def test_agent_on_chat_completions_runs_to_its_final_output(
-    mitm: tuple[str, Mitm], emulator: Emulator, mode: str
+    backend: str, mitm: Mitm, mode: str
 ) -> None:
-    backend, m = mitm
-    reset(emulator.url)
     token = mint_access_token(exp_in=3600)
-    env = proxy_env(m, token) if mode == "proxy" else reverse_env(m, token)
-    (out,) = run_client(AGENT, env, timeout=120)
+    (out,) = run_client(AGENT, client_env(mitm, mode, token), timeout=120)
     if backend == "codex":
         expected = expected_codex_tool_answer(["Paris: 21 C and sunny"], "gpt-5.5")
         assert out["calls"] == ["Paris", "Paris"]
