@@ -73,7 +73,7 @@ def test_agent_on_chat_completions_runs_to_its_final_output(
         expected = expected_codex_tool_answer(["Paris: 21 C and sunny"], "gpt-5.5")
         assert out["calls"] == ["Paris", "Paris"]
         assert out["final"] == expected and out["streamed"] == expected
-    else:  # the emulator's web model fills string arguments with "example"
-        assert out["calls"] == ["example", "example"]
+    else:  # the emulator's web model calls with the arguments the prompt shows
+        assert out["calls"] == ["Paris", "Paris"]
         for final in (out["final"], out["streamed"]):
-            assert "example: 21 C and sunny" in final
+            assert "Paris: 21 C and sunny" in final
