@@ -1,7 +1,10 @@
 # chat2api in a container (README, "Deployment"; docker-compose.yml runs two
 # instances over one Redis). Listens on 0.0.0.0 inside the container: publish
 # its ports on 127.0.0.1 only, as docker-compose.yml does.
-FROM python:3.11-slim
+# Python 3.11 runs mitmproxy 11.0.2; --build-arg PYTHON=3.12 (or 3.13) gets
+# mitmproxy 12 (requirements.txt chooses by version; README "Python and mitmproxy").
+ARG PYTHON=3.11
+FROM python:${PYTHON}-slim
 WORKDIR /app
 COPY requirements.txt .
 # The virtual environment run.sh expects, with its stamp, so it installs nothing at start.

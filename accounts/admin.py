@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from accounts import legacy
 from accounts.pool import Pool
 from accounts.store import State
 from errors import (
@@ -131,6 +132,8 @@ class AdminApi:
         if route == "/tokens":
             _allow(method, "GET", "HEAD")
             return page_response(head=method == "HEAD")
+        if legacy.is_legacy(route):
+            return await legacy.handle(self, method, route, headers, body)
         if not route.startswith("/tokens/api/"):
             raise NotFound(f"Unknown path {route}.")
         self.authorised(headers)
@@ -180,9 +183,17 @@ def admin_route(path: str, prefix: str = "") -> str | None:
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
     if prefix and (path == prefix + "/tokens" or path.startswith(prefix + "/tokens/")):
         path = path[len(prefix) :]
+    elif prefix and path.startswith(prefix + "/") and path[len(prefix) :] in _OTHER_ROUTES:
+        path = path[len(prefix) :]
     if path == "/tokens" or path.startswith("/tokens/"):
         return path.rstrip("/") or "/tokens"
+    if path in _OTHER_ROUTES:
+        return path
     return None
+
+
+# The admin routes outside /tokens (accounts/legacy.py, accounts/authrefresh.py).
+_OTHER_ROUTES = ("/seed_tokens/clear", "/auth/refresh")
 
 
 def _allow(method: str, *allowed: str) -> None:

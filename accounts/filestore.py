@@ -98,6 +98,21 @@ def _created(info: dict[str, Any]) -> float:
     return float(value) if isinstance(value, (int, float)) else 0.0
 
 
+def _private_dir(path: Path) -> None:
+    """Create ``path`` readable by its owner only (its files hold tokens); an
+    existing one is left as it is, with a warning if others may read it."""
+    try:
+        path.mkdir(parents=True)
+    except FileExistsError:
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            log.warning(
+                "DATA_DIR %s is readable by other users (mode %o); chmod 700 it", path, mode
+            )
+        return
+    path.chmod(0o700)  # (mkdir's mode is filtered by the umask; this is not)
+
+
 class FileStore:
     """Account state in files under ``data_dir``; see the module docstring."""
 
@@ -152,7 +167,7 @@ class FileStore:
         self._reindex()
 
     def _read_all(self) -> dict[str, str]:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        _private_dir(self.dir)
         for stale in self.dir.glob(".*.tmp"):  # left by a crash mid-write
             with contextlib.suppress(OSError):
                 stale.unlink()

@@ -32,6 +32,7 @@ Use :meth:`Pool.session` for one client request and its retries.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hmac
 import logging
@@ -39,11 +40,11 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from accounts.refresh import Refresher
-from accounts.store import Health, State, Store
+from accounts.store import Health, State, Store, seed_key
 from accounts.tokens import (
     Entry,
     InvalidToken,
@@ -74,6 +75,10 @@ class Outcome(enum.Enum):
     RATE_LIMITED = "rate_limited"
     SERVER_ERROR = "server_error"
     TIMEOUT = "timeout"
+    #: the account's plan cannot use the model (a free persona asking for a paid model)
+    MODEL_NOT_IN_PLAN = "model_not_in_plan"
+    #: it answered, but with another model than the one asked for (noted on /tokens)
+    DOWNGRADED = "downgraded"
 
 
 class Source(enum.Enum):
@@ -129,6 +134,8 @@ class TokenView:
     last_used: float | None
     expires: float | None
     limits: dict[str, float]
+    #: The last x-codex-* limit headers seen for this account (upstream/codex.py).
+    codex: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -143,6 +150,7 @@ class TokenView:
             "last_used": self.last_used,
             "expires": self.expires,
             "limits": self.limits,
+            "codex": self.codex,
         }
 
 
@@ -193,6 +201,8 @@ class Pool:
         self.rng = rng or random.SystemRandom()
         self.clock = clock
         self._models: set[str] = set()  # slugs seen in 429s, for the admin view
+        # entry id -> the last Codex limit headers seen (per instance, for the admin view)
+        self.codex_status: dict[str, dict[str, Any]] = {}
 
     @property
     def codes(self) -> Sequence[str]:
@@ -220,8 +230,13 @@ class Pool:
         body_account_id: str | None = None,
         *,
         model: str | None = None,
+        seeds_only: bool = False,
     ) -> PoolSession:
-        return PoolSession(self, bearer or "", header_account_id, body_account_id, model)
+        """``seeds_only``: the bearer must be a mirror seed (the original's API with
+        ``AUTO_SEED=false``); codes and tokens are refused."""
+        return PoolSession(
+            self, bearer or "", header_account_id, body_account_id, model, seeds_only
+        )
 
     async def resolve(
         self,
@@ -236,6 +251,48 @@ class Pool:
         cred = await self.session(bearer, header_account_id, body_account_id, model=model).next()
         assert cred is not None  # a first attempt never runs out
         return cred
+
+    async def check_key(
+        self, bearer: str | None, *, refresh: bool, seeds_only: bool = False
+    ) -> None:
+        """Raise AuthenticationFailed for a key no request could use, before any work
+        is done for it: a missing key where one is needed, a string that is neither a
+        code nor a token, an expired access token; with ``refresh``, a refresh token
+        the OAuth server rejects (its access token is cached for the request itself).
+        An unexpired access token is the backend's to judge."""
+        if seeds_only:  # AUTO_SEED=false: the key must be a mirror seed
+            await self._seed_target(bearer or "")
+            return
+        target = self._target(bearer or "")
+        entry = target.entry if target is not None else None
+        if entry is None:
+            return
+        if entry.kind is TokenKind.ACCESS:
+            if entry.exp is not None and entry.exp <= self.clock():
+                raise AuthenticationFailed("The access token has expired.")
+        elif self.refresher is None:
+            raise AuthenticationFailed("Refresh tokens are not accepted here.")
+        elif refresh:
+            await self.refresher.access_token(entry.token)
+
+    async def _seed_target(self, bearer: str) -> _Target:
+        """The account a mirror seed stands for; 401 ``Invalid Seed`` as the original."""
+        record = await self.store.seed(seed_key(bearer.strip())) if bearer.strip() else None
+        line: str | None = None
+        if record is not None and record.token:
+            line = record.token
+        elif record is not None and record.entry_id:
+            for candidate in await self.store.tokens():
+                with contextlib.suppress(InvalidToken):
+                    if parse_line(candidate).id == record.entry_id:
+                        line = candidate
+                        break
+        if line is None:
+            raise AuthenticationFailed("Invalid Seed")
+        try:
+            return _Target(entry=parse_line(line))
+        except InvalidToken:
+            raise AuthenticationFailed("Invalid Seed") from None
 
     def _target(self, bearer: str) -> _Target | None:
         bearer = bearer.strip()
@@ -428,6 +485,15 @@ class Pool:
             elif pooled:
                 await self._cool(entry_id, seconds, "rate limited")
             return False
+        if outcome is Outcome.DOWNGRADED:
+            # It works (healthy), with a note for the /tokens page.
+            note = detail or "answered with another model"
+            await self.store.set_health(entry_id, Health(last_used=now, last_error=note))
+            return False
+        if outcome is Outcome.MODEL_NOT_IN_PLAN:
+            # The account is fine, only not for this model: the session moves on.
+            await self.store.touch(entry_id, now, f"its plan cannot use {model}")
+            return False
         if outcome is Outcome.FORBIDDEN_CLOUDFLARE and pooled:
             await self._cool(entry_id, self.cooldowns.cloudflare, "403 cloudflare")
         elif outcome is Outcome.FORBIDDEN_UNUSUAL and pooled:
@@ -471,6 +537,25 @@ class Pool:
 
     async def _cool(self, entry_id: str, seconds: float, reason: str) -> None:
         await self._mark(entry_id, State.COOLING, reason, self.clock() + seconds)
+
+    # -- per-account memory for the Codex backend (service/responses.py) ------------
+    def note_codex(self, entry_id: str | None, limits: dict[str, Any] | None) -> None:
+        """Keep the x-codex-* limits last seen for an account, for ``/tokens``."""
+        if entry_id is not None and limits:
+            self.codex_status[entry_id] = limits
+
+    async def remember(self, key: str, entry_id: str | None, seconds: float, note: str) -> None:
+        """Remember something about an account for ``seconds`` under ``key`` (kept with
+        the rate-limit memory and shown among its limits on ``/tokens``)."""
+        if entry_id is None:
+            return
+        now = self.clock()
+        self._models.add(key)
+        await self.store.set_limit(key, entry_id, now + seconds)
+        await self.store.touch(entry_id, now, note)
+
+    async def remembered(self, key: str, entry_id: str | None) -> bool:
+        return entry_id is not None and entry_id in await self.store.limits(key)
 
     # -- management ----------------------------------------------------------------
     async def add(self, lines: Iterable[str]) -> AddResult:
@@ -530,6 +615,7 @@ class Pool:
             elif e.exp is not None and e.exp <= now:
                 reason = "access token expired"
             view = _view(e.id, e.masked, e.kind.value, e.account_id, h, now, reason, e.exp)
+            view = replace(view, codex=self.codex_status.get(e.id))
             out.append(view)
             for m, table in limits.items():
                 if e.id in table:
@@ -557,10 +643,12 @@ class PoolSession:
         header_account_id: str | None,
         body_account_id: str | None,
         model: str | None,
+        seeds_only: bool = False,
     ) -> None:
         self.pool = pool
         self.model = model
         self._bearer = bearer
+        self._seeds_only = seeds_only
         self._accounts = (body_account_id, header_account_id)
         self.attempts = 0
         self.tried: list[str] = []
@@ -572,7 +660,11 @@ class PoolSession:
         pool = self.pool
         if self.attempts > pool.retry_times:
             return None
-        target = pool._target(self._bearer)
+        target = (
+            await pool._seed_target(self._bearer)
+            if self._seeds_only
+            else pool._target(self._bearer)
+        )
         account_id = pool._account_id(*self._accounts)
         cred: Credential | None
         if target is None:

@@ -226,6 +226,10 @@ class RedisStore:
         except _Unreachable:
             raise self._error() from None
 
+    async def ping(self) -> None:
+        """Raise UpstreamUnavailable unless Redis answers now (readiness, ops/health.py)."""
+        await self._write(self._r.ping)
+
     # -- lifecycle --------------------------------------------------------------------
     async def open(self) -> None:
         try:

@@ -9,6 +9,10 @@ so that a client using it directly as its bearer keeps working. Only one
 refresh per refresh token runs at a time, however many requests wait for it:
 in-process through a shared task, across instances through the store's lock.
 
+Only pool tokens go on the error list (``error_token.txt``): a dead refresh token
+someone sent as their own key or mirror sign-in is remembered in memory for a day
+(:data:`DEAD_MEMORY`), so it is not posted again, and never written anywhere.
+
 The HTTP call is injected (``post_json``), so this module does no I/O itself;
 :func:`curl_post_json` is a ready implementation on curl_cffi.
 """
@@ -17,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import logging
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +52,15 @@ DEAD_CODES = (
     "refresh_token_expired",
     "refresh_token_invalidated",
 )
+
+#: Dead refresh tokens from outside the pool kept in memory: how many, how long.
+DEAD_MEMORY = 4096
+DEAD_FOR = 86400.0
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
 
 PostJson = Callable[[str, Mapping[str, Any], float], Awaitable[tuple[int, dict[str, Any]]]]
 """``await post_json(url, json_body, timeout) -> (status, parsed JSON body)``.
@@ -99,6 +114,7 @@ class Refresher:
         self.pause = pause
         self._clock = clock
         self._inflight: dict[str, asyncio.Task[str]] = {}
+        self._dead: OrderedDict[str, float] = OrderedDict()  # digest → when (not pool)
 
     async def current(self, refresh_token: str) -> str:
         """Follow rotation aliases to the newest refresh token."""
@@ -126,6 +142,8 @@ class Refresher:
                 return cached.token
         if refresh_token in await self.store.errors():
             raise AuthenticationFailed("This refresh token was rejected earlier (error list).")
+        if self._known_dead(refresh_token):
+            raise AuthenticationFailed("This refresh token was rejected earlier.")
         task = self._inflight.get(refresh_token)
         if task is None:
             task = asyncio.get_running_loop().create_task(
@@ -134,6 +152,46 @@ class Refresher:
             self._inflight[refresh_token] = task
             task.add_done_callback(lambda t: self._done(refresh_token, t))
         return await asyncio.shield(task)
+
+    async def needs_refresh(self, refresh_token: str) -> bool:
+        """Whether :meth:`access_token` would call the token endpoint now (nothing
+        cached and valid, and not known to be dead)."""
+        refresh_token = await self.current(refresh_token)
+        cached = await self.store.cached_access(refresh_token)
+        if cached and cached.valid(self._clock(), self.margin):
+            return False
+        if self._known_dead(refresh_token):
+            return False
+        return refresh_token not in await self.store.errors()
+
+    def _known_dead(self, refresh_token: str) -> bool:
+        key = _digest(refresh_token)
+        when = self._dead.get(key)
+        if when is None:
+            return False
+        if self._clock() - when > DEAD_FOR:
+            del self._dead[key]
+            return False
+        return True
+
+    async def _mark_dead(self, rt: str, code: str) -> None:
+        pooled = False
+        for line in await self.store.tokens():
+            try:
+                pooled = parse_line(line).token == rt
+            except InvalidToken:
+                continue
+            if pooled:
+                break
+        if pooled:
+            await self.store.add_error(rt)
+            log.warning("refresh token %s is dead (%s); added to the error list", mask(rt), code)
+            return
+        self._dead[_digest(rt)] = self._clock()
+        self._dead.move_to_end(_digest(rt))
+        while len(self._dead) > DEAD_MEMORY:
+            self._dead.popitem(last=False)
+        log.info("refresh token %s (not in the pool) is dead (%s)", mask(rt), code)
 
     def _done(self, refresh_token: str, task: asyncio.Task[str]) -> None:
         self._inflight.pop(refresh_token, None)
@@ -172,10 +230,7 @@ class Refresher:
         if not isinstance(at, str) or not at:
             code = _dead_code(answer) if status != 200 else None
             if code is not None:
-                await self.store.add_error(rt)
-                log.warning(
-                    "refresh token %s is dead (%s); added to the error list", mask(rt), code
-                )
+                await self._mark_dead(rt, code)
                 raise AuthenticationFailed(f"The refresh token was rejected ({code}).")
             log.warning("refresh of %s failed with HTTP %s", mask(rt), status)
             raise UpstreamError("Failed to refresh access_token.")

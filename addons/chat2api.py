@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Optional
+from urllib.parse import unquote
 
 ROOT = Path(__file__).resolve().parent.parent
 # Plain `mitmdump -s addons/chat2api.py` puts addons/ first on sys.path, where `mirror`
@@ -31,21 +32,30 @@ from mitmproxy.addonmanager import Loader  # noqa: E402
 from mitmproxy.net.http import status_codes  # noqa: E402
 from mitmproxy.proxy import mode_specs  # noqa: E402
 
-from addons import inline_stream  # noqa: E402
+import patches  # noqa: E402
 from addons.admin import TokenAdmin  # noqa: E402
-from errors import Chat2ApiError, UpstreamUnavailable, printable  # noqa: E402
+from addons.ops import Ops  # noqa: E402
+from addons.shield import Shield  # noqa: E402
+from errors import (  # noqa: E402
+    Chat2ApiError,
+    PayloadTooLarge,
+    UpstreamUnavailable,
+    printable,
+)
+from ops.startup import log_summary  # noqa: E402
+from patches import early_answer, inline_stream  # noqa: E402
 from service import runtime as rt  # noqa: E402
 from service.api import Reply, StreamReply, error_reply  # noqa: E402
+from service.bridge import Bridge, BridgeJob  # noqa: E402
 from settings import Settings, SettingsError, load_settings  # noqa: E402
-from settings.load import describe  # noqa: E402
 
 log = logging.getLogger("chat2api")
 
 DEFAULT_CONFIG = ROOT / "config.yaml"
 # The reverse listener's target when chat2api answers everything itself: never dialled.
 UNUSED_TARGET = "http://127.0.0.1:9"
-
-inline_stream.install()
+# flow.metadata key of a streamed answer sent through the loopback bridge.
+BRIDGE_TOKEN = "chat2api.bridge_token"
 # After new settings, how long the previous runtime stays up for its requests.
 OLD_RUNTIME_GRACE = 600.0
 
@@ -62,6 +72,10 @@ class Chat2Api:
         # streamed (by flow id); both are stopped when it hangs up.
         self._working: dict[str, set[asyncio.Task[Reply | StreamReply]]] = {}
         self._streaming: dict[str, set[inline_stream.AnswerSource]] = {}
+        # Without the inline_stream patch: the loopback server streamed answers go
+        # through, and per client connection the ones it has not claimed yet.
+        self.bridge: Bridge | None = None
+        self._unclaimed: dict[str, set[str]] = {}
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
@@ -80,19 +94,30 @@ class Chat2Api:
             )
             try:
                 settings = load_settings(path, os.environ)
+                runtime = rt.build_runtime(settings)
             except SettingsError as e:
                 raise exceptions.OptionsError(str(e)) from None  # type: ignore[no-untyped-call]
             old = self.runtime
             if old is not None:
                 log.info("settings changed; new requests use them")
-            self.runtime = rt.build_runtime(settings)
+            self.runtime = runtime
             rt.CURRENT = self.runtime
             if old is not None and self._running:
                 task = asyncio.ensure_future(self._switch(old, self.runtime))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             self.intercept = frozenset(settings.intercept_hosts)
-            log.info("chat2api settings: %s", describe(settings))
+            # Plain mitmdump installs the patches here; under the lean launcher
+            # its main did already, and this changes nothing.
+            wanted = settings.mitm_patches == "on"
+            patches.install(enabled=wanted)
+            patches.report(wanted)
+            if not patches.active("inline_stream"):
+                # Only then: a responseheaders hook on every flow has a cost
+                # (patches/layer_shim.py answers hooks nobody handles in one pass).
+                self.responseheaders = self._bridge_responseheaders
+            for note in settings.warnings:
+                log.warning("chat2api: %s", note)
             if not self._listeners_chosen:
                 self._listeners_chosen = True
                 self._default_listeners(settings)
@@ -121,6 +146,9 @@ class Chat2Api:
 
     async def running(self) -> None:
         self._running = True
+        if not patches.active("inline_stream") and self.bridge is None:
+            self.bridge = Bridge()
+            await self.bridge.start()
         if self.runtime is not None:
             await self._start(self.runtime)
 
@@ -130,6 +158,7 @@ class Chat2Api:
         self.admin.set_pool(
             runtime.accounts.pool, admin_key=settings.admin_key, prefix=settings.api_prefix or ""
         )
+        await log_summary(runtime)
 
     async def _switch(self, old: rt.Runtime, new: rt.Runtime) -> None:
         """New settings while running: start their runtime, retire the old one
@@ -139,6 +168,8 @@ class Chat2Api:
         await old.stop()
 
     async def done(self) -> None:
+        if self.bridge is not None:
+            await self.bridge.stop()
         if self.runtime is not None:
             await self.runtime.stop()
 
@@ -156,11 +187,49 @@ class Chat2Api:
         mode = flow.client_conn.proxy_mode
         if isinstance(mode, mode_specs.ReverseMode):
             assert self.runtime is not None
-            if self.runtime.api.owns(flow.request.path.split("?", 1)[0]):
+            path = flow.request.path.split("?", 1)[0]
+            if self.runtime.api.owns(path) or _under_prefix(path, self.runtime.settings.api_prefix):
+                # (a near miss under the secret prefix, "/<prefix>//v1", is a 404 here:
+                # never the mirror's, which would send the prefix upstream)
                 return True
             # With the mirror on, the site's own paths belong to addons/mirror.py.
             return not self.runtime.settings.enable_gateway
         return flow.request.pretty_host.lower() in self.intercept
+
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """Refuse before the body is read: a ``Content-Length`` over ``max_body_bytes``
+        (413), a key no request could use on a route that works for one (401); a body
+        without a length is cut at the limit (patches/early_answer.py)."""
+        runtime = self.runtime
+        if flow.response or runtime is None or not self._ours(flow):
+            return
+        limit = runtime.settings.max_body_bytes
+        length = flow.request.headers.get("content-length", "").strip()
+        error: Chat2ApiError | None = None
+        if length.isdigit() and int(length) > limit:
+            error = _too_large(f"{int(length)} bytes", limit)
+        elif (
+            runtime.api.needs_key(flow.request.method, flow.request.path.split("?", 1)[0])
+            and await runtime.until_started()
+        ):
+            try:
+                await runtime.api.check_key(
+                    _header_dict(flow.request.headers.fields), refresh=False
+                )
+            except Chat2ApiError as e:
+                error = e
+        if error is not None:
+            flow.metadata["chat2api"] = True
+            early_answer.answer_now(flow, self._response(error_reply(error)))
+            log.info(
+                "%s %s -> %d before the body",
+                flow.request.method,
+                self._loggable(flow.request.path.split("?", 1)[0]),
+                flow.response.status_code if flow.response else 0,
+            )
+            return
+        over = self._response(error_reply(_too_large("more", limit)))
+        early_answer.limit_body(flow, limit, over)
 
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
@@ -175,7 +244,6 @@ class Chat2Api:
         if not await self.runtime.until_started():
             self._reply(flow, error_reply(UpstreamUnavailable("chat2api is still starting")))
             return
-        started = time.monotonic()
         path = flow.request.path.split("?", 1)[0]
         shown = self._loggable(path)
         try:
@@ -192,14 +260,7 @@ class Chat2Api:
             self._stream(flow, reply)
         else:
             self._reply(flow, reply)
-        log.info(
-            "%s %s -> %d%s in %.0f ms",
-            flow.request.method,
-            shown,
-            reply.status,
-            " (streaming)" if isinstance(reply, StreamReply) else "",
-            (time.monotonic() - started) * 1000,
-        )
+        # (The access line, with its durations, is addons/ops.py's.)
 
     def _loggable(self, path: str) -> str:
         """``path`` for the log: without the secret API_PREFIX, and encodable (raw
@@ -254,11 +315,21 @@ class Chat2Api:
         for source in self._streaming.pop(client.id, ()):
             inline_stream.detach(source.flow_id)
             await source.close()
+        for token in self._unclaimed.pop(client.id, ()):
+            if self.bridge is not None:
+                self.bridge.drop(token)
 
     def _reply(self, flow: http.HTTPFlow, reply: Reply) -> None:
-        flow.response = http.Response.make(reply.status, reply.body, reply.headers)
+        flow.response = self._response(reply)
+
+    @staticmethod
+    def _response(reply: Reply) -> http.Response:
+        return http.Response.make(reply.status, reply.body, reply.headers)
 
     def _stream(self, flow: http.HTTPFlow, reply: StreamReply) -> None:
+        if self.bridge is not None:
+            self._bridge(flow, reply, self.bridge)
+            return
         # (Not Response.make: its type checks and content-length bookkeeping
         # cost more than the rest of this method, for a body sent elsewhere.)
         now = time.time()
@@ -281,6 +352,35 @@ class Chat2Api:
         # Translating starts now, while mitmproxy works through the response's hooks.
         source.start()
 
+    def _bridge(self, flow: http.HTTPFlow, reply: StreamReply, bridge: Bridge) -> None:
+        """Stock mitmproxy streams only what it reads from a server: re-target the
+        flow at the loopback bridge, which serves this answer once (service/bridge.py)."""
+        url = bridge.register(
+            BridgeJob(status=reply.status, headers=reply.headers, body=reply.body)
+        )
+        token = url.rsplit("/", 1)[1]
+        flow.metadata[BRIDGE_TOKEN] = token
+        flow.metadata.update({f"chat2api.{k}": v for k, v in reply.metadata.items()})
+        self._unclaimed.setdefault(flow.client_conn.id, set()).add(token)
+        # The client's key must not travel further, not even over loopback.
+        flow.request.headers.pop("authorization", None)
+        flow.request.url = url
+        flow.request.content = b""
+
+    def _bridge_responseheaders(self, flow: http.HTTPFlow) -> None:
+        """``responseheaders`` when answers go through the bridge: stream them."""
+        token = flow.metadata.get(BRIDGE_TOKEN)
+        if token is None or flow.response is None:
+            return
+        flow.response.stream = True
+        unclaimed = self._unclaimed.get(flow.client_conn.id)
+        if unclaimed is not None:
+            unclaimed.discard(token)
+            if not unclaimed:
+                del self._unclaimed[flow.client_conn.id]
+        if self.bridge is not None:
+            self.bridge.forwarded(token)
+
     def _stream_ended(self, source: inline_stream.AnswerSource) -> None:
         streams = self._streaming.get(source.client_id)
         if streams is not None:
@@ -289,7 +389,8 @@ class Chat2Api:
                 del self._streaming[source.client_id]
 
     async def chat2api_next_pieces(self, source: inline_stream.AnswerSource) -> None:
-        """Wait for a streamed answer's next batch, for mitmproxy's HTTP layer (inline_stream)."""
+        """Wait for a streamed answer's next batch, for mitmproxy's HTTP layer
+        (patches/inline_stream.py)."""
         await source.wait()
 
 
@@ -305,7 +406,24 @@ def _header_dict(fields: tuple[tuple[bytes, bytes], ...]) -> dict[str, str]:
     return out
 
 
+def _under_prefix(path: str, prefix: str | None) -> bool:
+    """Whether ``path`` starts with the API prefix, however many slashes lead."""
+    if not prefix:
+        return False
+    first = path.lstrip("/").split("/", 1)[0]
+    return first == prefix or unquote(first) == prefix
+
+
+def _too_large(size: str, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"Request body too large: {size}, the limit is {limit} bytes (max_body_bytes).",
+        param=None,
+    )
+
+
 _admin = TokenAdmin()
-# The admin addon goes first: on the reverse listener chat2api answers every
-# path it does not own with a 404, so /tokens must be taken before that.
-addons = [_admin, Chat2Api(_admin)]
+# The shield goes first (addons/shield.py: refusals before anything runs); then the
+# ops addon (request ids, /health, /ready, /metrics, CORS) and the admin addon: on
+# the reverse listener chat2api answers every path it does not own with a 404, so
+# /tokens must be taken before that.
+addons = [Shield(), Ops(), _admin, Chat2Api(_admin)]

@@ -129,6 +129,7 @@ class Mirror:
                     body=req.get_content(strict=False) or b"",
                     host=req.host_header or "",
                     secure=flow.client_conn.tls_established or proto == "https",
+                    client=str(flow.client_conn.peername[0]) if flow.client_conn.peername else "",
                 )
             )
         except Exception:  # noqa: BLE001 - never leave the flow to go out as it came

@@ -4,7 +4,7 @@
 
 Starts the backend emulator (``tests/fakechatgpt``) twice, once replaying a real
 capture and once with its generated short answer, starts chat2api the way
-``run.sh`` does (``python -m service.launcher -s addons/chat2api.py ...``;
+``run.sh`` does (``python -m patches.launcher -s addons/chat2api.py ...``;
 ``--runner mitmdump``: plain ``mitmdump -s``), and drives
 load from one asyncio process with a minimal HTTP/1.1 keep-alive client (one
 connection per concurrent client, opened before timing starts; in the HTTPS-proxy
@@ -376,7 +376,7 @@ def start_proxy(tmp: Path, emu_url: str, runner: str) -> Iterator[Mitm]:
     env = {"CHATGPT_BASE_URL": emu_url}
     command: tuple[str, ...] = (str(MITMDUMP),)
     if runner == "run.sh":  # run.sh's launcher: mitmdump with a cheaper hook dispatch
-        command = (sys.executable, "-m", "service.launcher")
+        command = (sys.executable, "-m", "patches.launcher")
     with start_mitm(tmp, env, command=command) as mitm:
         yield mitm
 
@@ -398,7 +398,7 @@ def main() -> None:
         "--runner",
         choices=("run.sh", "mitmdump"),
         default="run.sh",
-        help="run.sh's launcher (python -m service.launcher) or plain mitmdump -s",
+        help="run.sh's launcher (python -m patches.launcher) or plain mitmdump -s",
     )
     ap.add_argument("--capture", type=Path, default=CAPTURE, help="capture for the c=1 rows")
     ap.add_argument("--modes", default="direct,reverse,proxy")

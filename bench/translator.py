@@ -5,12 +5,19 @@
 Prints events per second through the whole ``Translation`` (bytes in, pieces
 out) next to a baseline, bare ``json.loads`` of the same data lines, and the
 ratio. Target: at least 50,000 events/s on one core.
+
+Then two more translations, each with a target of 100,000 events/s on one core:
+the tool-call parser (``translator/toolcalls/parser.py``) over answer text deltas
+with prose and calls, an event being one delta; and the Codex backend's events
+to chat chunks (``translator/codex_chat.py`` with the chunk encoder) over the
+Codex captures, an event being one decoded backend event.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -18,8 +25,81 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench.common import FIXTURES, per_second  # noqa: E402
+from translator import chunks as oa  # noqa: E402
+from translator.codex_chat import CallArgs, CallStart, ChatEvents, End  # noqa: E402
+from translator.options import ToolSpec  # noqa: E402
+from translator.responses.events import Decoder, Event, event_of  # noqa: E402
 from translator.sse import EventStream  # noqa: E402
 from translator.stream import Translation  # noqa: E402
+from translator.toolcalls.parser import CallParser  # noqa: E402
+
+CODEX_FIXTURES = FIXTURES.parent / "codex"
+_TOOL = ToolSpec(
+    name="get_weather",
+    parameters={
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+        "required": ["city"],
+    },
+)
+
+
+def tool_answer_deltas() -> list[str]:
+    """Word-sized deltas of answers with prose, code, a fenced call and plain calls."""
+    prose = "The weather depends on the city, so let me look it up for you now. " * 8
+    code = "```python\nprint('not a call') < 3\n```\n"
+    call = '<chat2api:call name="get_weather">\n{"city": "Paris", "days": 3}\n</chat2api:call>\n'
+    text = (prose + code + "```xml\n" + call + "```\n" + prose + call + call) * 4
+    return re.findall(r"\s*\S+", text)
+
+
+def codex_events() -> list[Event]:
+    events: list[Event] = []
+    for path in sorted(CODEX_FIXTURES.glob("*")):
+        raw = path.read_bytes()
+        if path.name.endswith(".sse"):
+            decoder = Decoder()
+            events += decoder.feed(raw) + decoder.finish()
+        elif path.name.endswith(".chunks.jsonl"):
+            events += [event_of(json.loads(line)) for line in raw.splitlines() if line.strip()]
+    return events
+
+
+def agent_benchmarks(seconds: float) -> list[float]:
+    deltas = tool_answer_deltas()
+
+    def parse_tools() -> None:
+        parser = CallParser({_TOOL.name: _TOOL})
+        for delta in deltas:
+            parser.feed(delta)
+        parser.finish()
+
+    events = codex_events()
+
+    def codex_chat() -> None:
+        chat = ChatEvents()
+        encoder = oa.ChunkEncoder("chatcmpl-bench", 0, "gpt-5.5", include_usage=True)
+        for event in events:
+            for out in chat.feed(event):
+                if isinstance(out, str):
+                    encoder.content(out)
+                elif isinstance(out, tuple):
+                    encoder.reasoning(out[1])
+                elif isinstance(out, CallStart):
+                    encoder.call_start(out.index, out.call_id, out.name)
+                elif isinstance(out, CallArgs):
+                    encoder.call_args(out.index, out.delta)
+                elif isinstance(out, End):
+                    chat = ChatEvents()  # the captures hold several responses
+                    encoder = oa.ChunkEncoder("chatcmpl-bench", 0, "gpt-5.5", include_usage=True)
+
+    tools = per_second(parse_tools, len(deltas), seconds)
+    codex = per_second(codex_chat, len(events), seconds) if events else 0.0
+    print(f"tool-call parser, {len(deltas)} deltas      : {tools:12,.0f} events/s")
+    print(f"Codex events -> chat chunks, {len(events)} ev : {codex:12,.0f} events/s")
+    ok = min(tools, codex) >= 100_000
+    print(f"target >= 100,000 events/s each     : {'OK' if ok else 'MISSED'}")
+    return [tools, codex]
 
 
 def load() -> list[tuple[str, bytes, list[str]]]:
@@ -85,6 +165,7 @@ def main() -> None:
 
         rate = per_second(one, len(datas), args.seconds / 4)
         print(f"  {name:75s} {len(datas):5d} ev {rate:12,.0f} ev/s")
+    agent_benchmarks(args.seconds)
 
 
 if __name__ == "__main__":

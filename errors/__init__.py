@@ -8,6 +8,7 @@ an honest HTTP status (like h11's ``error_status_hint``)::
     ├── InvalidRequest                 400 invalid_request_error
     │   └── PayloadTooLarge            413 invalid_request_error
     ├── AuthenticationFailed           401 invalid_request_error / invalid_api_key
+    │   └── ProxyAuthRequired          407 invalid_request_error (+ proxy-authenticate)
     ├── PermissionDenied               403 permission_error
     ├── NotFound                       404 invalid_request_error / unknown_url
     │   └── ModelNotFound              404 invalid_request_error / model_not_found
@@ -15,6 +16,7 @@ an honest HTTP status (like h11's ``error_status_hint``)::
     └── UpstreamError                  502 server_error          (the backend failed us)
         ├── UpstreamTimeout            504 server_error
         └── UpstreamUnavailable        503 server_error
+            └── ModelDowngraded        503 server_error / model_downgraded
 
 Messages never contain credentials: callers pass masked values only.
 """
@@ -22,6 +24,8 @@ Messages never contain credentials: callers pass masked values only.
 from __future__ import annotations
 
 from typing import Any
+
+from ops.requestid import current_id
 
 
 def printable(text: str) -> str:
@@ -60,10 +64,16 @@ class Chat2ApiError(Exception):
             self.status = status
 
     def to_dict(self) -> dict[str, Any]:
-        """The OpenAI error envelope for this error."""
+        """The OpenAI error envelope for this error. A server-side error names
+        the request's id, as OpenAI's do, so a report can be matched to the log."""
+        message = self.message
+        if self.status >= 500:
+            rid = current_id()
+            if rid is not None:
+                message = f"{message} (request id {rid})"
         return {
             "error": {
-                "message": self.message,
+                "message": message,
                 "type": self.type,
                 "param": self.param,
                 "code": self.code,
@@ -89,6 +99,16 @@ class AuthenticationFailed(Chat2ApiError):
     status = 401
     type = "invalid_request_error"
     code = "invalid_api_key"
+
+
+class ProxyAuthRequired(AuthenticationFailed):
+    """The HTTPS-proxy listener's own credentials (``proxy_auth``) are missing or wrong."""
+
+    status = 407
+    code = "proxy_auth_required"
+
+    def headers(self) -> dict[str, str]:
+        return {"proxy-authenticate": 'Basic realm="chat2api"'}
 
 
 class PermissionDenied(Chat2ApiError):
@@ -141,3 +161,19 @@ class UpstreamTimeout(UpstreamError):
 
 class UpstreamUnavailable(UpstreamError):
     status = 503
+
+
+class ModelDowngraded(UpstreamUnavailable):
+    """ChatGPT answered with another model than the one asked for, and the
+    operator refuses such answers (``on_downgrade``)."""
+
+    code = "model_downgraded"
+
+
+class EmulationFailed(Chat2ApiError):
+    """The web model did not answer in the form asked for (a required tool call, valid
+    arguments, the structured output), also after one corrective turn (service/emulation.py).
+    ``code`` names the failure; a 502 because the upstream model, not the client, failed."""
+
+    status = 502
+    type = "server_error"

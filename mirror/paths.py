@@ -11,6 +11,11 @@ what the backend sees:
   counts as ``/``; control characters are refused;
 * empty and ``.`` segments are dropped, ``..`` removes the previous segment;
 * for matching only, the path is case-folded (NFKC) and has no trailing slash.
+
+The backend answers the same routes under several prefixes (``/backend-api``,
+``/backend-alt``, ``/backend-anon``; docs/mirror-security.md). For every rule, any
+``/backend-…`` first segment counts as ``/backend-api`` (:func:`as_backend_api`), so
+a rule written once holds under all of them, and under prefixes not seen yet.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import quote, unquote
 
+from settings.allow_list import AllowRule
 from settings.ban_list import BanRule
 
 # Characters kept unencoded in a forwarded path segment (RFC 3986 pchar minus "%").
@@ -89,9 +95,38 @@ def banned(rules: Sequence[BanRule], method: str, path: CanonicalPath) -> BanRul
     return None
 
 
+_BACKEND_PREFIX = re.compile(r"^/backend-[^/]*(?=/|$)")
+_PUBLIC_PREFIX = re.compile(r"^/public-api(?:/|$)")
+
+
+def as_backend_api(path: CanonicalPath) -> CanonicalPath:
+    """``path`` with any ``/backend-…`` prefix read as ``/backend-api``, for matching
+    (``forward`` is kept: what goes upstream does not change)."""
+    match = _BACKEND_PREFIX.sub("/backend-api", path.match, count=1)
+    return path if match == path.match else replace(path, match=match)
+
+
+def is_backend(path: CanonicalPath) -> bool:
+    """Whether the path is the backend's API (any ``/backend-…`` prefix or ``/public-api``)."""
+    return bool(_BACKEND_PREFIX.match(path.match) or _PUBLIC_PREFIX.match(path.match))
+
+
+def allowed(rules: Sequence[AllowRule], method: str, path: CanonicalPath) -> bool:
+    return any(rule.matches(method, path.match) for rule in rules)
+
+
+_CONVERSATION_WORD = re.compile(r"(?:^|/)[^/]*(?:conversation|share)[^/]*(?:/|$)")
+
+
+def names_conversations(path: CanonicalPath) -> bool:
+    """Whether a path's body may name a conversation (any segment about conversations
+    or shares): such a body must be readable before it is forwarded for a seed."""
+    return _CONVERSATION_WORD.search(path.match) is not None
+
+
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _CONVERSATION_PATH = re.compile(
-    rf"^/backend-(?:api|alt)/(?:f/)?conversation/(?:gen_title/)?({_UUID})(?:/|$)"
+    rf"^/backend-[^/]*/(?:f/)?conversation/(?:gen_title/)?({_UUID})(?:/|$)"
 )
 
 

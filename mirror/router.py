@@ -3,36 +3,52 @@
 For every request on the reverse listener that the API and the token admin leave
 alone (docs/mirror.md):
 
+0. The ``Host`` must be one of ``gateway_hosts`` (else a plain 421): pages built for
+   another name would point the browser there (DNS rebinding; docs/mirror-security.md).
 1. The path is made canonical (:mod:`mirror.paths`); every decision uses that form.
 2. Local pages: ``/login`` (GET the page, POST the form), ``/?token=…`` (sets the
    cookie and redirects to ``/``), ``/logout`` and ``/auth/logout`` (back to
-   ``/login``), ``/seedtoken`` (admin key), telemetry stubs.
+   ``/login``), ``/seedtoken`` (admin key), telemetry stubs. A sign-in from another
+   site is refused (``POST /login``) or must be confirmed (``/?token=``): login CSRF.
 3. The login value is the bearer, or the ``token`` cookie when the bearer is absent
    or the session marker :data:`SESSION_BEARER` that ``/api/auth/session`` hands to
    the front-end (so no real token or seed is ever readable by page scripts). No
    value: a navigation goes to ``/login``, anything else gets 401. The gateway is
    never an open proxy.
-4. Seed users (:class:`mirror.seeds.Identity` ``restricted``): identity stubs, then
-   the ban list (403), then conversation ownership (404), and their conversation
-   list is filtered to what they own.
+4. Seed users (:class:`mirror.seeds.Identity` ``restricted``), under every backend
+   prefix alike: identity stubs, then the ban list (403), then the allow-list of path
+   families (403; fail closed), then conversation ownership in the path and in the
+   body (404; an unreadable body on a conversation path is a 400), and their
+   conversation list is filtered to what they own.
 5. Everything else is forwarded (:mod:`mirror.rewrite`) with the real access token.
 """
 
 from __future__ import annotations
 
 import html
-import json
 import logging
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from mirror import stubs
-from mirror.paths import BadPath, CanonicalPath, banned, canonical, conversation_in_path
+from mirror.bodies import Unreadable, conversation_ids
+from mirror.paths import (
+    BadPath,
+    CanonicalPath,
+    allowed,
+    as_backend_api,
+    banned,
+    canonical,
+    conversation_in_path,
+    is_backend,
+    names_conversations,
+)
 from mirror.rewrite import (
     COOKIE_NAME,
     HostRewriter,
@@ -44,7 +60,9 @@ from mirror.rewrite import (
 )
 from mirror.seedapi import SeedApi
 from mirror.seeds import Identity, LoginFailed, Seeds
+from settings.allow_list import AllowRule
 from settings.ban_list import BanRule
+from settings.host_names import split_host
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +70,8 @@ SESSION_BEARER = "chat2api-session"
 COOKIE_MAX_AGE = 400 * 24 * 3600  # the longest lifetime browsers keep (RFC 6265bis)
 LIST_PAGE = 100  # the backend's largest conversation page
 _HOST = re.compile(r"[A-Za-z0-9.-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
-_CONVERSATION_POST = re.compile(r"^/backend-(?:api|alt)/(?:f/)?conversation$")
+_CONVERSATION_POST = re.compile(r"^/backend-api/(?:f/)?conversation$")
+_READS = ("GET", "HEAD", "OPTIONS")
 _SECURITY = [
     ("cache-control", "no-store"),
     ("x-content-type-options", "nosniff"),
@@ -67,7 +86,26 @@ _ERRORS = {
     "invalid": "That seed or token was not accepted. Try again.",
     "unavailable": "No account is available right now. Try again later.",
     "signin": "Please sign in.",
+    "busy": "Too many sign-ins from your address. Try again later.",
+    "closed": "This mirror takes no new seeds. Ask its operator for one.",
 }
+_SIGN_IN = """  <p>Sign in to the ChatGPT mirror with a <b>seed</b> you were given, or with your own
+  ChatGPT <b>refresh token</b> or <b>access token</b>.</p>
+  {error}
+  <form method="post" action="/login">
+    <label for="token">Seed, refresh token or access token</label>
+    <textarea id="token" name="token" required autocomplete="off" spellcheck="false" autofocus>\
+</textarea>
+    <button type="submit">Sign in</button>
+  </form>"""
+_CONFIRM = """  <p>A link from another site wants to sign you in to this mirror with a seed or token
+  it chose. Whoever made the link could then read everything you write here.</p>
+  <p>Confirm only if you asked for this link yourself.</p>
+  <form method="post" action="/login">
+    <input type="hidden" name="token" value="{token}">
+    <div class="actions"><a class="button" href="/login">Cancel</a>
+    <button type="submit">Confirm and sign in</button></div>
+  </form>"""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True, repr=False)
@@ -78,6 +116,7 @@ class MirrorRequest:
     body: bytes = b""
     host: str = ""  # the Host header the browser sent
     secure: bool = False  # https between the browser and the gateway
+    client: str = ""  # the client's address, for per-address limits
 
     def header(self, name: str) -> str | None:
         name = name.lower()
@@ -136,14 +175,29 @@ def redirect(location: str, reason: str, *cookies: str, status: int = 302) -> An
 
 def login_page(status: int = 200, error: str | None = None) -> Answer:
     message = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
-    body = LOGIN_PAGE.replace("{{error}}", message).encode()
+    return _page(status, _SIGN_IN.format(error=message), "login")
+
+
+def confirm_page(token: str) -> Answer:
+    """Asks before a sign-in that another site started (``/?token=`` login CSRF)."""
+    answer = _page(200, _CONFIRM.format(token=html.escape(token, quote=True)), "confirm")
+    return replace(answer, scrub_query=True)
+
+
+def plain(status: int, text: str, reason: str) -> Answer:
+    headers = [("content-type", "text/plain; charset=utf-8"), *_SECURITY]
+    return Answer(status=status, headers=headers, body=text.encode() + b"\n", reason=reason)
+
+
+def _page(status: int, content: str, reason: str) -> Answer:
+    body = LOGIN_PAGE.replace("{{content}}", content).encode()
     headers = [
         ("content-type", "text/html; charset=utf-8"),
         ("content-security-policy", _PAGE_CSP),
         ("x-frame-options", "DENY"),
         *_SECURITY,
     ]
-    return Answer(status=status, headers=headers, body=body, reason="login")
+    return Answer(status=status, headers=headers, body=body, reason=reason)
 
 
 def session_cookie(value: str, *, secure: bool) -> str:
@@ -198,6 +252,36 @@ def is_navigation(req: MirrorRequest) -> bool:
     return "text/html" in (req.header("accept") or "")
 
 
+def same_origin(origin: str, host: str) -> bool:
+    """Whether an ``Origin`` or ``Referer`` URL is this gateway's origin (``host``: the
+    request's ``Host``; without a port, the URL's default port is assumed)."""
+    try:
+        parts = urlsplit(origin.strip())
+        port = parts.port
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    port = port or (443 if parts.scheme == "https" else 80)
+    ours = split_host(host)
+    return ours is not None and ours[0] == parts.hostname and (ours[1] or port) == port
+
+
+def cross_site(req: MirrorRequest, *, referer: bool = False) -> bool:
+    """Whether another site started this request. ``Sec-Fetch-Site`` decides when the
+    browser sends it (pages cannot forge it; with ``Referrer-Policy: no-referrer`` the
+    ``Origin`` of a same-origin form post is ``null``); otherwise an ``Origin`` (and,
+    with ``referer``, a ``Referer``) naming another origin does."""
+    site = (req.header("sec-fetch-site") or "").strip().lower()
+    if site:
+        return site not in ("same-origin", "none")
+    origin = req.header("origin")
+    if origin is not None and not same_origin(origin, req.host):
+        return True
+    came_from = req.header("referer") if referer else None
+    return came_from is not None and not same_origin(came_from, req.host)
+
+
 def gateway_origin(req: MirrorRequest, fallback: str = "127.0.0.1") -> str:
     host = req.host if _HOST.fullmatch(req.host or "") else fallback
     return f"{'https' if req.secure else 'http'}://{host}"
@@ -211,15 +295,30 @@ class Gateway:
         rules: Sequence[BanRule],
         seeds: Seeds,
         seed_api: SeedApi,
+        hosts: Sequence[str] = ("localhost", "127.0.0.1", "::1"),
+        allowed: Sequence[AllowRule] = (),
     ) -> None:
         self.upstreams = upstreams
         self.rules = tuple(rules)
+        self.allowed = tuple(allowed)
+        names = [split_host(h) for h in hosts]
+        self.hosts = frozenset(n for n in names if n is not None)
         self.seeds = seeds
         self.seed_api = seed_api
         self.rewriter = HostRewriter(upstreams.host_map())
 
     # -- requests ------------------------------------------------------------------
+    def host_allowed(self, host: str) -> bool:
+        """Whether ``host`` (a ``Host`` header) names this gateway (``gateway_hosts``;
+        an entry without a port allows any port)."""
+        parts = split_host(host)
+        if parts is None:
+            return False
+        return (parts[0], None) in self.hosts or parts in self.hosts
+
     async def handle(self, req: MirrorRequest) -> Answer | Forward:
+        if not self.host_allowed(req.host):
+            return plain(421, "This server does not answer to that host name.", "host refused")
         try:
             path = canonical(req.target)
         except BadPath as e:
@@ -240,18 +339,17 @@ class Gateway:
                 return redirect("/login", "login required")
             return json_answer(401, {"detail": "Sign in at /login first."}, "login required")
         try:
-            identity = await self.seeds.resolve(value)
+            identity = await self.seeds.resolve(value, req.client)
         except LoginFailed as e:
             if is_navigation(req):
-                code = "invalid" if e.status == 401 else "unavailable"
                 cookies = [clear_cookie(secure=req.secure)] if from_cookie else []
-                return redirect(f"/login?error={code}", "login failed", *cookies)
-            return json_answer(e.status, {"detail": e.message}, "login failed")
+                return redirect(f"/login?error={_error_code(e)}", "login failed", *cookies)
+            return _login_failed(e)
         if path.match == "/api/auth/session":
             return json_answer(200, stubs.session(SESSION_BEARER), "session")
         window: ListWindow | None = None
         if identity.restricted:
-            refused = await self._restrict(req, method, path, identity)
+            refused = await self._restrict(req, method, path, identity, bearer=sent_bearer)
             if isinstance(refused, Answer):
                 return refused
             window = refused
@@ -267,7 +365,7 @@ class Gateway:
         if m in ("/logout", "/auth/logout"):
             return redirect("/login", "logout", clear_cookie(secure=req.secure))
         if m == "/seedtoken" or m.startswith("/seedtoken/"):
-            a = await self.seed_api.handle(method, m, dict(req.headers), req.body)
+            a = await self.seed_api.handle(method, m, dict(req.headers), req.body, path.query)
             return Answer(
                 status=a.status, headers=list(a.headers.items()), body=a.body, reason="seedtoken"
             )
@@ -281,12 +379,15 @@ class Gateway:
         return None
 
     async def _login_form(self, req: MirrorRequest) -> Answer:
+        if cross_site(req):
+            log.info("refused a sign-in posted from another site")
+            return login_page(403, "Sign in from this page, not from another site.")
         if len(req.body) > 64 * 1024:
             return login_page(413, "That is too long for a seed or token.")
         fields = dict(parse_qsl(req.body.decode("utf-8", "replace")))
         value = fields.get("token", "").strip()
         try:
-            await self.seeds.resolve(value)
+            await self.seeds.resolve(value, req.client)
         except LoginFailed as e:
             return login_page(e.status, e.message)
         cookie = session_cookie(value, secure=req.secure)
@@ -294,32 +395,42 @@ class Gateway:
 
     async def _token_login(self, req: MirrorRequest, token: str) -> Answer:
         token = token.strip()
+        if cross_site(req, referer=True):
+            return confirm_page(token)
         try:
-            await self.seeds.resolve(token)
+            await self.seeds.resolve(token, req.client)
         except LoginFailed as e:
-            code = "invalid" if e.status == 401 else "unavailable"
-            answer = redirect(f"/login?error={code}", "login failed")
+            answer = redirect(f"/login?error={_error_code(e)}", "login failed")
         else:
             answer = redirect("/", "login", session_cookie(token, secure=req.secure))
         return replace(answer, scrub_query=True)
 
     async def _restrict(
-        self, req: MirrorRequest, method: str, path: CanonicalPath, identity: Identity
+        self,
+        req: MirrorRequest,
+        method: str,
+        path: CanonicalPath,
+        identity: Identity,
+        *,
+        bearer: bool,
     ) -> Answer | ListWindow | None:
         assert identity.key is not None
-        stub = stubs.SEED_STUBS.get((method, path.match))
+        rule_path = as_backend_api(path)  # every backend prefix alike
+        stub = stubs.SEED_STUBS.get((method, rule_path.match))
         if stub is not None:
             return json_answer(200, stub, "stub")
-        rule = banned(self.rules, method, path)
-        if rule is not None:
-            log.info(
-                "blocked %s %s for seed %s (%s)", method, path.match, identity.key[:12], rule.source
-            )
+        rule = banned(self.rules, method, rule_path)
+        why = rule.source if rule is not None else None
+        if why is None and self._needs_allowing(path, bearer):
+            if not allowed(self.allowed, method, rule_path):
+                why = "not on the allow-list"
+        if why is not None:
+            log.info("blocked %s %s for seed %s (%s)", method, path.match, identity.key[:12], why)
             return json_answer(403, {"detail": "Not available through the mirror."}, "blocked")
-        cid = conversation_in_path(path) or _conversation_in_body(method, req)
-        if cid is not None and not await self.seeds.owns(identity.key, cid):
-            return json_answer(404, {"detail": f"Can't load conversation {cid}"}, "not owner")
-        if method == "GET" and path.match == "/backend-api/conversations":
+        refused = await self._check_owner(req, method, rule_path, identity.key)
+        if refused is not None:
+            return refused
+        if method == "GET" and rule_path.match == "/backend-api/conversations":
             query = dict(parse_qsl(path.query))
             owned = frozenset(await self.seeds.owned(identity.key))
             return ListWindow(
@@ -327,6 +438,31 @@ class Gateway:
                 offset=_int(query.get("offset"), 0, 0, 10**6),
                 limit=_int(query.get("limit"), 28, 1, LIST_PAGE),
             )
+        return None
+
+    def _needs_allowing(self, path: CanonicalPath, bearer: bool) -> bool:
+        """A seed's request must match the allow-list when it would carry the account's
+        token or goes to the backend's API; pages and CDN files need not."""
+        if not self.upstreams.pick(path)[0].credentials:
+            return False
+        return bearer or is_backend(path)
+
+    async def _check_owner(
+        self, req: MirrorRequest, method: str, rule_path: CanonicalPath, key: str
+    ) -> Answer | None:
+        """404 for a conversation the seed does not own (in the path, the query or the
+        body), 400 for a body about conversations that cannot be read."""
+        ids = [cid] if (cid := conversation_in_path(rule_path)) else []
+        ids += [v for k, v in parse_qsl(rule_path.query) if k == "conversation_id" and v]
+        if req.body and method not in _READS:
+            try:
+                ids += conversation_ids(req.body)
+            except Unreadable as e:
+                if names_conversations(rule_path):
+                    return json_answer(400, {"detail": str(e)}, "unreadable body")
+        for cid in ids:
+            if not await self.seeds.owns(key, cid):
+                return json_answer(404, {"detail": "Can't load that conversation."}, "not owner")
         return None
 
     def _forward(
@@ -347,7 +483,10 @@ class Gateway:
             query += [("offset", "0"), ("limit", str(LIST_PAGE))]
             path = replace(path, query=urlencode(query))
         upstream, url = self.upstreams.pick(path)
-        record = identity.key if method == "POST" and _CONVERSATION_POST.match(path.match) else None
+        rule_path = as_backend_api(path)
+        record = None
+        if method == "POST" and _CONVERSATION_POST.match(rule_path.match):
+            record = identity.key
         gw = gateway_origin(req)
         cred = identity.credential
         headers = request_headers(
@@ -368,7 +507,7 @@ class Gateway:
             secure=req.secure,
             record_for=record,
             window=window,
-            rewrite_json=not path.match.startswith("/backend-api/conversation/"),
+            rewrite_json=not rule_path.match.startswith("/backend-api/conversation/"),
             path=path.forward,
         )
 
@@ -417,13 +556,13 @@ def _int(value: str | None, default: int, lo: int, hi: int) -> int:
     return max(lo, min(hi, number))
 
 
-def _conversation_in_body(method: str, req: MirrorRequest) -> str | None:
-    """A write's ``conversation_id`` (continuing, sharing, …), which must be owned."""
-    if method in ("GET", "HEAD", "OPTIONS") or not req.body.lstrip().startswith(b"{"):
-        return None
-    try:
-        data = json.loads(req.body)
-    except ValueError:
-        return None
-    cid = data.get("conversation_id") if isinstance(data, dict) else None
-    return cid if isinstance(cid, str) and cid else None
+def _error_code(e: LoginFailed) -> str:
+    """The ``/login?error=`` code for a failed sign-in."""
+    return {401: "invalid", 403: "closed", 429: "busy"}.get(e.status, "unavailable")
+
+
+def _login_failed(e: LoginFailed) -> Answer:
+    extra = {}
+    if e.retry_after is not None:
+        extra["retry-after"] = str(max(1, math.ceil(e.retry_after)))
+    return json_answer(e.status, {"detail": e.message}, "login failed", **extra)

@@ -7,7 +7,12 @@
   ``seed`` a random one is made; ``token`` is a pool entry id, a direct access or
   refresh token, or absent for a random healthy pool account. Answers the seed (the
   only time it is shown), its id and what it maps to.
-* ``DELETE /seedtoken`` with ``{"seed"}`` or ``{"id"}``, or ``DELETE /seedtoken/<id>``.
+* ``DELETE /seedtoken`` with ``{"seed"}`` or ``{"id"}``, or ``DELETE /seedtoken/<id>``;
+  ``{"seed": "clear"}`` deletes every seed.
+
+Every answer also carries the original's fields (``"status": "success"``, its
+``data`` or ``message``), so the original's clients keep working; ``GET
+/seedtoken?seed=S`` answers ``{"status", "data": {"seed", "token"}}`` for one seed.
 
 The key check is the token admin's (:meth:`accounts.admin.AdminApi.authorised`):
 ``Authorization: Bearer <ADMIN_KEY or an AUTHORIZATION code>``, constant-time.
@@ -38,23 +43,24 @@ class SeedApi:
         self.admin = admin
 
     async def handle(
-        self, method: str, route: str, headers: Mapping[str, str], body: bytes
+        self, method: str, route: str, headers: Mapping[str, str], body: bytes, query: str = ""
     ) -> AdminResponse:
         lower = {k.lower(): v for k, v in headers.items()}
         try:
             self.admin.authorised(lower)
-            return await self._dispatch(method.upper(), route, lower, body)
+            return await self._dispatch(method.upper(), route, lower, body, query)
         except Chat2ApiError as e:
             return error_response(e)
 
     async def _dispatch(
-        self, method: str, route: str, headers: dict[str, str], body: bytes
+        self, method: str, route: str, headers: dict[str, str], body: bytes, query: str = ""
     ) -> AdminResponse:
         tail = route.removeprefix("/seedtoken").strip("/")
         if tail and method != "DELETE":
             raise NotFound(f"Unknown path {route}.")
         if method == "GET":
-            return await self._list()
+            seed = dict(parse_qsl(query)).get("seed")
+            return await (self._one(seed) if seed else self._list())
         if method == "POST":
             return await self._create(_fields(headers, body))
         if method == "DELETE":
@@ -72,7 +78,21 @@ class SeedApi:
             _view(key, record)
             for key, record in sorted(records.items(), key=lambda kv: kv[1].created)
         ]
-        return json_response(200, {"count": len(items), "seeds": items})
+        # The original's shape beside today's: {"status", "data": {seed: token}}, here
+        # keyed by the seed's id (seeds are stored hashed) with the token masked.
+        data = {item["id"]: item["token"] or item["entry_id"] for item in items}
+        return json_response(
+            200, {"status": "success", "data": data, "count": len(items), "seeds": items}
+        )
+
+    async def _one(self, seed: str) -> AdminResponse:
+        key = seed_key(seed)
+        record = (await self.seeds.store.seeds()).get(key)
+        if record is None:
+            raise NotFound("Seed not found.")
+        view = _view(key, record)
+        data = {"seed": seed, "token": view["token"] or view["entry_id"]}
+        return json_response(200, {"status": "success", "data": data, **view})
 
     async def _create(self, fields: dict[str, str]) -> AdminResponse:
         seed = fields.get("seed") or secrets.token_urlsafe(24)
@@ -106,21 +126,35 @@ class SeedApi:
             entry_id=record.entry_id, token=record.token, created=self.seeds.clock()
         )
         await self.seeds.store.put_seed(key, record)
-        return json_response(200, {"seed": seed, **_view(key, record)})
+        return json_response(
+            200,
+            {
+                "status": "success",
+                "message": "Token updated successfully",
+                "seed": seed,
+                **_view(key, record),
+            },
+        )
 
     async def _delete(self, seed_id: str | None, seed: str | None) -> AdminResponse:
         records = await self.seeds.store.seeds()
-        if seed:
+        if seed == "clear":  # the original's "delete them all"
+            keys = list(records)
+            message = "All seeds deleted successfully"
+        elif seed:
             keys = [seed_key(seed)] if seed_key(seed) in records else []
+            message = f"Seed '{seed}' deleted successfully"
         elif seed_id and _ID.fullmatch(seed_id):
             keys = [k for k in records if k.startswith(seed_id)]
+            message = f"Seed {seed_id} deleted successfully"
         else:
             raise InvalidRequest('Give the seed\'s id in the path, or {"seed"} or {"id"}.')
-        if not keys:
+        if not keys and seed != "clear":
             raise NotFound("No such seed.")
         for key in keys:
             await self.seeds.store.remove_seed(key)
-        return json_response(200, {"deleted": [k[:12] for k in keys]})
+        deleted = [k[:12] for k in keys]
+        return json_response(200, {"status": "success", "message": message, "deleted": deleted})
 
 
 def _view(key: str, record: SeedRecord) -> dict[str, Any]:

@@ -11,6 +11,10 @@ A login value (the ``token`` cookie or a bearer) is, in this order
    at once and keeps it (the original failed this first request);
    without it, only seeds made through the admin API work.
 
+Sign-ups are limited (issue 14): new seeds and sign-in refreshes per client address
+and hour (:class:`mirror.limits.PerAddress`), and ``auto_seed_limit`` caps how many
+seeds may exist before ``auto_seed`` stops making new ones (admin seeds still work).
+
 A seed whose account disappears from the pool or turns bad gets another one with
 ``auto_seed`` (else 503). Conversation ownership (docs/mirror.md#ownership) is kept per seed key;
 ids seen in a stream count at once (:meth:`Seeds.note`), before the store write ends.
@@ -30,6 +34,7 @@ from accounts.pool import Credential, Pool
 from accounts.store import SeedRecord, State, Store, seed_key
 from accounts.tokens import InvalidToken, TokenKind, parse_line, token_id
 from errors import AuthenticationFailed, Chat2ApiError
+from mirror.limits import PerAddress
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +64,19 @@ class Identity:
 
 
 class LoginFailed(Exception):
-    """The login value is not usable; ``status`` is 401 or 503, the message is safe."""
+    """The login value is not usable; ``status`` is 401, 403 (no new seeds), 429
+    (``retry_after`` seconds) or 503; the message is safe to show."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.retry_after = retry_after
+
+
+def _limited(wait: float | None, what: str) -> None:
+    if wait is not None:
+        raise LoginFailed(429, f"Too many {what} from your address; try again later.", wait)
 
 
 def own_token(value: str) -> str | None:
@@ -94,20 +106,27 @@ class Seeds:
         pool: Pool,
         *,
         auto_seed: bool,
+        auto_seed_limit: int = 0,
+        new_seeds: PerAddress | None = None,
+        refreshes: PerAddress | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.pool = pool
         self.auto_seed = auto_seed
+        self.auto_seed_limit = auto_seed_limit  # 0: no cap
+        self.new_seeds = new_seeds or PerAddress(0)
+        self.refreshes = refreshes or PerAddress(0)
         self.rng = rng or random.SystemRandom()
         self.clock = clock
         self._pending: dict[str, str] = {}  # conversation id → owner, until stored
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- identities ----------------------------------------------------------------
-    async def resolve(self, value: str) -> Identity:
-        """The identity behind a login value; raises LoginFailed."""
+    async def resolve(self, value: str, client: str = "") -> Identity:
+        """The identity behind a login value, for a request from address ``client``;
+        raises LoginFailed."""
         value = value.strip()
         if not value:
             raise LoginFailed(401, "Sign in first.")
@@ -118,18 +137,41 @@ class Seeds:
                 return await self._seed_identity(key, record)
         line = own_token(value)
         if line is not None:
+            if await self._will_refresh(line):
+                _limited(self.refreshes.take(client), "sign-ins with refresh tokens")
             return Identity(kind=Kind.DIRECT, credential=await self._direct(line))
         check_seed(value)
         key = seed_key(value)
         async with self.store.lock("seed:" + key[:16]):
             record = await self.store.seed(key)  # another request may have made it meanwhile
             if record is None:
-                if not self.auto_seed:
-                    raise LoginFailed(401, "Unknown seed.")
-                record = SeedRecord(entry_id=await self.pick_entry(), created=self.clock())
-                await self.store.put_seed(key, record)
-                log.info("new seed %s on pool entry %s", key[:12], record.entry_id)
+                record = await self._new_seed(key, client)
         return await self._seed_identity(key, record)
+
+    async def _new_seed(self, key: str, client: str) -> SeedRecord:
+        if not self.auto_seed:
+            raise LoginFailed(401, "Unknown seed.")
+        async with self.store.lock("seeds:new"):  # the cap holds for concurrent sign-ups
+            if self.auto_seed_limit and len(await self.store.seeds()) >= self.auto_seed_limit:
+                log.warning("auto_seed_limit (%d) reached: new seed refused", self.auto_seed_limit)
+                raise LoginFailed(403, "This mirror takes no new seeds; ask its operator for one.")
+            entry_id = await self.pick_entry()  # before counting: no account, no seed
+            _limited(self.new_seeds.take(client), "new seeds")
+            record = SeedRecord(entry_id=entry_id, created=self.clock())
+            await self.store.put_seed(key, record)
+        log.info("new seed %s on pool entry %s", key[:12], record.entry_id)
+        return record
+
+    async def _will_refresh(self, line: str) -> bool:
+        """Whether resolving this own-token line calls the token endpoint now."""
+        refresher = self.pool.refresher
+        try:
+            entry = parse_line(line)
+        except InvalidToken:
+            return False
+        if entry.kind is not TokenKind.REFRESH or refresher is None:
+            return False
+        return await refresher.needs_refresh(entry.token)
 
     async def _direct(self, line: str) -> Credential:
         try:

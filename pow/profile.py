@@ -214,7 +214,12 @@ class BrowserProfile:
         )
 
     def client_hint_headers(self) -> dict[str, str]:
-        """The identity headers of this browser (as curl_cffi sends for the target)."""
+        """The identity headers of this browser (as curl_cffi sends for the target).
+
+        A browser without client hints (a non-Chromium user agent from
+        ``USER_AGENTS``) sends only its user agent."""
+        if not self.sec_ch_ua:
+            return {"user-agent": self.user_agent}
         return {
             "user-agent": self.user_agent,
             "sec-ch-ua": self.sec_ch_ua,
@@ -284,9 +289,11 @@ PROFILES: tuple[BrowserProfile, ...] = (
 )
 
 
-def pick_profile(rng: random.Random) -> BrowserProfile:
+def pick_profile(
+    rng: random.Random, profiles: tuple[BrowserProfile, ...] = PROFILES
+) -> BrowserProfile:
     """A random profile (callers keep one per account, so an account stays one browser)."""
-    return rng.choice(PROFILES)
+    return rng.choice(profiles)
 
 
 @functools.lru_cache(maxsize=256)

@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # The whole check, as CI runs it: format, lint, types, tests.
+#   CHAT2API_VENV=.venv-py312  run the tests with that environment's Python
+#   CHAT2API_TESTS_ONLY=1      the tests only (run.sh's second run, on Python >= 3.12)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$(pwd)${PYTHONPATH:+:$PYTHONPATH}"
 export CHAT2API_CLIENT_PYTHON="$(pwd)/.venv-clients/bin/python"
+VENV=${CHAT2API_VENV:-.venv}
 bash scripts/system-deps.sh
-echo "== format"; .venv/bin/ruff format --check .
-echo "== lint";   .venv/bin/ruff check .
-echo "== types";  .venv/bin/mypy .
-echo "== tests";  .venv/bin/python -m pytest -q "$@"
+if [ -z "${CHAT2API_TESTS_ONLY:-}" ]; then
+  echo "== format"; .venv/bin/ruff format --check .
+  echo "== lint";   .venv/bin/ruff check .
+  echo "== types";  .venv/bin/mypy .
+fi
+echo "== tests ($("$VENV/bin/python" --version), $("$VENV/bin/python" -c \
+  'from mitmproxy.version import VERSION; print("mitmproxy", VERSION)'))"
+"$VENV/bin/python" -m pytest -q "$@"

@@ -9,6 +9,8 @@ command -v curl >/dev/null || need+=(curl)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 # The Redis server the shared-state tests start on a free port (tests/support/redis.py).
 command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || need+=(redis-server)
+# The load balancer of the scale-out test (tests/test_e2e_scaleout.py, deploy/haproxy.cfg).
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 if [ ${#need[@]} -gt 0 ]; then
   echo "chat2api: installing ${need[*]}" >&2
   if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi

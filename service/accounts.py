@@ -103,7 +103,20 @@ class AccountsService:
         *,
         model: str,
     ) -> PoolSession:
-        return self.pool.session(bearer, header_account_id, body_account_id, model=model)
+        # AUTO_SEED=false: API keys are mirror seeds, as in the original.
+        return self.pool.session(
+            bearer,
+            header_account_id,
+            body_account_id,
+            model=model,
+            seeds_only=not self.settings.auto_seed,
+        )
+
+    async def post_json(
+        self, url: str, body: Mapping[str, Any], timeout: float
+    ) -> tuple[int, dict[str, Any]]:
+        """A JSON POST to an auth endpoint (also /auth/refresh's, addons/admin.py)."""
+        return await self._post_json(url, body, timeout)
 
     async def _post_json(
         self, url: str, body: Mapping[str, Any], timeout: float

@@ -29,19 +29,28 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from accounts.pool import Credential, Outcome, PoolSession
-from errors import Chat2ApiError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from errors import (
+    Chat2ApiError,
+    ModelDowngraded,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from ops import requestid
+from ops.metrics import METRICS
 from service.media import MediaResolver
 from service.uploads import Blobs, Uploader
 from translator import answer as tr
 from translator import chunks as oa
 from translator.backend_body import Attachments
-from translator.models import ResolvedModel
+from translator.models import ResolvedModel, switched_model
 from translator.request import ChatRequest
+from translator.shaping import Shaper
 from translator.stream import Translation
 from translator.usage import count_prompt_tokens, count_text_tokens
 from upstream.context import TurnContext
 from upstream.dialect import Dialect, ResumeRefused, Turn, TurnBodies
-from upstream.failures import outcome_of
+from upstream.failures import NOT_THE_ACCOUNT, outcome_of
 from upstream.http import StreamAnswer
 
 log = logging.getLogger(__name__)
@@ -91,6 +100,8 @@ class Limits:
     inline_reasoning: bool
     #: Resumes in a row that bring no new event before a broken stream is given up.
     resume_attempts: int = 5
+    #: An answer from another model than the one asked for: pass, error or retry.
+    on_downgrade: str = "pass"
 
 
 @dataclass(kw_only=True)
@@ -106,6 +117,12 @@ class Primed:
     started: float = field(default_factory=time.monotonic)
     #: The dialect's handle on the turn; ``stream`` is its current (maybe resumed) stream.
     turn: Turn | None = None
+    #: The model that answered when ChatGPT switched away from the one asked for.
+    switched: str | None = None
+
+    def reported(self, model: ResolvedModel) -> str:
+        """The ``model`` of the answer: the one that answered, if it was switched."""
+        return self.switched or model.reported
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,17 +171,21 @@ class CompletionService:
         deadline = time.monotonic() + self.limits.total_timeout
         last_error: Chat2ApiError | None = None
         while (credential := await session.next()) is not None:
+            if last_error is not None:
+                METRICS.retries.inc()
             try:
                 # (asyncio.timeout, not wait_for: no task of its own per attempt)
                 async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
                     primed = await self._attempt(req, model, credential, deadline, blobs)
             except TimeoutError:
+                METRICS.backend_error("timeout")
                 await session.report(Outcome.TIMEOUT, detail="total deadline")
                 raise UpstreamTimeout(
                     "the ChatGPT backend did not answer within the total deadline"
                 ) from None
             except Chat2ApiError as e:
                 outcome = outcome_of(e)
+                METRICS.backend_error(outcome.value if outcome else type(e).__name__)
                 log.info(
                     "attempt %d as %r failed: %s (%s)",
                     session.attempts,
@@ -179,7 +200,13 @@ class CompletionService:
                 )
                 last_error = e
                 continue
-            await session.report(Outcome.OK)
+            if primed.switched is not None:
+                await session.report(
+                    Outcome.DOWNGRADED, detail=f"answered {primed.switched} for {model.slug}"
+                )
+            else:
+                await session.report(Outcome.OK)
+            requestid.note(account=primed.ctx.label)
             return primed
         if last_error is None:  # the session gave no account at all
             raise UpstreamUnavailable("no account is available for this request")
@@ -230,7 +257,40 @@ class CompletionService:
         if failure is not None and not any(isinstance(p, (tr.Text, tr.Reasoning)) for p in pieces):
             await primed.stream.close()
             raise failure.error
+        try:
+            self._check_switch(model, primed, credential)
+        except BaseException:
+            await primed.stream.close()
+            raise
         return primed
+
+    def _check_switch(self, model: ResolvedModel, primed: Primed, credential: Credential) -> None:
+        """Note (or refuse) an answer from another model than the one asked for."""
+        translation = primed.translation
+        answered = switched_model(model.slug, translation.model_slug, translation.model_adjustments)
+        if answered is None:
+            return
+        why = ", ".join(translation.model_adjustments)
+        log.warning(
+            "model switched: %s was asked for (%s), ChatGPT answered with %s as %r%s",
+            model.requested,
+            model.slug,
+            answered,
+            credential,
+            f" ({why})" if why else "",
+        )
+        primed.switched = answered
+        if self.limits.on_downgrade == "pass":
+            return
+        error = ModelDowngraded(
+            f"ChatGPT answered with {answered} instead of {model.requested}"
+            + (f" ({why})" if why else "")
+            + "; this chat2api refuses such answers (on_downgrade)."
+        )
+        # retry: the pool notes it and tries another account; error: no retry.
+        retry = self.limits.on_downgrade == "retry"
+        error.outcome = Outcome.DOWNGRADED if retry else NOT_THE_ACCOUNT  # type: ignore[attr-defined]
+        raise error
 
     async def pieces(self, primed: Primed) -> AsyncGenerator[Any, None]:
         """Every piece of the answer, primed ones first; ends with Finish or Failure."""
@@ -381,16 +441,11 @@ class CompletionService:
     # -- the two answer shapes -------------------------------------------------
 
     async def stream_body(
-        self, req: ChatRequest, model: ResolvedModel, primed: Primed
+        self, req: ChatRequest, model: ResolvedModel, primed: Primed, *, show_ids: bool = False
     ) -> AsyncIterator[bytes]:
-        """The SSE body of a streamed answer."""
-        encoder = oa.ChunkEncoder(
-            completion_id=completion_id(),
-            created=int(time.time()),
-            model=model.reported,
-            include_usage=req.include_usage,
-            system_fingerprint=_fingerprint(model, self.rng),
-        )
+        """The SSE body of a streamed answer; ``show_ids``: ``conversation_id`` on every chunk."""
+        encoder = self.encoder(req, model, primed.reported(model))
+        shaper = Shaper(stop=req.options.stop, max_tokens=req.max_tokens, model=model.reported)
         content_parts: list[str] = []
         reasoning_parts: list[str] = []
         # (No separate role chunk first: the encoder puts it before the first
@@ -400,54 +455,99 @@ class CompletionService:
                 # Text and reasoning, most pieces: what render() makes of them, inline.
                 kind = type(piece)
                 if kind is tr.Text:
-                    if piece.text:
-                        content_parts.append(piece.text)
-                        yield encoder.content(piece.text)
-                    continue
-                if kind is tr.Reasoning:
-                    if piece.text:
-                        reasoning_parts.append(piece.text)
-                        yield encoder.reasoning(piece.text)
-                    continue
-                if isinstance(piece, tr.Failure):
+                    text = shaper.content(piece.text) if shaper.active else piece.text
+                    if text:
+                        content_parts.append(text)
+                        yield encoder.content(text)
+                elif kind is tr.Reasoning:
+                    text = shaper.reasoning(piece.text) if shaper.active else piece.text
+                    if text:
+                        reasoning_parts.append(text)
+                        yield encoder.reasoning(text)
+                elif isinstance(piece, tr.Failure):
                     yield encoder.error(piece.error)
                     return
-                if isinstance(piece, tr.Finish):
-                    usage = _usage(req, model, content_parts, reasoning_parts)
-                    yield encoder.finish(piece.reason, usage)
+                elif isinstance(piece, tr.Finish):
+                    rest = shaper.flush()
+                    if rest:
+                        content_parts.append(rest)
+                        yield encoder.content(rest)
+                    usage = usage_for(req, model, content_parts, reasoning_parts)
+                    yield encoder.finish(shaper.reason or piece.reason, usage)
                     return
-                content, reasoning = await self.render(piece, primed)
-                if reasoning:
-                    reasoning_parts.append(reasoning)
-                    yield encoder.reasoning(reasoning)
-                if content:
-                    content_parts.append(content)
-                    yield encoder.content(content)
+                elif isinstance(piece, tr.Meta):
+                    if show_ids and piece.conversation_id:
+                        encoder.set_field("conversation_id", piece.conversation_id)
+                else:
+                    content, reasoning = await self.render(piece, primed)
+                    reasoning = shaper.reasoning(reasoning)
+                    if reasoning:
+                        reasoning_parts.append(reasoning)
+                        yield encoder.reasoning(reasoning)
+                    content = shaper.content(content)
+                    if content:
+                        content_parts.append(content)
+                        yield encoder.content(content)
+                if (
+                    shaper.reason is not None
+                ):  # cut by stop or max_tokens: end now, the backend is closed
+                    usage = usage_for(req, model, content_parts, reasoning_parts)
+                    yield encoder.finish(shaper.reason or "stop", usage)
+                    return
 
-    async def complete(self, req: ChatRequest, model: ResolvedModel, primed: Primed) -> Answer:
-        """A whole non-streamed answer."""
-        aggregator = oa.CompletionAggregator(
+    def encoder(
+        self, req: ChatRequest, model: ResolvedModel, reported: str | None = None
+    ) -> oa.ChunkEncoder:
+        """``reported``: the model the answer names (the one that answered, if switched)."""
+        return oa.ChunkEncoder(
             completion_id=completion_id(),
             created=int(time.time()),
-            model=model.reported,
+            model=reported or model.reported,
+            include_usage=req.include_usage,
             system_fingerprint=_fingerprint(model, self.rng),
         )
+
+    def aggregator(
+        self, model: ResolvedModel, reported: str | None = None
+    ) -> oa.CompletionAggregator:
+        return oa.CompletionAggregator(
+            completion_id=completion_id(),
+            created=int(time.time()),
+            model=reported or model.reported,
+            system_fingerprint=_fingerprint(model, self.rng),
+        )
+
+    async def complete(
+        self, req: ChatRequest, model: ResolvedModel, primed: Primed, *, show_ids: bool = False
+    ) -> Answer:
+        """A whole non-streamed answer."""
+        aggregator = self.aggregator(model, primed.reported(model))
+        shaper = Shaper(stop=req.options.stop, max_tokens=req.max_tokens, model=model.reported)
         async with contextlib.aclosing(self.pieces(primed)) as pieces:
             async for piece in pieces:
                 if isinstance(piece, tr.Failure):
                     return error_answer(piece.error)
-                if isinstance(piece, tr.Finish):
-                    aggregator.finish(piece.reason)
-                    usage = _usage(req, model, [aggregator.text], [aggregator.reasoning_text])
-                    body = oa.json_bytes(aggregator.build(usage))
-                    return Answer(
-                        status=200, headers={"content-type": "application/json"}, body=body
-                    )
-                content, reasoning = await self.render(piece, primed)
+                if isinstance(piece, tr.Meta):
+                    if show_ids and piece.conversation_id:
+                        aggregator.extra_fields["conversation_id"] = piece.conversation_id
+                    continue
+                finish = piece.reason if isinstance(piece, tr.Finish) else None
+                if finish is None:
+                    content, reasoning = await self.render(piece, primed)
+                    content, reasoning = shaper.content(content), shaper.reasoning(reasoning)
+                else:
+                    content, reasoning = shaper.flush(), ""
                 if content:
                     aggregator.content(content)
                 if reasoning:
                     aggregator.reasoning(reasoning)
+                if finish is not None or shaper.done:
+                    aggregator.finish(shaper.reason or finish or "stop")
+                    usage = usage_for(req, model, [aggregator.text], [aggregator.reasoning_text])
+                    body = oa.json_bytes(aggregator.build(usage))
+                    return Answer(
+                        status=200, headers={"content-type": "application/json"}, body=body
+                    )
         return error_answer(UpstreamError("the ChatGPT backend stream ended without an answer"))
 
 
@@ -479,13 +579,14 @@ def _fingerprint(model: ResolvedModel, rng: random.Random) -> str | None:
     return rng.choice(list(choices)) if choices else None
 
 
-def _usage(
+def usage_for(
     req: ChatRequest, model: ResolvedModel, content: list[str], reasoning: list[str]
 ) -> oa.Usage:
     prompt = count_prompt_tokens(req.messages, model.reported)
     completion = count_text_tokens("".join(content), model.reported)
     thought = "".join(reasoning)
     reasoning_tokens = count_text_tokens(thought, model.reported) if thought else 0
+    METRICS.tokens(prompt, completion + reasoning_tokens)
     return oa.Usage(
         prompt_tokens=prompt,
         completion_tokens=completion + reasoning_tokens,

@@ -21,8 +21,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from errors import Chat2ApiError, UpstreamError
+from errors import UpstreamError
 from translator import answer as tr
+from upstream import files
 from upstream.context import TurnContext
 from upstream.http import BackendHttp
 
@@ -53,23 +54,9 @@ class MediaResolver:
     # ------------------------------------------------------------------ lookups
 
     async def _get_json(self, ctx: TurnContext, path: str) -> tuple[int, Any]:
-        try:
-            answer = await self.http.request(
-                "GET",
-                ctx.base + path,
-                headers=ctx.headers(),
-                impersonate=ctx.profile.impersonate,
-                timeout=self.timeout,
-                proxy=ctx.proxy,
-                limit=32 * 1024 * 1024,
-            )
-        except Chat2ApiError as e:
-            log.warning("backend lookup %s failed: %s", path.split("?")[0], e.message)
-            return 0, None
-        try:
-            return answer.status, answer.json()
-        except ValueError:
-            return answer.status, None
+        return await files.get_json(
+            self.http, ctx, path, timeout=self.timeout, limit=32 * 1024 * 1024
+        )
 
     async def _download_url(self, ctx: TurnContext, path: str) -> str | None:
         for attempt in range(LOOKUP_ATTEMPTS):
@@ -117,14 +104,12 @@ class MediaResolver:
     async def image_bytes(self, ctx: TurnContext, url: str) -> bytes:
         """The bytes behind a download URL (for ``b64_json``)."""
         same_site = urlsplit(url)[:2] == urlsplit(ctx.origin)[:2]
-        headers = ctx.headers() if same_site else {"user-agent": ctx.profile.user_agent}
-        answer = await self.http.request(
-            "GET",
+        answer = await files.download(
+            self.http,
+            ctx,
             url,
-            headers=headers,
-            impersonate=ctx.profile.impersonate,
+            same_site=same_site,
             timeout=self.timeout,
-            proxy=ctx.proxy,
             limit=self.max_image_bytes,
         )
         if answer.status != 200 or not answer.body:

@@ -13,17 +13,24 @@ import logging
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from curl_cffi.requests import BrowserType
+
 from accounts.pool import Credential
-from service import memory
+from pow import BrowserProfile
+from pow.browsers import BrowserChoice, build_profiles
 from service.accounts import AccountsService
 from service.api import ApiApp
+from service.codex_chat import CodexChat
 from service.completions import CompletionService, Limits
 from service.images import ImagesService
 from service.media import MediaResolver
+from service.responses import ResponsesLimits, ResponsesService
+from service.responsestore import FileResponseStore, RedisResponseStore, ResponseStore
 from service.uploads import MediaFetcher, MediaLimits, Uploader
-from settings import Settings
+from settings import Settings, SettingsError
 from translator import usage
 from translator.backend_body import (
     Attachments,
@@ -35,11 +42,13 @@ from translator.models import ResolvedModel
 from translator.request import ChatRequest
 from upstream.auto import AutoDialect
 from upstream.classic import ClassicDialect
+from upstream.codex import CodexBackend, CodexLimits
 from upstream.common import Limits as DialectLimits
-from upstream.context import TurnContext, make_context
+from upstream.context import TurnContext, make_context, pinned_proxy
 from upstream.d2026 import Dialect2026
 from upstream.dialect import Dialect, PrepareState, TurnBodies, Wire
 from upstream.http import BackendHttp
+from upstream.solvers import ChallengeSolvers
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +86,8 @@ class Runtime:
 
     async def stop(self) -> None:
         await self.accounts.stop()
+        if self.api.responses is not None:
+            await self.api.responses.store.close()
         await self.http.close()
 
 
@@ -91,21 +102,52 @@ def make_dialect(settings: Settings, http: BackendHttp) -> Dialect:
         first_byte_timeout=settings.timeouts.first_byte,
     )
     only = settings.conversation_only
-    classic = ClassicDialect(http, limits, conversation_only=only)
+    solvers = ChallengeSolvers(
+        http,
+        turnstile_url=settings.turnstile_solver_url,
+        arkose_urls=settings.arkose_token_url,
+    )
+    classic = ClassicDialect(http, limits, conversation_only=only, solvers=solvers)
     if settings.backend_dialect == "classic":
         return classic
-    newer = Dialect2026(http, limits, conversation_only=only)
+    newer = Dialect2026(http, limits, conversation_only=only, solvers=solvers)
     if settings.backend_dialect == "2026":
         return newer
     return AutoDialect(newer, classic)
 
 
+def browser_profiles(settings: Settings) -> tuple[BrowserProfile, ...]:
+    """The browsers accounts look like (``IMPERSONATE``, ``USER_AGENTS``, ``*_TUPLE``)."""
+    choice = BrowserChoice(
+        impersonate=settings.impersonate,
+        user_agents=settings.user_agents,
+        devices=settings.device_tuple,
+        browsers=settings.browser_tuple,
+        platforms=settings.platform_tuple,
+    )
+    try:
+        built = build_profiles(choice, (b.value for b in BrowserType))
+    except ValueError as e:
+        raise SettingsError("impersonate", str(e)) from None
+    for note in built.skipped:
+        log.warning("chat2api: %s", note)
+    return built.profiles
+
+
+def make_response_store(settings: Settings) -> ResponseStore:
+    """Stored responses where the accounts live: Redis with REDIS_URL, else DATA_DIR."""
+    ttl = float(settings.responses_ttl)
+    if settings.redis_url:
+        return RedisResponseStore(settings.redis_url, prefix=settings.redis_prefix, ttl=ttl)
+    return FileResponseStore(Path(settings.data_dir).expanduser() / "responses", ttl=ttl)
+
+
 def build_runtime(settings: Settings) -> Runtime:
-    # Also under plain mitmdump (run.sh's launcher has done it already).
-    memory.tune_malloc()
     http = BackendHttp(proxies=settings.proxy_url, connect_timeout=settings.timeouts.connect)
     accounts = AccountsService(settings, http)
     dialect = make_dialect(settings, http)
+
+    profiles = browser_profiles(settings)
 
     def context_for(credential: Credential, rng: random.Random) -> TurnContext:
         return make_context(
@@ -113,8 +155,10 @@ def build_runtime(settings: Settings) -> Runtime:
             credential=credential,
             language=settings.oai_language,
             auth_key=settings.auth_key,
-            proxy=http.pick_proxy(),
+            proxy=pinned_proxy(settings.proxy_url, credential, rng),
+            sentinel_proxy=pinned_proxy(settings.sentinel_proxy_url, credential, rng),
             rng=rng,
+            profiles=profiles,
         )
 
     def body_for(
@@ -132,6 +176,12 @@ def build_runtime(settings: Settings) -> Runtime:
         info = contextual_info(rng)  # one browser window for both bodies of the turn
 
         def conversation(wire: Wire, prepare_state: PrepareState) -> dict[str, Any]:
+            if wire == "classic" and model.thinking and req.reasoning_effort is not None:
+                # Only the 2026 body has a field for it (translator/backend_body.py).
+                log.info(
+                    "reasoning_effort %r not applied: the classic dialect has no such field",
+                    req.reasoning_effort,
+                )
             return build_conversation_body(
                 req,
                 model=model,
@@ -155,7 +205,9 @@ def build_runtime(settings: Settings) -> Runtime:
                 client_contextual_info=info,
             )
 
-        return TurnBodies(conversation=conversation, prepare=prepare)
+        return TurnBodies(
+            conversation=conversation, prepare=prepare, refuse_persona=model.refused_for
+        )
 
     media = MediaResolver(
         http,
@@ -176,7 +228,35 @@ def build_runtime(settings: Settings) -> Runtime:
             total_timeout=settings.timeouts.total,
             inline_reasoning=settings.reasoning_inline,
             resume_attempts=settings.resume_attempts,
+            on_downgrade=settings.on_downgrade,
         ),
+    )
+    media_fetcher = MediaFetcher(
+        MediaLimits(
+            max_bytes=settings.media_max_bytes,
+            fetch_timeout=settings.media_fetch_timeout,
+            allow_hosts=settings.media_allow_hosts,
+            upload_by_url=settings.upload_by_url,
+        ),
+        export_proxy=settings.export_proxy_url,
+    )
+    responses = ResponsesService(
+        accounts=accounts,
+        pool=accounts.pool,
+        codex=CodexBackend(http, CodexLimits(first_byte_timeout=settings.timeouts.first_byte)),
+        make_context=context_for,
+        completions=completions,
+        web_models=settings.models,
+        codex_models=settings.codex_models,
+        unknown_model=settings.unknown_model,
+        mode=settings.codex_backend,
+        store=make_response_store(settings),
+        limits=ResponsesLimits(
+            idle_timeout=settings.timeouts.idle,
+            total_timeout=settings.timeouts.total,
+            max_body_bytes=settings.max_body_bytes,
+        ),
+        media=media_fetcher,
     )
     api = ApiApp(
         api_root=settings.api_root,
@@ -185,20 +265,25 @@ def build_runtime(settings: Settings) -> Runtime:
         completions=completions,
         max_body_bytes=settings.max_body_bytes,
         history_disabled=settings.history_disabled,
-        media=MediaFetcher(
-            MediaLimits(
-                max_bytes=settings.media_max_bytes,
-                fetch_timeout=settings.media_fetch_timeout,
-                allow_hosts=settings.media_allow_hosts,
-                upload_by_url=settings.upload_by_url,
-            ),
-            export_proxy=settings.export_proxy_url,
+        media=media_fetcher,
+        responses=responses,
+        codex_models=settings.codex_models,
+        codex_chat=CodexChat(
+            responses=responses,
+            completions=completions,
+            web_models=settings.models,
+            codex_models=settings.codex_models,
+            unknown_model=settings.unknown_model,
+            mode=settings.codex_backend,
         ),
         images=ImagesService(
             completions=completions,
             media=media,
             models=settings.models,
             max_body_bytes=settings.max_body_bytes,
+        ),
+        key_check=lambda bearer, refresh: accounts.pool.check_key(
+            bearer, refresh=refresh, seeds_only=not settings.auto_seed
         ),
     )
     return Runtime(settings=settings, http=http, accounts=accounts, api=api)

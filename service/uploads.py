@@ -31,11 +31,9 @@ import asyncio
 import base64
 import binascii
 import dataclasses
-import ipaddress
 import logging
 import mimetypes
 import re
-import socket
 import struct
 import time
 import uuid
@@ -44,11 +42,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 
-from curl_cffi import CurlError, CurlOpt
-from curl_cffi.requests import AsyncSession
-from curl_cffi.requests.exceptions import RequestException
-
 from errors import Chat2ApiError, InvalidRequest
+from service.netguard import forbidden_address as forbidden_address  # (re-exported)
+from service.netguard import resolve
 from translator.backend_body import Attachment
 from translator.request import (
     ChatRequest,
@@ -60,9 +56,11 @@ from translator.request import (
     TextPart,
     split_leading_urls,
 )
+from upstream import files
 from upstream.context import TurnContext
 from upstream.failures import NOT_THE_ACCOUNT, classify, outcome_of
 from upstream.http import BackendHttp
+from upstream.media_fetch import FetchFailed, FetchTooLarge, fetch_pinned
 
 log = logging.getLogger(__name__)
 
@@ -214,25 +212,6 @@ def mime_from_name(name: str | None) -> str | None:
     return guessed
 
 
-def forbidden_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Whether a user-supplied URL may not reach ``ip``: anything not globally routable
-    (loopback, private, link-local with 169.254.169.254, shared 100.64/10 with Alibaba's
-    100.100.100.200, reserved, multicast) and Azure's public-looking 168.63.129.16."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
-        if embedded is not None:
-            return forbidden_address(embedded)
-        if ip in _NAT64:
-            return forbidden_address(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
-    if ip in _METADATA:
-        return True
-    return not ip.is_global or ip.is_multicast
-
-
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-_METADATA = {ipaddress.ip_address("168.63.129.16"), ipaddress.ip_address("fd00:ec2::254")}
-
-
 # --------------------------------------------------------------------------- values
 
 
@@ -284,19 +263,7 @@ class UrlGuard:
 
     async def addresses(self, host: str, port: int) -> list[str]:
         """The addresses to connect to; raises ValueError if any is forbidden."""
-        try:
-            literal = ipaddress.ip_address(host)
-        except ValueError:
-            literal = None
-        if literal is not None:
-            found = [literal]
-        else:
-            loop = asyncio.get_running_loop()
-            try:
-                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except OSError as e:
-                raise ValueError(f"the host {host!r} cannot be resolved ({e.strerror})") from None
-            found = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+        found = await resolve(host, port)
         if self.allowed(host, port):
             return [str(a) for a in found]
         bad = [a for a in found if forbidden_address(a)]
@@ -334,6 +301,11 @@ class MediaFetcher:
                     m = Message(role=m.role, content=parts, name=m.name)
             messages.append(m)
         return _replace_messages(req, tuple(messages))
+
+    @staticmethod
+    def has_parts(req: ChatRequest) -> bool:
+        """Whether the request has any part to turn into bytes."""
+        return any(not isinstance(p, TextPart) for m in req.messages for p in m.content)
 
     async def fetch_all(self, req: ChatRequest) -> dict[tuple[int, int], Blob]:
         jobs: dict[tuple[int, int], Any] = {}
@@ -441,7 +413,10 @@ class MediaFetcher:
                 raise refused(
                     where, f"only http(s) and data: URLs can be fetched, not {_short(url)}."
                 )
-            port = parts.port or (443 if scheme == "https" else 80)
+            try:
+                port = parts.port or (443 if scheme == "https" else 80)
+            except ValueError:  # "+80", "80:81", "99999": urlsplit refuses them only here
+                raise refused(where, f"{_short(url)} has an invalid port.") from None
             try:
                 addresses = await self.guard.addresses(parts.hostname, port)
             except ValueError as e:
@@ -461,44 +436,20 @@ class MediaFetcher:
     async def _get(
         self, where: str, url: str, host: str, port: int, address: str
     ) -> tuple[int, dict[str, str], bytes]:
-        pinned = f"[{address}]" if ":" in address else address
-        options: dict[CurlOpt, Any] = {}
         try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            options[CurlOpt.RESOLVE] = [f"{host}:{port}:{pinned}"]
-        session: AsyncSession[Any] = AsyncSession(
-            trust_env=False, discard_cookies=True, curl_options=options
-        )
-        try:
-            rsp = await session.request(
-                "GET",
+            return await fetch_pinned(
                 url,
-                impersonate="chrome",
+                host,
+                port,
+                address,
                 proxy=self.export_proxy,
-                allow_redirects=False,
-                stream=True,
                 timeout=self.limits.fetch_timeout,
+                max_bytes=self.limits.max_bytes,
             )
-            headers = {str(k).lower(): str(v) for k, v in rsp.headers.items()}
-            chunks: list[bytes] = []
-            size = 0
-            if rsp.status_code == 200:
-                declared = headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > self.limits.max_bytes:
-                    raise refused(where, self._too_big())
-                async for chunk in rsp.aiter_content():
-                    size += len(chunk)
-                    if size > self.limits.max_bytes:
-                        raise refused(where, self._too_big())
-                    chunks.append(chunk)
-            await rsp.aclose()
-            return rsp.status_code, headers, b"".join(chunks)
-        except (RequestException, CurlError) as e:
-            reason = str(e).split(" See https://")[0][:200]
-            raise refused(where, f"fetching {_short(url)} failed: {reason}.") from None
-        finally:
-            await session.close()
+        except FetchTooLarge:
+            raise refused(where, self._too_big()) from None
+        except FetchFailed as e:
+            raise refused(where, f"fetching {_short(url)} failed: {e}.") from None
 
 
 def _short(url: str) -> str:
@@ -592,15 +543,7 @@ class Uploader:
         self, ctx: TurnContext, blob: Blob, method: str, path: str, body: Any, *, step: str
     ) -> dict[str, Any]:
         try:
-            answer = await self.http.request(
-                method,
-                ctx.base + path,
-                headers=ctx.headers(),
-                json_body=body,
-                impersonate=ctx.profile.impersonate,
-                timeout=self.timeout,
-                proxy=ctx.proxy,
-            )
+            answer = await files.call_json(self.http, ctx, method, path, body, timeout=self.timeout)
         except Chat2ApiError as e:
             raise _tagged(refused(blob.where, f"uploading it failed: {e.message}."), e) from None
         if answer.status != 200:
@@ -617,37 +560,10 @@ class Uploader:
         return parsed
 
     async def _put(self, ctx: TurnContext, blob: Blob, upload_url: str) -> None:
-        # The blob store is not ChatGPT: no authorization, device id or language
-        # (docs/original-behaviour.md#uploads).
-        headers = {
-            k: v
-            for k, v in ctx.headers(accept="application/json, text/plain, */*").items()
-            if k
-            not in (
-                "authorization",
-                "oai-device-id",
-                "oai-language",
-                "chatgpt-account-id",
-                "authkey",
-            )
-        }
-        headers.update(
-            {
-                "content-type": blob.mime_type,
-                "x-ms-blob-type": "BlockBlob",
-                "x-ms-version": "2020-04-08",
-                "sec-fetch-site": "cross-site",
-            }
-        )
+        # (The blob store gets none of the account's own headers: upstream/files.py.)
         try:
-            answer = await self.http.request(
-                "PUT",
-                upload_url,
-                headers=headers,
-                data=blob.data,
-                impersonate=ctx.profile.impersonate,
-                timeout=self.timeout,
-                proxy=ctx.proxy,
+            answer = await files.put_blob(
+                self.http, ctx, upload_url, blob.data, blob.mime_type, timeout=self.timeout
             )
         except Chat2ApiError as e:
             raise _tagged(

@@ -33,8 +33,14 @@ def emulator_options(dialect: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def chat2api_options(dialect: str) -> dict[str, Any]:
-    # Short enough that stall tests stay quick, long enough for a loaded CI box.
-    return {"dialect": dialect, "env": {"TIMEOUT_IDLE": "3", "TIMEOUT_FIRST_BYTE": "4"}}
+    env = {
+        # Short enough that stall tests stay quick, long enough for a loaded CI box.
+        "TIMEOUT_IDLE": "3",
+        "TIMEOUT_FIRST_BYTE": "4",
+        # The pass-through test's TLS server is local: listed, so the proxy may reach it.
+        "PROXY_ALLOW_HOSTS": "localhost",
+    }
+    return {"dialect": dialect, "env": env}
 
 
 def conversation_calls(emulator: Emulator) -> list[dict[str, Any]]:
@@ -433,13 +439,27 @@ def test_non_intercepted_host_keeps_its_own_certificate(
         assert intercepted.returncode != 0  # mitmproxy's CA does not sign it
 
 
+# -- patches -------------------------------------------------------------------
+
+
+def test_plain_mitmdump_installs_its_patches(mitm: Mitm, token: str) -> None:
+    """Under plain mitmdump the addon installs the patches that apply there
+    (inline_stream among them: no loopback bridge is started)."""
+    result = chat(client_env(mitm, "reverse", token), **ask("patched", stream=True))
+    assert "error" not in result, result
+    log = mitm.log()
+    active = "curl_headers, early_answer, inline_stream, malloc"
+    assert f"chat2api patches: active: {active}; standing aside: none" in log
+    assert "/bridge/" not in log
+
+
 # -- run.sh's launcher ----------------------------------------------------------
 
 
 def test_run_sh_launcher_streams_an_sdk_answer(
     emulator: Emulator, dialect: str, token: str, mitm_factory: MitmFactory
 ) -> None:
-    """chat2api started as run.sh starts it (``python -m service.launcher``, the lean
+    """chat2api started as run.sh starts it (``python -m patches.launcher``, the lean
     master) answers the SDK through both listeners, usage included."""
     launched = mitm_factory(
         emulator_url=emulator.url, dialect=dialect, launcher=True, flow_detail=1
@@ -454,4 +474,7 @@ def test_run_sh_launcher_streams_an_sdk_answer(
         assert result["usage"]["completion_tokens"] > 0
     log = launched.log()
     assert "Loading script" in log and "chat2api" in log
+    # Every patch fits the pinned mitmproxy (patches/__init__.py).
+    assert "chat2api patches: active: curl_headers, deferred_addons," in log
+    assert "standing aside: none" in log
     assert "<< 200" not in log  # no per-flow dump (flow_detail is accepted, no dumper)

@@ -29,7 +29,9 @@ from tests.support.tlsserver import _make_ca_and_cert
 @pytest.fixture(scope="module")
 def mitm(module_mitm_factory: MitmFactory) -> Mitm:
     """chat2api with no backend: these flows are not its own and never reach one."""
-    return module_mitm_factory({"CHATGPT_BASE_URL": NOWHERE})
+    # The TLS servers here are local: the proxy reaches them only when listed.
+    env = {"CHATGPT_BASE_URL": NOWHERE, "PROXY_ALLOW_HOSTS": "localhost,127.0.0.1"}
+    return module_mitm_factory(env)
 
 
 def _read_exact(sock: ssl.SSLSocket, n: int) -> bytes:

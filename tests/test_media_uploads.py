@@ -138,6 +138,10 @@ def test_parse_data_url_refuses(url: str) -> None:
         ("::ffff:10.1.2.3", True),
         ("2002:7f00:1::", True),  # 6to4 around 127.0.0.1
         ("64:ff9b::a9fe:a9fe", True),  # NAT64 around 169.254.169.254
+        ("::127.0.0.1", True),  # IPv4-compatible (deprecated), routed to 127.0.0.1
+        ("::ffff:0:127.0.0.1", True),  # SIIT IPv4-translated
+        ("::8.8.8.8", True),  # any IPv4-compatible form: never a real destination
+        ("64:ff9b:1::7f00:1", True),  # local-use NAT64
         ("93.184.216.34", False),
         ("8.8.8.8", False),
         ("2606:4700::1111", False),

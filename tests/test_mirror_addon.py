@@ -70,7 +70,12 @@ def addon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         await store.open()
         await store.add_tokens([POOL_AT])
         settings = load_settings(
-            None, {"ENABLE_GATEWAY": "true", "CHATGPT_BASE_URL": "http://127.0.0.1:7000"}
+            None,
+            {
+                "ENABLE_GATEWAY": "true",
+                "CHATGPT_BASE_URL": "http://127.0.0.1:7000",
+                "GATEWAY_HOSTS": "127.0.0.1,gw.example",
+            },
         )
         return types.SimpleNamespace(
             settings=settings,

@@ -39,7 +39,10 @@ def run(body: Callable[[Gateway, FileStore], Awaitable[None]], tmp: Path, **env:
         store = FileStore(tmp)
         await store.open()
         await store.add_tokens(POOL)
-        settings = load_settings(None, {"ENABLE_GATEWAY": "true", "ADMIN_KEY": "adm1n-key", **env})
+        settings = load_settings(
+            None,
+            {"ENABLE_GATEWAY": "true", "ADMIN_KEY": "adm1n-key", "GATEWAY_HOSTS": "gw.test", **env},
+        )
         pool = Pool(store, codes=settings.authorization)
         gateway = build_gateway(settings, store, pool)
         await body(gateway, store)

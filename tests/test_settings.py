@@ -12,13 +12,19 @@ import pytest
 from settings import SettingsError, load_settings
 from settings.ban_list import parse_ban_rules
 from settings.load import describe
-from settings.model_table import DEFAULT_MODEL_TABLE, parse_model_table
+from settings.model_table import parse_model_table, shipped_model_table
 from settings.schema import DEFAULT_GATEWAY_BLOCKED_PATHS
 from tests.support.fresh import run_python
 
 
-def test_none_is_the_default_table() -> None:
-    assert parse_model_table(None) == parse_model_table(copy.deepcopy(DEFAULT_MODEL_TABLE))
+def test_none_is_the_shipped_table() -> None:
+    assert parse_model_table(None) == parse_model_table(copy.deepcopy(shipped_model_table()))
+
+
+def test_a_config_without_a_table_gets_the_shipped_one(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("retry_times: 1\n", encoding="utf-8")
+    assert load_settings(config, {}).models == parse_model_table(shipped_model_table())
 
 
 @pytest.mark.parametrize(
@@ -80,19 +86,6 @@ def test_bad_tables(obj: object, message: str) -> None:
     with pytest.raises(ValueError) as info:
         parse_model_table(obj)
     assert message in str(info.value)
-
-
-def test_default_table_is_plain_data() -> None:
-    """The lead copies it into config.yaml: only YAML-representable values."""
-
-    def plain(value: object) -> bool:
-        if isinstance(value, dict):
-            return all(isinstance(k, str) and plain(v) for k, v in value.items())
-        if isinstance(value, list):
-            return all(plain(v) for v in value)
-        return isinstance(value, (str, int, bool)) or value is None
-
-    assert plain(DEFAULT_MODEL_TABLE)
 
 
 def test_default_ban_list_parses() -> None:

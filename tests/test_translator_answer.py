@@ -333,7 +333,7 @@ def test_code_and_execution_output_are_fenced() -> None:
     )  # fmt: skip
     pieces = same_at_any_chunking(raw)
     assert texts(pieces) == (
-        "Let me compute.\n\n```python\nprint(1+1)\n```\n\n```\n2\n```\n\nIt is 2."
+        "Let me compute.\n\n```python\nprint(1+1)\n```\n\n```Output\n2\n```\n\nIt is 2."
     )
 
 

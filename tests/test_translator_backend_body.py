@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from settings.model_table import DEFAULT_MODEL_TABLE, parse_model_table
+from settings.model_table import parse_model_table, shipped_model_table
 from translator.backend_body import (
     Attachment,
     build_conversation_body,
@@ -23,7 +23,7 @@ from translator.request import ChatRequest, parse_chat_request
 
 LIMIT = 1 << 20
 USER = {"role": "user", "content": "hi"}
-TABLE = parse_model_table(DEFAULT_MODEL_TABLE)
+TABLE = parse_model_table(shipped_model_table())
 
 
 def body(**fields: Any) -> bytes:

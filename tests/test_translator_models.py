@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from errors import ModelNotFound
-from settings.model_table import DEFAULT_MODEL_TABLE, ModelTable, parse_model_table
+from settings.model_table import ModelTable, parse_model_table, shipped_model_table
 from translator.models import get_model, list_models, resolve_model
 
 
 @pytest.fixture(scope="module")
 def table() -> ModelTable:
-    return parse_model_table(DEFAULT_MODEL_TABLE)
+    return parse_model_table(shipped_model_table())
 
 
 @pytest.mark.parametrize(
@@ -92,21 +92,27 @@ def test_image_suffix(table: ModelTable, name: str, slug: str, gizmo_id: str | N
     )
 
 
-@pytest.mark.parametrize(
-    "name", ["image", "gpt-4o-images", "gpt-image-1", "imagegpt-4o", "GPT-4O", "gpt-4o ", "g-"]
-)
-def test_not_image_or_not_known(table: ModelTable, name: str) -> None:
-    model = resolve_model(table, name)  # default mode: the default slug, name echoed
-    assert (model.slug, model.reported, model.image, model.gizmo_id) == ("auto", name, False, None)
+@pytest.mark.parametrize("name", ["GPT-4O", "g-", "claude-3-haiku", "llama"])
+def test_not_known(table: ModelTable, name: str) -> None:
+    model = resolve_model(table, name)  # default mode: the default slug, which answers
+    assert (model.slug, model.reported, model.image, model.gizmo_id) == (
+        "auto",
+        "auto",
+        False,
+        None,
+    )
+    assert model.unknown
 
 
 def test_unknown_default_mode(table: ModelTable) -> None:
     model = resolve_model(table, "my-llama")
-    assert (model.slug, model.reported, model.thinking) == ("auto", "my-llama", False)
+    # The answer names the model that answered (the default entry), not the invented name.
+    assert (model.slug, model.reported, model.thinking) == ("auto", "auto", False)
+    assert model.unknown and model.requested == "my-llama"
     assert resolve_model(table, "my-llama-image").image
 
 
-@pytest.mark.parametrize("name", ["my-llama", "my-llama-image", "gpt-4o-2024", "GPT-4o"])
+@pytest.mark.parametrize("name", ["my-llama", "my-llama-image", "claude-3", "GPT-4o"])
 def test_unknown_reject_mode(table: ModelTable, name: str) -> None:
     with pytest.raises(ModelNotFound) as info:
         resolve_model(table, name, unknown="reject")
@@ -173,3 +179,89 @@ def test_get_model(table: ModelTable, model_id: str) -> None:
 def test_get_model_unknown_is_404_even_in_default_mode(table: ModelTable) -> None:
     with pytest.raises(ModelNotFound):
         get_model(table, "no-such-model")
+
+
+# Every row of the original's substring table (its order, first match wins) lands
+# where the original sent it, for names no exact entry or pattern knows.
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [
+        ("my-o3-mini-high-x", "o3-mini-high"),
+        ("o3-mini-medium-2", "o3-mini-medium"),
+        ("o3-mini-low-2", "o3-mini-low"),
+        ("o3-mini-x", "o3-mini"),
+        ("o3-2025-04-16", "o3"),
+        ("o1-preview-x", "o1-preview"),
+        ("o1-pro-2025", "o1-pro"),
+        ("o1-mini-x", "o1-mini"),
+        ("o1-x", "o1"),
+        ("gpt-4.5o", "gpt-4-5"),  # the original's slug was never served: nearest current
+        ("gpt-4o-canmore-x", "gpt-4o-canmore"),
+        ("gpt-4o-mini-x", "gpt-4o-mini"),
+        ("chatgpt-4o-latest", "gpt-4o"),
+        ("gpt-4-mobile-x", "gpt-4-mobile"),
+        ("gpt-4-0613", "gpt-4"),
+        ("gpt-4-1106-preview", "gpt-4"),
+        ("gpt-3.5-turbo-0125", "text-davinci-002-render-sha"),
+        ("gpt-3.5-turbo-instruct", "text-davinci-002-render-sha"),
+        ("auto-x", "auto"),
+    ],
+)
+def test_original_substring_rules(table: ModelTable, name: str, slug: str) -> None:
+    model = resolve_model(table, name, unknown="reject")  # known: no 404
+    assert (model.slug, model.reported) == (slug, name)
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [
+        ("gpt-4o-image", "gpt-4o"),
+        ("gpt-4o-images", "gpt-4o"),
+        ("imagegpt-4o", "gpt-4o"),
+        ("gpt-image-1", "auto"),
+        ("image", "auto"),
+        ("dall-e-image-3", "auto"),
+    ],
+)
+def test_image_anywhere_in_the_name(table: ModelTable, name: str, slug: str) -> None:
+    model = resolve_model(table, name)
+    assert (model.slug, model.image) == (slug, True)
+
+
+def test_contains_entries_in_table_order() -> None:
+    table = parse_model_table(
+        {
+            "default_slug": "x",
+            "models": [
+                {"contains": "mini", "slug": "small"},
+                {"contains": "gpt", "slug": "big"},
+            ],
+        }
+    )
+    assert resolve_model(table, "gpt-mini").slug == "small"
+    assert resolve_model(table, "gpt-max").slug == "big"
+    assert resolve_model(table, "GPT").slug == "x"  # case-sensitive
+
+
+@pytest.mark.parametrize(
+    ("name", "persona", "refused"),
+    [
+        ("gpt-4", "chatgpt-freeaccount", True),
+        ("gpt-4", "chatgpt-noauth", True),
+        ("gpt-4", "chatgpt-paid", False),
+        ("gpt-4", "chatgpt-teamaccount", False),  # an unknown persona is let through
+        ("gpt-4", None, False),
+        ("gpt-4-0613", "chatgpt-freeaccount", True),  # the substring rule is paid too
+        ("o1-preview", "chatgpt-freeaccount", True),
+        ("gpt-4o", "chatgpt-freeaccount", False),
+        ("gpt-4o-mini", "chatgpt-noauth", False),
+    ],
+)
+def test_paid_models_refused_for_free_personas(
+    table: ModelTable, name: str, persona: str | None, refused: bool
+) -> None:
+    error = resolve_model(table, name).refused_for(persona)
+    assert (error is not None) == refused
+    if error is not None:
+        assert error.status == 404 and error.code == "model_not_found"
+        assert name in error.message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import json
@@ -274,3 +275,21 @@ def test_prompt_counts_tool_fields() -> None:
     expected = 3 + (3 + len(enc.encode("assistant")) + 1 + len(enc.encode("{}")))
     expected += 3 + len(enc.encode("tool")) + len(enc.encode("c1")) + len(enc.encode("ok"))
     assert count_prompt_tokens(messages, "gpt-4o") == expected
+
+
+# -- the rank files, parsed as tiktoken reads them ---------------------------
+
+
+@pytest.mark.parametrize("spec", [usage.CL100K_BASE, usage.O200K_BASE], ids=lambda s: s.name)
+def test_ranks_parse_as_tiktoken_reads_them(spec: usage.EncodingSpec) -> None:
+    data = gzip.decompress(spec.path.read_bytes())
+    # tiktoken.load.load_tiktoken_bpe, without its download.
+    expected = {
+        base64.b64decode(token): int(rank)
+        for token, rank in (line.split() for line in data.splitlines() if line)
+    }
+    assert usage.parse_ranks(data) == expected
+
+
+def test_ranks_parse_skips_blank_lines() -> None:
+    assert usage.parse_ranks(b"IQ== 0\n\nIg== 1\n") == {b"!": 0, b'"': 1}

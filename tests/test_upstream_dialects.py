@@ -237,7 +237,7 @@ def test_2026_leaves_out_proofofwork_and_turnstile_when_not_required(
         open_turn(Dialect2026(http, limits()))  # type: ignore[arg-type]
     assert http.body_of("/finalize") == {"prepare_token": "prep-2"}
     assert "openai-sentinel-proof-token" not in http.headers_of("/f/conversation")
-    assert "turnstile token, which chat2api does not solve" in caplog.text
+    assert "turnstile token and TURNSTILE_SOLVER_URL is not set" in caplog.text
     assert "so token" in caplog.text
 
 

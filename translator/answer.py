@@ -473,6 +473,11 @@ class AnswerExtractor:
         self.conversation_id: str | None = None
         self.message_id: str | None = None
         self.title: str | None = None
+        #: The model the assistant's messages say answered (``resolved_model_slug``,
+        #: else ``model_slug``), and the backend's reasons for a switch
+        #: (``model_adjustments``): docs/model-names.md, "Which model answered".
+        self.model_slug: str | None = None
+        self.model_adjustments: tuple[str, ...] = ()
         self.text_emitted = False
         self.finished = False  # a terminal piece (Finish/Failure/Pending) was emitted
         self._msgs: dict[str, _Msg] = {}
@@ -541,6 +546,20 @@ class AnswerExtractor:
         return out
 
     # ---------------------------------------------------------------- helpers
+
+    def _note_model(self, msg: dict[str, Any]) -> None:
+        author = msg.get("author")
+        md = msg.get("metadata")
+        if not isinstance(author, dict) or author.get("role") != "assistant":
+            return
+        if not isinstance(md, dict):
+            return
+        slug = md.get("resolved_model_slug") or md.get("model_slug")
+        if self.model_slug is None and isinstance(slug, str) and slug:
+            self.model_slug = slug
+        adjustments = md.get("model_adjustments")
+        if isinstance(adjustments, list) and adjustments and not self.model_adjustments:
+            self.model_adjustments = tuple(a for a in adjustments if isinstance(a, str))
 
     def _meta(self) -> Meta:
         return Meta(
@@ -623,6 +642,8 @@ class AnswerExtractor:
         else:
             kind = st.kind = _classify(msg)
             st.msg = msg
+            if self.model_slug is None or not self.model_adjustments:
+                self._note_model(msg)
         if kind == _HIDDEN:
             return
         content = msg.get("content")
@@ -856,7 +877,7 @@ class AnswerExtractor:
                         lang = msg.get("recipient")
                     lang = lang if isinstance(lang, str) and lang != "all" else ""
                 else:
-                    lang = ""
+                    lang = "Output"  # the original's label for execution output
                 self._emit_text(st, "```" + "".join(lang.split()) + "\n", out)
                 st.fence = True
                 self._fence_owner = st

@@ -50,6 +50,7 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     reasoning_tokens: int | None = None
+    cached_tokens: int | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -61,6 +62,8 @@ class Usage:
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
         }
+        if self.cached_tokens is not None:
+            d["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
         if self.reasoning_tokens is not None:
             d["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
         return d
@@ -152,6 +155,56 @@ class ChunkEncoder:
         chunk = self._text_chunk(self._reasoning, text)
         return chunk if self.started else self.start() + chunk
 
+    def set_field(self, key: str, value: Any) -> None:
+        """A top-level field on every later chunk (``conversation_id`` once it is known)."""
+        if self.extra_fields.get(key) == value:
+            return
+        self.extra_fields[key] = value
+        tail = ',"usage":null' if self.include_usage else ""
+        for k, v in self.extra_fields.items():
+            tail += "," + _dumps(k) + ":" + _dumps(v)
+        self._tail = tail + "}\n\n"
+        self._content = self._affixes("content")
+        self._reasoning = self._affixes("reasoning_content")
+
+    def tool_call(self, index: int, call_id: str, name: str, pieces: tuple[str, ...]) -> bytes:
+        """One call as OpenAI streams it: id, type and name with ``arguments: ""`` first, then
+        the arguments piece by piece; ``index`` counts the calls of this answer."""
+        out = self.call_start(index, call_id, name)
+        for piece in pieces:
+            out += self.call_args(index, piece)
+        return out
+
+    def call_start(self, index: int, call_id: str, name: str) -> bytes:
+        if self.ended:
+            return b""
+        fn = {"name": name, "arguments": ""}
+        call = {"index": index, "id": call_id, "type": "function", "function": fn}
+        return self.start() + self._choice({"tool_calls": [call]}, None)
+
+    def call_args(self, index: int, piece: str) -> bytes:
+        if self.ended or not piece:
+            return b""
+        delta = {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+        return self.start() + self._choice(delta, None)
+
+    def function_call(self, name: str, pieces: tuple[str, ...]) -> bytes:
+        """A legacy ``functions`` answer: ``delta.function_call``, name first."""
+        out = self.function_start(name)
+        for piece in pieces:
+            out += self.function_args(piece)
+        return out
+
+    def function_start(self, name: str) -> bytes:
+        if self.ended:
+            return b""
+        return self.start() + self._choice({"function_call": {"name": name, "arguments": ""}}, None)
+
+    def function_args(self, piece: str) -> bytes:
+        if self.ended or not piece:
+            return b""
+        return self.start() + self._choice({"function_call": {"arguments": piece}}, None)
+
     def finish(self, reason: str, usage: Usage | None = None) -> bytes:
         """The final chunk, the usage chunk (with ``include_usage``) and ``[DONE]``."""
         if self.ended:
@@ -200,6 +253,8 @@ class CompletionAggregator:
         self._content: list[str] = []
         self._reasoning: list[str] = []
         self.finish_reason: str | None = None
+        self.tool_calls: list[dict[str, Any]] = []
+        self.function_call: dict[str, str] | None = None
 
     @property
     def text(self) -> str:
@@ -218,8 +273,18 @@ class CompletionAggregator:
     def finish(self, reason: str) -> None:
         self.finish_reason = reason
 
+    def tool_call(self, call_id: str, name: str, arguments: str) -> None:
+        fn = {"name": name, "arguments": arguments}
+        self.tool_calls.append({"id": call_id, "type": "function", "function": fn})
+
     def build(self, usage: Usage) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "assistant", "content": self.text, "refusal": None}
+        calls = bool(self.tool_calls or self.function_call)
+        content = None if calls and not self._content else self.text
+        message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+        if self.tool_calls:
+            message["tool_calls"] = self.tool_calls
+        if self.function_call is not None:
+            message["function_call"] = self.function_call
         if self._reasoning:
             message["reasoning_content"] = self.reasoning_text
         obj: dict[str, Any] = {

@@ -11,14 +11,20 @@ as ``o3``.  Here the mapping is data, resolved in this order, first hit wins:
 3. **image suffix**: ``<base>-image`` (for example ``gpt-4o-image``) → the slug of ``<base>``
    (resolved by these same rules) with ``image=True``, so the request carries the
    ``picture_v2`` system hint;
-4. **patterns** (``glob:`` or ``regex:`` entries) in table order.  A regex must match the *whole*
-   name (``re.fullmatch``) and its slug may use group references (``\\1``, ``\\g<name>``);
+4. **patterns** (``glob:``, ``regex:`` or ``contains:`` entries) in table order.  A regex must
+   match the *whole* name (``re.fullmatch``) and its slug may use group references (``\\1``,
+   ``\\g<name>``); a ``contains:`` entry matches when its text occurs anywhere in the name, case
+   sensitive, which is how the original matched every name (docs/model-names.md);
 5. **unknown** names: the ``unknown_model`` setting (a top-level setting, passed to
    :func:`resolve_model` as ``unknown``) decides.  ``"default"`` (the default) sends them to
-   ``default_slug`` and echoes the client's name back; ``"reject"`` answers
+   ``default_slug`` and reports the default entry's name (the model that answered), not the
+   invented one; ``"reject"`` answers
    404 ``model_not_found`` as OpenAI does.  Rejecting is the honest choice for deployments whose
    clients pick models from ``GET /v1/models``; ``default`` keeps clients with hard-coded odd
    names working.
+
+Whatever rule matched, ``image`` anywhere in the client's name asks for image generation (the
+``picture_v2`` system hint), as in the original.
 
 The reported model (the ``model`` field of every answer) is the entry's ``reported`` name, or the
 client's own name when the entry has none (docs/original-behaviour.md#model-names).
@@ -50,10 +56,22 @@ class ResolvedModel:
     image: bool = False  # picture_v2 system hint
     thinking: bool = False  # thinking model: thinking_effort applies
     system_fingerprint: tuple[str, ...] = ()
+    unknown: bool = False  # not in the table: sent to the default slug (unknown_model: default)
+    paid: bool = False  # free and anonymous accounts get 404 model_not_found
+
+    def refused_for(self, persona: str | None) -> ModelNotFound | None:
+        """The 404 for an account whose plan (persona) cannot use this model, as the
+        original answered; None when it can. Unknown personas are let through."""
+        if self.paid and persona in FREE_PERSONAS:
+            return _not_found(self.requested)
+        return None
 
 
 _GIZMO = re.compile(r"(?:gpt-[A-Za-z0-9.]+-gizmo-)?(g-[A-Za-z0-9]+)")
 _IMAGE_SUFFIX = "-image"
+_IMAGE_WORD = "image"
+#: chat-requirements personas of accounts without a paid plan.
+FREE_PERSONAS = frozenset({"chatgpt-noauth", "chatgpt-freeaccount"})
 
 
 def resolve_model(table: ModelTable, name: str, *, unknown: str = "default") -> ResolvedModel:
@@ -69,8 +87,28 @@ def resolve_model(table: ModelTable, name: str, *, unknown: str = "default") -> 
         return resolved
     if unknown == "reject":
         raise _not_found(name)
-    image = name.endswith(_IMAGE_SUFFIX)
-    return ResolvedModel(requested=name, slug=table.default_slug, reported=name, image=image)
+    image = _IMAGE_WORD in name
+    # The answer names the model that answered, never the invented name.
+    default = next((e for e in table.exact.values() if e.slug == table.default_slug), None)
+    reported = (default.reported or default.key) if default is not None else table.default_slug
+    return ResolvedModel(
+        requested=name, slug=table.default_slug, reported=reported, image=image, unknown=True
+    )
+
+
+def switched_model(asked: str, answered: str | None, adjustments: tuple[str, ...]) -> str | None:
+    """The slug that answered when ChatGPT used another model than ``asked`` (the slug
+    the request was sent with), else None.
+
+    ``auto`` lets ChatGPT choose, so an ``auto`` answer counts as switched only
+    when the backend says it adjusted the choice (``model_adjustments``, e.g.
+    ``auto:smaller_model:reached_message_cap``).
+    """
+    if not answered:
+        return None
+    if asked == "auto":
+        return answered if adjustments else None
+    return answered if answered != asked else None
 
 
 def list_models(table: ModelTable) -> list[dict[str, Any]]:
@@ -106,8 +144,9 @@ def _from_entry(entry: ModelEntry, name: str, slug: str) -> ResolvedModel:
         requested=name,
         slug=slug,
         reported=entry.reported or name,
-        image=entry.image,
+        image=entry.image or _IMAGE_WORD in name,
         thinking=entry.thinking,
+        paid=entry.paid,
         system_fingerprint=entry.system_fingerprint,
     )
 
@@ -131,8 +170,13 @@ def _resolve_known(table: ModelTable, name: str) -> ResolvedModel | None:
                 gizmo_id=known.gizmo_id,
                 image=True,
                 thinking=known.thinking,
+                paid=known.paid,
             )
     for pattern in table.patterns:
+        if pattern.kind == "contains":
+            if pattern.key in name:
+                return _from_entry(pattern, name, pattern.slug)
+            continue
         assert pattern.regex is not None
         match = pattern.regex.fullmatch(name)
         if match:

@@ -67,6 +67,15 @@ class Translation:
         return self._answer.title
 
     @property
+    def model_slug(self) -> str | None:
+        """The model the answer says it came from, once a message named it."""
+        return self._answer.model_slug
+
+    @property
+    def model_adjustments(self) -> tuple[str, ...]:
+        return self._answer.model_adjustments
+
+    @property
     def saw_done(self) -> bool:
         return self._backend.done
 

@@ -17,9 +17,10 @@ from errors import UpstreamError
 from pow.ahead import AheadOfTime
 from upstream.common import Limits, SentinelTokens, open_event_stream, solve_challenge
 from upstream.context import TurnContext
-from upstream.dialect import Turn, TurnBodies
+from upstream.dialect import Turn, TurnBodies, check_persona
 from upstream.failures import classify
 from upstream.http import BackendHttp
+from upstream.solvers import ChallengeSolvers
 
 __all__ = ["DEFAULT_SCRIPT", "ClassicDialect", "Limits", "SentinelTokens"]
 
@@ -38,10 +39,18 @@ def _requirements(profile: pow.BrowserProfile, rng: random.Random) -> tuple[list
 class ClassicDialect:
     name = "classic"
 
-    def __init__(self, http: BackendHttp, limits: Limits, *, conversation_only: bool = False):
+    def __init__(
+        self,
+        http: BackendHttp,
+        limits: Limits,
+        *,
+        conversation_only: bool = False,
+        solvers: ChallengeSolvers | None = None,
+    ):
         self.http = http
         self.limits = limits
         self.conversation_only = conversation_only
+        self.solvers = solvers or ChallengeSolvers(http)
         self.algorithm: pow.Algorithm = limits.pow_algorithm or "sha3"
         self._requirements = AheadOfTime(_requirements)
 
@@ -55,7 +64,7 @@ class ClassicDialect:
             json_body={"p": p},
             impersonate=ctx.profile.impersonate,
             timeout=self.limits.sentinel_timeout,
-            proxy=ctx.proxy,
+            proxy=ctx.sentinel_via,
         )
         if answer.status != 200:
             raise classify(
@@ -68,9 +77,18 @@ class ClassicDialect:
                 raise KeyError("token")
         except (ValueError, KeyError, TypeError):
             raise UpstreamError("ChatGPT's chat-requirements answer has no token") from None
+        persona = data.get("persona") if isinstance(data.get("persona"), str) else None
+        turnstile = await self.solvers.turnstile(ctx, p, data.get("turnstile"))
+        arkose = await self.solvers.arkose(data.get("arkose"), persona)
         solved = await solve_challenge(config, data.get("proofofwork"), self.limits, self.algorithm)
         proof = pow.as_proof_token(solved) if solved is not None else None
-        return SentinelTokens(chat_requirements=token, proof=proof, persona=data.get("persona"))
+        return SentinelTokens(
+            chat_requirements=token,
+            proof=proof,
+            turnstile=turnstile,
+            arkose=arkose,
+            persona=persona,
+        )
 
     async def open_conversation(
         self, ctx: TurnContext, bodies: TurnBodies, rng: random.Random
@@ -78,7 +96,9 @@ class ClassicDialect:
         """Run the sentinel and start the conversation stream (status 200 only)."""
         headers = ctx.headers(accept="text/event-stream")
         if not self.conversation_only:
-            headers.update((await self.sentinel(ctx, rng)).headers())
+            tokens = await self.sentinel(ctx, rng)
+            check_persona(bodies, tokens.persona)
+            headers.update(tokens.headers())
         stream = await open_event_stream(
             self.http,
             ctx,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pow
 from accounts.pool import Outcome
 from errors import Chat2ApiError, UpstreamError, UpstreamUnavailable
+from ops.metrics import METRICS
 from upstream.context import TurnContext
 from upstream.failures import classify
 from upstream.http import BackendHttp, StreamAnswer
@@ -32,6 +34,7 @@ class SentinelTokens:
     chat_requirements: str
     proof: str | None
     turnstile: str | None = None
+    arkose: str | None = None
     persona: str | None = None
 
     def headers(self) -> dict[str, str]:
@@ -41,6 +44,8 @@ class SentinelTokens:
             h["openai-sentinel-proof-token"] = self.proof
         if self.turnstile:
             h["openai-sentinel-turnstile-token"] = self.turnstile
+        if self.arkose:
+            h["openai-sentinel-arkose-token"] = self.arkose
         return h
 
 
@@ -61,13 +66,16 @@ async def solve_challenge(
             )
             error.outcome = Outcome.FORBIDDEN_UNUSUAL  # type: ignore[attr-defined]
             raise error
-        return await pow.solve_async(
+        started = time.monotonic()
+        answer = await pow.solve_async(
             config,
             seed,
             difficulty,
             algorithm=algorithm,
             max_iterations=limits.pow_max_iterations,
         )
+        METRICS.pow_seconds.observe(time.monotonic() - started)
+        return answer
     except pow.ProofOfWorkError as e:
         raise UpstreamUnavailable(f"proof of work failed: {e}") from None
     except ValueError as e:

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 
 from accounts.pool import Credential, Source
-from pow import BrowserProfile, pick_profile
+from pow import PROFILES, BrowserProfile, pick_profile
 
 # uuid5 namespace for device ids derived from an account (stable, token-free).
 _DEVICE_NS = uuid.UUID("5f2b1c8e-7f43-4f0e-9a53-0c6b8e2a7d10")
@@ -28,6 +28,12 @@ class TurnContext:
     language: str
     auth_key: str | None = None
     proxy: str | None = None
+    #: the proxy of chat-requirements calls (``SENTINEL_PROXY_URL``); None: ``proxy``
+    sentinel_proxy: str | None = None
+
+    @property
+    def sentinel_via(self) -> str | None:
+        return self.sentinel_proxy or self.proxy
 
     @property
     def anonymous(self) -> bool:
@@ -70,6 +76,23 @@ class TurnContext:
         return h
 
 
+def pinned_proxy(
+    proxies: tuple[str, ...], credential: Credential, rng: random.Random
+) -> str | None:
+    """The proxy an account always leaves through, as the original pinned one per token.
+
+    ``{}`` in the URL becomes a session id stable per account (rotating-proxy
+    services key sticky sessions on it) that reveals nothing of the token.
+    Anonymous requests get a random proxy and a fresh session id.
+    """
+    if not proxies:
+        return None
+    if credential.source is Source.ANONYMOUS or credential.token is None:
+        return rng.choice(proxies).replace("{}", f"{rng.getrandbits(48):012x}")
+    identity = identity_of(credential.token)
+    return proxies[int(identity, 16) % len(proxies)].replace("{}", identity)
+
+
 def make_context(
     *,
     origins: tuple[str, ...],
@@ -78,15 +101,17 @@ def make_context(
     auth_key: str | None,
     proxy: str | None,
     rng: random.Random,
+    profiles: tuple[BrowserProfile, ...] = PROFILES,
+    sentinel_proxy: str | None = None,
 ) -> TurnContext:
     """A context with a browser profile and device id stable per account."""
     if credential.source is Source.ANONYMOUS or credential.token is None:
-        profile = pick_profile(rng)
+        profile = pick_profile(rng, profiles)
         device_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
     else:
         # One browser and one device per account, stable across restarts.
         identity = identity_of(credential.token)
-        profile = pick_profile(random.Random(identity))
+        profile = pick_profile(random.Random(identity), profiles)
         device_id = str(uuid.uuid5(_DEVICE_NS, identity))
     return TurnContext(
         origin=rng.choice(origins),
@@ -96,4 +121,5 @@ def make_context(
         language=language,
         auth_key=auth_key,
         proxy=proxy,
+        sentinel_proxy=sentinel_proxy,
     )

@@ -35,9 +35,10 @@ import pow
 from errors import Chat2ApiError, UpstreamError
 from upstream.common import Limits, SentinelTokens, open_event_stream, solve_challenge
 from upstream.context import TurnContext
-from upstream.dialect import DialectNotSpoken, ResumeRefused, Turn, TurnBodies
+from upstream.dialect import DialectNotSpoken, ResumeRefused, Turn, TurnBodies, check_persona
 from upstream.failures import classify
 from upstream.http import BackendHttp, HttpAnswer, StreamAnswer
+from upstream.solvers import ChallengeSolvers
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +56,18 @@ _SESSION_NS = uuid.UUID("0b6f5d4e-2a51-4c1e-9f3a-7c28e0d5a911")
 class Dialect2026:
     name = "2026"
 
-    def __init__(self, http: BackendHttp, limits: Limits, *, conversation_only: bool = False):
+    def __init__(
+        self,
+        http: BackendHttp,
+        limits: Limits,
+        *,
+        conversation_only: bool = False,
+        solvers: ChallengeSolvers | None = None,
+    ):
         self.http = http
         self.limits = limits
         self.conversation_only = conversation_only
+        self.solvers = solvers or ChallengeSolvers(http)
         self.algorithm: pow.Algorithm = limits.pow_algorithm or "fnv1a"
         self._builds: dict[str, tuple[str | None, float]] = {}
         # One simulated page load per device for this process: oai-session-id.
@@ -74,6 +83,8 @@ class Dialect2026:
         trace_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         build = await self.client_build(ctx)
         tokens = None if self.conversation_only else await self.sentinel(ctx, rng, build)
+        if tokens is not None:
+            check_persona(bodies, tokens.persona)
         conduit = await self.conduit(ctx, bodies, trace_id, build)
         headers = self._headers(ctx, "/f/conversation", trace_id, build)
         headers["x-conduit-token"] = conduit
@@ -146,12 +157,14 @@ class Dialect2026:
         prepare_token = prepared.get("prepare_token")
         if not isinstance(prepare_token, str) or not prepare_token:
             raise UpstreamError("ChatGPT's chat-requirements/prepare answer has no prepare_token")
-        for challenge in ("turnstile", "so"):
-            self._unsolved(challenge, prepared.get(challenge))
+        self._unsolved("so", prepared.get("so"))
+        turnstile = await self.solvers.turnstile(ctx, p, prepared.get("turnstile"))
         answer = await solve_challenge(
             config, prepared.get("proofofwork"), self.limits, self.algorithm
         )
         finalize: dict[str, Any] = {"prepare_token": prepare_token}
+        if turnstile is not None:
+            finalize["turnstile"] = turnstile
         proof = None
         if answer is not None:
             # The 2026 token form whatever the hash: the site checks the form by its suffix.
@@ -269,7 +282,7 @@ class Dialect2026:
             json_body=body,
             impersonate=ctx.profile.impersonate,
             timeout=self.limits.sentinel_timeout,
-            proxy=ctx.proxy,
+            proxy=ctx.sentinel_via if path.startswith("/sentinel/") else ctx.proxy,
         )
 
     def _json(self, answer: HttpAnswer, what: str, *, spoken: bool = False) -> dict[str, Any]:

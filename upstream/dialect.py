@@ -24,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from errors import UpstreamError
+from accounts.pool import Outcome
+from errors import Chat2ApiError, UpstreamError
 from upstream.context import TurnContext
 from upstream.failures import NOT_THE_ACCOUNT
 from upstream.http import StreamAnswer
@@ -47,6 +48,9 @@ class TurnBodies:
 
     conversation: Callable[[Wire, PrepareState], dict[str, Any]]
     prepare: Callable[[], dict[str, Any]]
+    #: The error for an account whose plan (the sentinel's persona) cannot use the
+    #: model, checked before the conversation is posted; None: it can.
+    refuse_persona: Callable[[str | None], Chat2ApiError | None] = lambda persona: None
 
 
 class Resumer(Protocol):
@@ -62,6 +66,14 @@ class Turn:
     stream: StreamAnswer
     wire: Wire
     resumer: Resumer | None = None
+
+
+def check_persona(bodies: TurnBodies, persona: str | None) -> None:
+    """Raise the model's 404 for this persona, tagged so that a pool tries another account."""
+    error = bodies.refuse_persona(persona)
+    if error is not None:
+        error.outcome = Outcome.MODEL_NOT_IN_PLAN  # type: ignore[attr-defined]
+        raise error
 
 
 class Dialect(Protocol):

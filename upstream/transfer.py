@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from curl_cffi import Curl, CurlError
-from curl_cffi._wrapper import ffi, lib
 from curl_cffi.aio import AsyncCurl
 from curl_cffi.const import CurlECode, CurlOpt
 from curl_cffi.curl import CURL_WRITEFUNC_ERROR
 from curl_cffi.requests.impersonate import resolve_latest_browser_type
+
+from patches.curl import free_headers
 
 log = logging.getLogger(__name__)
 
@@ -222,11 +223,12 @@ class CurlTransport:
             error = future.exception()
         transfer._finish(error)
         # The handle keeps its set-up (callbacks included) for the next request
-        # of the same kind; only its header list goes.
+        # of the same kind; only its header list goes (patches/curl.py: without
+        # that patch a handle serves one request).
         self._sinks[curl].transfer = None
-        _free_headers(curl)
+        reusable = free_headers(curl)
         idle = self._idle.setdefault(kind, [])
-        if self._closed or len(idle) >= _MAX_IDLE:
+        if self._closed or not reusable or len(idle) >= _MAX_IDLE:
             self._sinks.pop(curl, None)
             curl.close()
         else:
@@ -303,15 +305,6 @@ class CurlTransport:
                 curl.setopt(CurlOpt.TIMEOUT_MS, timeout_ms)
                 sink.timeout_ms = timeout_ms
         sink.transfer = transfer
-
-
-def _free_headers(curl: Curl) -> None:
-    """Free the header list of the last request: curl_cffi appends to it otherwise
-    (it frees it only with the callbacks, in ``clean_handles_and_buffers``)."""
-    headers = curl._headers
-    if headers != ffi.NULL:
-        lib.curl_slist_free_all(headers)
-        curl._headers = ffi.NULL
 
 
 def is_timeout(error: BaseException) -> bool:

@@ -5,5 +5,8 @@ Start it with `python -m tests.fakechatgpt --host 127.0.0.1 --port 0`, or from a
 `routes` (dispatch, account, files, OAuth, test control), `conversation` (sentinel endpoints,
 conversation calls, resume, playback), `sentinel` (config and proof checks), `validation`
 (422 bodies), `streams` + `answers` + `deltas` (generated answers), `state` + `tokens`
-(what it remembers), `faults` (fault plans and presets).
+(what it remembers), `faults` (fault plans and presets). The Codex backend
+(`/backend-api/codex/*`, docs/codex-backend.md): `codex` (routes and request rules),
+`codex_answers` (what is generated), `codex_events` (the stream, replay), `codex_plan` (its fault
+plans), `codex_models` (the catalog).
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -21,11 +22,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--replay", help="answer every conversation with this capture, verbatim")
+    parser.add_argument(
+        "--codex-replay", help="answer every Codex call with this capture (.sse or .chunks.jsonl)"
+    )
+    parser.add_argument(
+        "--codex-replay-framing",
+        choices=("verbatim", "wire"),
+        default="verbatim",
+        help="verbatim: the .sse bytes as stored; wire: every event ends with a blank line",
+    )
     parser.add_argument("--format", choices=("v1", "legacy"), default="v1")
     parser.add_argument("--pow-difficulty", default=DEFAULT_DIFFICULTY, help="hex, e.g. 0fffff")
     parser.add_argument("--dialect", choices=("classic", "2026", "both"), default="both")
     parser.add_argument("--refresh-tokens", default="", help="comma-separated live refresh tokens")
     args = parser.parse_args(argv)
+    if args.codex_replay and not os.path.isfile(args.codex_replay):
+        parser.error(f"--codex-replay: no such file {args.codex_replay}")
     if not valid_difficulty(args.pow_difficulty):
         parser.error("--pow-difficulty must be an even-length hex string")
     return args
@@ -37,6 +49,8 @@ async def main(args: argparse.Namespace) -> None:
         dialect=args.dialect,
         fmt=args.format,
         replay=args.replay,
+        codex_replay=args.codex_replay,
+        codex_replay_framing=args.codex_replay_framing,
         refresh_tokens=[t for t in args.refresh_tokens.split(",") if t],
     )
     server = await serve(App(state), args.host, args.port)

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from . import answers, faults, sentinel, streams
+from . import answers, faults, sentinel, streams, toolmodel
 from .faults import Plan
 from .http11 import ClientGone, Request, Response, Sink, json_response
 from .state import (
@@ -48,8 +48,24 @@ class Sentinel:
     def __init__(self, state: State) -> None:
         self.state = state
 
-    def _persona(self, anon: bool) -> str:
-        return "chatgpt-noauth" if anon else "chatgpt-paid"
+    def _persona(self, anon: bool, account: str) -> str:
+        if anon:
+            return "chatgpt-noauth"
+        by_account = self.state.challenges.get("personas") or {}
+        return str(
+            by_account.get(account) or self.state.challenges.get("persona") or "chatgpt-paid"
+        )
+
+    def _challenge(self, name: str) -> dict[str, Any]:
+        """The ``turnstile`` / ``arkose`` object of an answer (/_fake/sentinel asks for one)."""
+        wanted = self.state.challenges.get(name)
+        if isinstance(wanted, dict):
+            return {"required": True, "dx": wanted.get("dx")}
+        return {"required": False, "dx": None} if name == "arkose" else {"required": False}
+
+    def _expected(self, name: str) -> str | None:
+        wanted = self.state.challenges.get(name)
+        return str(wanted["token"]) if isinstance(wanted, dict) and "token" in wanted else None
 
     def _p(self, req: Request, dialects: tuple[str, ...]) -> sentinel.DecodedConfig | Response:
         try:
@@ -73,7 +89,7 @@ class Sentinel:
             return plan_response(plan)
         return None
 
-    def requirements(self, req: Request, anon: bool) -> Response:
+    def requirements(self, req: Request, anon: bool, account: str = "") -> Response:
         edge = self._edge()
         if edge:
             return edge
@@ -87,8 +103,10 @@ class Sentinel:
             seed=st.new_seed(),
             difficulty=st.difficulty,
             dialect=decoded.dialect,
-            persona=self._persona(anon),
+            persona=self._persona(anon, account),
             expires_at=now + REQUIREMENTS_TTL,
+            turnstile=self._expected("turnstile"),
+            arkose=self._expected("arkose"),
         )
         st.requirements[r.token] = r
         return json_response(
@@ -98,13 +116,13 @@ class Sentinel:
                 "token": r.token,
                 "expire_after": int(REQUIREMENTS_TTL),
                 "expire_at": int(r.expires_at),
-                "arkose": {"required": False, "dx": None},
-                "turnstile": {"required": False},
+                "arkose": self._challenge("arkose"),
+                "turnstile": self._challenge("turnstile"),
                 "proofofwork": {"required": True, "seed": r.seed, "difficulty": r.difficulty},
             },
         )
 
-    def prepare(self, req: Request, anon: bool) -> Response:
+    def prepare(self, req: Request, anon: bool, account: str = "") -> Response:
         edge = self._edge()
         if edge:
             return edge
@@ -116,7 +134,7 @@ class Sentinel:
             token=opaque_token(),
             seed=st.new_seed(),
             difficulty=st.difficulty,
-            persona=self._persona(anon),
+            persona=self._persona(anon, account),
             expires_at=st.now() + PREPARE_TTL,
         )
         st.prepared[p.token] = p
@@ -125,13 +143,13 @@ class Sentinel:
             {
                 "persona": p.persona,
                 "prepare_token": p.token,
-                "turnstile": {"required": False},
+                "turnstile": self._challenge("turnstile"),
                 "proofofwork": {"required": True, "seed": p.seed, "difficulty": p.difficulty},
                 "so": {"required": False},
             },
         )
 
-    def finalize(self, req: Request, anon: bool) -> Response:
+    def finalize(self, req: Request, anon: bool, account: str = "") -> Response:
         edge = self._edge()
         if edge:
             return edge
@@ -146,6 +164,9 @@ class Sentinel:
         prepared = st.prepared.get(body.get("prepare_token") or "")
         if prepared is None or prepared.used or prepared.expires_at <= st.now():
             return json_response(500, INTERNAL)
+        expected = self._expected("turnstile")
+        if expected is not None and body.get("turnstile") != expected:
+            return detail(403, "Missing or invalid turnstile token")
         try:
             sentinel.verify_proof(
                 body.get("proofofwork"),
@@ -246,6 +267,9 @@ class Conversations:
             return detail(403, "Chat requirements token has already been used")
         if r.expires_at <= st.now():
             return detail(403, "Chat requirements token has expired")
+        for name, expected in (("turnstile", r.turnstile), ("arkose", r.arkose)):
+            if expected is not None and req.header(f"openai-sentinel-{name}-token") != expected:
+                return detail(403, f"Missing or invalid {name} token")
         try:
             sentinel.verify_proof(
                 req.header("openai-sentinel-proof-token"),
@@ -298,13 +322,16 @@ class Conversations:
             user_message=user_message,
             answer=plan.answer
             if plan.answer is not None
-            else answers.expected_answer(prompt, model),
+            else toolmodel.answer(body["messages"], plan.tool_mode)
+            or answers.expected_answer(prompt, model),
             resume_token=resume_token,
             picture=picture and not plan.async_image,
             async_image=plan.async_image,
             moderation=plan.moderation,
             image_role=plan.image_role,
             gizmo_id=gizmo_id,
+            answer_model=plan.answer_model,
+            model_adjustments=plan.model_adjustments,
         )
         if picture or plan.async_image:
             for scheme in ("sediment", "file-service"):

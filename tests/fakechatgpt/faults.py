@@ -3,8 +3,9 @@
 A plan is posted to `/_fake/next` as JSON; every key is optional:
 
     count                how many calls it applies to (default 1)
-    target               "conversation" (default: classic and 2026 conversation calls)
-                         or "sentinel" (chat-requirements, prepare, finalize)
+    target               "conversation" (default: classic and 2026 conversation calls),
+                         "sentinel" (chat-requirements, prepare, finalize), or "codex"
+                         (/backend-api/codex/responses; its own keys, see codex_plan.py)
     preset               one of PRESETS: a ready-made status, content type and body
     status, body, content_type   answer with this instead (body: str, or JSON value)
     replay               path of a capture to stream verbatim
@@ -23,7 +24,11 @@ A plan is posted to `/_fake/next` as JSON; every key is optional:
                          GET conversation/{id}); async_ready_ms (default 300) sets "later"
     async_ready_ms
     image_role           "assistant" (default) or "tool": author of the generated-image message
+    answer_model         the model_slug the answer's messages carry (a silent switch)
+    model_adjustments    the backend's list of why it switched (e.g. "auto:smaller_model:...")
     resume_fail          resume calls for this conversation answer 404
+    tool_mode            how to answer chat2api's tool prompt (toolmodel.MODES; default
+                         "follow": obey it)
 
 "Events" count chunks written: one SSE block each (pings and the empty `data:` line included).
 Status plans (status/preset) answer before any validation, as an edge would; stream plans apply
@@ -33,8 +38,11 @@ only to calls that pass every check.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from . import toolmodel
 
 CLOUDFLARE_HTML = (
     '<!DOCTYPE html><html lang="en-US"><head><title>Just a moment...</title>'
@@ -93,9 +101,9 @@ KEYS = {
     "count", "target", "preset", "status", "body", "content_type", "replay", "answer",
     "delay_ms", "stall_ms", "stall_after_events", "drop_after_events", "error_event",
     "error_after_events", "malformed_event", "moderation", "async_image", "async_ready_ms",
-    "image_role", "resume_fail",
+    "image_role", "resume_fail", "answer_model", "model_adjustments", "tool_mode",
 }  # fmt: skip
-TARGETS = ("conversation", "sentinel")
+TARGETS = ("conversation", "sentinel", "codex")
 
 
 class PlanError(ValueError):
@@ -123,7 +131,11 @@ class Plan:
     async_ready_ms: float = 300
     image_role: str = "assistant"
     resume_fail: bool = False
+    answer_model: str | None = None
+    model_adjustments: list[str] = field(default_factory=list)
+    tool_mode: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    codex: Any = None  # codex_plan.CodexPlan for target "codex"
 
     @property
     def answers_status(self) -> bool:
@@ -139,6 +151,10 @@ def _encode_body(body: Any) -> bytes:
 def parse_plan(raw: Any) -> Plan:
     if not isinstance(raw, dict):
         raise PlanError("plan must be a JSON object")
+    if raw.get("target") == "codex":
+        from . import codex_plan  # it imports this module
+
+        return codex_plan.parse(raw)
     unknown = set(raw) - KEYS
     if unknown:
         raise PlanError(f"unknown plan keys: {sorted(unknown)}")
@@ -162,13 +178,21 @@ def parse_plan(raw: Any) -> Plan:
     for key in ("stall_after_events", "drop_after_events", "error_after_events"):
         if key in raw:
             setattr(plan, key, int(raw[key]))
-    for key in ("replay", "answer", "error_event"):
+    for key in ("replay", "answer", "error_event", "answer_model"):
         if key in raw:
             setattr(plan, key, str(raw[key]))
     for key in ("moderation", "async_image", "resume_fail"):
         setattr(plan, key, bool(raw.get(key, False)))
+    adjustments = raw.get("model_adjustments", [])
+    if not isinstance(adjustments, list) or not all(isinstance(a, str) for a in adjustments):
+        raise PlanError("model_adjustments must be a list of strings")
+    plan.model_adjustments = adjustments
     if "malformed_event" in raw:
         plan.malformed_event = raw["malformed_event"]
+    if "tool_mode" in raw:
+        if raw["tool_mode"] not in toolmodel.MODES:
+            raise PlanError(f"tool_mode must be one of {toolmodel.MODES}")
+        plan.tool_mode = raw["tool_mode"]
     plan.image_role = raw.get("image_role", "assistant")
     if plan.image_role not in ("assistant", "tool"):
         raise PlanError("image_role must be assistant or tool")
@@ -197,6 +221,20 @@ class PlanQueue:
         if plan.count <= 0:
             plans.pop(0)
         return plan
+
+    def peek_first(self, target: str, accepts: Callable[[Plan], bool]) -> Plan | None:
+        return next((p for p in self._plans[target] if accepts(p)), None)
+
+    def take_first(self, target: str, accepts: Callable[[Plan], bool]) -> Plan | None:
+        """Take from the first plan of `target` that `accepts`; the others stay queued."""
+        plans = self._plans[target]
+        for i, plan in enumerate(plans):
+            if accepts(plan):
+                plan.count -= 1
+                if plan.count <= 0:
+                    plans.pop(i)
+                return plan
+        return None
 
     def clear(self) -> None:
         for plans in self._plans.values():

@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from .answers import expected_answer, expected_reasoning
-from .tokens import mint_access_token
+from .codex_answers import (
+    default_arguments,
+    expected_codex_answer,
+    expected_codex_json,
+    expected_codex_summary,
+    expected_codex_tool_answer,
+    plan_turn,
+)
+from .tokens import AUTH_CLAIM, b64url_decode, mint_access_token
 
 __all__ = [
     "Emulator",
@@ -30,14 +38,30 @@ __all__ = [
     "received",
     "reset",
     "advance_clock",
+    "set_sentinel",
     "add_refresh_tokens",
     "fake_state",
     "mint_access_token",
     "expected_answer",
     "expected_reasoning",
+    "CODEX_FIXTURES",
+    "codex_plan",
+    "codex_headers",
+    "codex_body",
+    "token_account_id",
+    "expected_codex_answer",
+    "expected_codex_json",
+    "expected_codex_summary",
+    "expected_codex_tool_answer",
+    "default_arguments",
+    "plan_turn",
 ]
 
 REPO = Path(__file__).resolve().parents[2]
+# Real Codex/Responses captures, read in place (never copied into the repository).
+CODEX_FIXTURES = REPO.parent / "shared" / "fixtures" / "codex"
+if not CODEX_FIXTURES.is_dir():
+    CODEX_FIXTURES = Path("/work/shared/fixtures/codex")
 
 
 @dataclass
@@ -117,6 +141,12 @@ def reset(url: str) -> None:
     _call(url, "/_fake/reset", {})
 
 
+def set_sentinel(url: str, **challenges: Any) -> None:
+    """What the next sentinel answers ask for: ``persona``, ``turnstile`` and ``arkose``
+    (``{"dx": ..., "token": <what the conversation call must then carry>}``)."""
+    _call(url, "/_fake/sentinel", challenges)
+
+
 def advance_clock(url: str, seconds: float) -> None:
     """Move the emulator's clock (token expiry) forward."""
     _call(url, "/_fake/clock", {"advance_s": seconds})
@@ -129,3 +159,45 @@ def add_refresh_tokens(url: str, tokens: list[str]) -> None:
 def fake_state(url: str) -> dict[str, Any]:
     result: dict[str, Any] = _call(url, "/_fake/state")
     return result
+
+
+def codex_plan(url: str, **plan: Any) -> Any:
+    """Queue a plan for the next /backend-api/codex/responses calls (keys: codex_plan.py)."""
+    return _call(url, "/_fake/next", dict(plan, target="codex"))
+
+
+def token_account_id(token: str) -> str:
+    """The `chatgpt_account_id` claim of an access token (what chatgpt-account-id must carry)."""
+    payload = json.loads(b64url_decode(token.split(".")[1]))
+    return str(payload[AUTH_CLAIM]["chatgpt_account_id"])
+
+
+def codex_headers(token: str, account_id: str | None = None) -> dict[str, str]:
+    """The headers the emulator requires on a Codex call (as Codex CLI sends them)."""
+    return {
+        "authorization": f"Bearer {token}",
+        "chatgpt-account-id": account_id or token_account_id(token),
+        "openai-beta": "responses=experimental",
+        "originator": "codex_cli_rs",
+        "session_id": "0199a0f0-0000-7000-8000-000000000000",
+        "accept": "text/event-stream",
+        "content-type": "application/json",
+    }
+
+
+def codex_body(prompt: str, model: str = "gpt-5.5", **fields: Any) -> dict[str, Any]:
+    """A minimal body the emulator accepts; `fields` add or replace keys."""
+    body: dict[str, Any] = {
+        "model": model,
+        "instructions": "You are a helpful assistant.",
+        "input": [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": prompt}]}
+        ],
+        "tools": [],
+        "tool_choice": "auto",
+        "parallel_tool_calls": True,
+        "store": False,
+        "stream": True,
+    }
+    body.update(fields)
+    return body

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from . import faults, site
+from .codex import Codex
 from .conversation import Conversations, Sentinel, detail
 from .http11 import Request, Response, json_response
 from .state import FAKE_PNG, State
@@ -71,6 +72,7 @@ class App:
         self.state = state
         self.sentinel = Sentinel(state)
         self.convs = Conversations(state)
+        self.codex = Codex(state)
         Handler = Callable[[Request, bool, Entry, Entry, Match], Response]
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = [
             ("POST", re.compile(r"sentinel/chat-requirements"), self._requirements),
@@ -81,6 +83,8 @@ class App:
             ("POST", re.compile(r"f/conversation"), self._f_conversation),
             ("POST", re.compile(r"f/conversation/resume"), self._resume),
             ("POST", re.compile(r"conversation/init"), self._init),
+            ("POST", re.compile(r"codex/responses"), self._codex_responses),
+            ("GET", re.compile(r"codex/models"), self._codex_models),
             ("GET", re.compile(r"models"), self._models),
             ("GET", re.compile(r"me"), self._me),
             ("GET", re.compile(r"accounts/check/v4-2023-04-27"), self._accounts),
@@ -164,15 +168,15 @@ class App:
     def _requirements(
         self, req: Request, anon: bool, entry: Entry, claims: Entry, m: Match
     ) -> Response:
-        return self.sentinel.requirements(req, anon)
+        return self.sentinel.requirements(req, anon, self._account_id(claims))
 
     def _prepare(self, req: Request, anon: bool, entry: Entry, claims: Entry, m: Match) -> Response:
-        return self.sentinel.prepare(req, anon)
+        return self.sentinel.prepare(req, anon, self._account_id(claims))
 
     def _finalize(
         self, req: Request, anon: bool, entry: Entry, claims: Entry, m: Match
     ) -> Response:
-        return self.sentinel.finalize(req, anon)
+        return self.sentinel.finalize(req, anon, self._account_id(claims))
 
     def _conversation(
         self, req: Request, anon: bool, entry: Entry, claims: Entry, m: Match
@@ -203,6 +207,17 @@ class App:
                 "atlas_mode_enabled": None,
             },
         )
+
+    # ------------------------------------------------------------ codex backend
+    def _codex_responses(
+        self, req: Request, anon: bool, entry: Entry, claims: Entry, m: Match
+    ) -> Response:
+        return self.codex.responses(req, anon, entry, claims)
+
+    def _codex_models(
+        self, req: Request, anon: bool, entry: Entry, claims: Entry, m: Match
+    ) -> Response:
+        return self.codex.models(req, anon, entry, claims)
 
     # ------------------------------------------------------------ account
     def _models(self, req: Request, anon: bool, entry: Entry, claims: Entry, m: Match) -> Response:
@@ -574,6 +589,7 @@ class App:
                     "refresh_tokens": st.refresh_tokens,
                     "conversations": sorted(st.conversations),
                     "plans": st.plans.pending(),
+                    "codex_calls": st.codex_calls,
                     "clock_offset": st.clock_offset,
                     "time": time.time(),
                 },
@@ -600,6 +616,12 @@ class App:
                 return json_response(400, {"error": "tokens must be a list of strings"})
             for t in tokens:
                 st.refresh_tokens[t] = "live"
+            return json_response(200, {"ok": True})
+        if name == "sentinel":
+            allowed = {"persona", "personas", "turnstile", "arkose"}
+            if not isinstance(body, dict) or set(body) - allowed:
+                return json_response(400, {"error": f"keys: {', '.join(sorted(allowed))}"})
+            st.challenges = body
             return json_response(200, {"ok": True})
         if name == "clock":
             st.clock_offset += float(body.get("advance_s", 0))

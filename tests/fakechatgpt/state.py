@@ -52,6 +52,10 @@ class Requirement:
     persona: str
     expires_at: float
     used: bool = False
+    #: tokens the conversation call must carry (openai-sentinel-turnstile-token /
+    #: -arkose-token), set by a /_fake/sentinel challenge
+    turnstile: str | None = None
+    arkose: str | None = None
 
 
 @dataclass(kw_only=True)
@@ -105,11 +109,15 @@ class State:
         fmt: str,
         replay: str | None,
         refresh_tokens: list[str],
+        codex_replay: str | None = None,
+        codex_replay_framing: str = "verbatim",
     ) -> None:
         self.difficulty = difficulty
         self.dialect = dialect
         self.format = fmt
         self.replay = replay
+        self.codex_replay = codex_replay
+        self.codex_replay_framing = codex_replay_framing
         self.initial_refresh_tokens = list(refresh_tokens)
         self.base_url = ""
         self.reset()
@@ -125,6 +133,12 @@ class State:
         self.files: dict[str, StoredFile] = {}
         self.log: list[dict[str, Any]] = []
         self.plans = PlanQueue()
+        self.codex_calls: dict[str, int] = {}  # account id -> accepted Codex calls
+        self.codex_cache: dict[str, int] = {}  # prompt_cache_key -> last input tokens
+        self.codex_replay_uses = 0
+        # /_fake/sentinel: persona override and the challenges to ask for
+        # ({"persona", "turnstile": {"dx", "token"}, "arkose": {"dx", "token"}}).
+        self.challenges: dict[str, Any] = {}
 
     def now(self) -> float:
         return time.time() + self.clock_offset

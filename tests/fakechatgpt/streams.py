@@ -61,6 +61,20 @@ class Turn:
     images: list[Image] = field(default_factory=list)
     gizmo_id: str | None = None
     plan_type: str = "plus"
+    #: the model that "answers" when it is not the one asked for (a plan's
+    #: answer_model), and the backend's note on why (model_adjustments)
+    answer_model: str | None = None
+    model_adjustments: list[str] = field(default_factory=list)
+
+    @property
+    def served(self) -> str:
+        return self.answer_model or self.model
+
+    def served_meta(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"model_slug": self.served}
+        if self.model_adjustments:
+            extra["model_adjustments"] = list(self.model_adjustments)
+        return extra
 
 
 @dataclass
@@ -159,7 +173,7 @@ class _Builder:
             "content_references": [],
             "request_id": self.request_id,
             "message_type": "next",
-            "model_slug": self.turn.model,
+            **self.turn.served_meta(),
             "default_model_slug": "auto",
             "parent_id": parent,
             "turn_exchange_id": self.turn_exchange_id,
@@ -253,7 +267,7 @@ def build_turn(turn: Turn) -> Script:
             "tool_invoked": turn.picture or turn.async_image,
             "fast_convo": True,
             "warmup_state": "warm",
-            "model_slug": turn.model,
+            "model_slug": turn.served,
             "did_auto_switch_to_reasoning": False,
             "is_autoswitcher_enabled": False,
             "request_id": b.request_id,
@@ -402,7 +416,7 @@ def _tool_reasoning(b: _Builder, parent: str) -> str:
             "initial_text": "Reasoning",
             "finished_text": "Reasoned",
             "message_type": "next",
-            "model_slug": turn.model,
+            **turn.served_meta(),
             "parent_id": parent,
         },
     )
@@ -536,7 +550,7 @@ def image_message(turn: Turn, parent: str, *, finished: bool) -> dict[str, Any]:
         name=IMAGE_TOOL if role == "tool" else None,
         metadata={
             "image_gen_title": "Generated image",
-            "model_slug": turn.model,
+            **turn.served_meta(),
             "parent_id": parent,
             "message_type": "next",
             **(

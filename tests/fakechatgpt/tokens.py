@@ -39,9 +39,15 @@ def mint_access_token(
     account_id: str | None = None,
     *,
     now: float | None = None,
+    plan_type: str = "plus",
+    team_accounts: list[str] | None = None,
     **claims: Any,
 ) -> str:
-    """A JWT shaped like a ChatGPT access token; the signature is random bytes."""
+    """A JWT shaped like a ChatGPT access token; the signature is random bytes.
+
+    `team_accounts` lists Team workspaces the token may also use as `chatgpt-account-id` on the
+    Codex backend (an emulator-only claim, `workspace_account_ids`).
+    """
     issued = int(time.time() if now is None else now)
     account = account_id or str(uuid.uuid4())
     payload: dict[str, Any] = {
@@ -50,7 +56,7 @@ def mint_access_token(
         "exp": int(issued + exp_in),
         AUTH_CLAIM: {
             "chatgpt_account_id": account,
-            "chatgpt_plan_type": "plus",
+            "chatgpt_plan_type": plan_type,
             "chatgpt_user_id": f"user-{secrets.token_hex(12)}",
             "user_id": f"user-{secrets.token_hex(12)}",
         },
@@ -62,6 +68,8 @@ def mint_access_token(
         "scp": ["openid", "email", "profile", "offline_access", "model.request"],
         "sub": f"auth0|{secrets.token_hex(12)}",
     }
+    if team_accounts:
+        payload[AUTH_CLAIM]["workspace_account_ids"] = list(team_accounts)
     payload.update(claims)
     header = {"alg": "RS256", "kid": "fakechatgpt", "typ": "JWT"}
     return ".".join(

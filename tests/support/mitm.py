@@ -26,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 MITMDUMP = Path(sys.executable).parent / "mitmdump"
 #: chat2api as run.sh starts it: the lean launcher instead of plain mitmdump.
-LAUNCHER = (sys.executable, "-m", "service.launcher")
+LAUNCHER = (sys.executable, "-m", "patches.launcher")
 #: What a reverse listener points at when nothing should be reached through it.
 NOWHERE = "http://127.0.0.1:9"
 
@@ -79,7 +79,7 @@ def start_mitm(
     flow_detail: int = 0,
 ) -> Iterator[Mitm]:
     """``command`` is what runs mitmdump: its path, or run.sh's launcher
-    (``(sys.executable, "-m", "service.launcher")``)."""
+    (``(sys.executable, "-m", "patches.launcher")``)."""
     tmp.mkdir(parents=True, exist_ok=True)
     confdir = tmp / "confdir"
     data_dir = tmp / "data"

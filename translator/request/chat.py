@@ -4,16 +4,18 @@
 :class:`~errors.InvalidRequest` (400) naming the ``param``, in OpenAI's wording, for every
 problem; a body over the size limit is :class:`~errors.PayloadTooLarge` (413).
 
-Fields ChatGPT cannot honour are type-checked, then **accepted and ignored** (they are listed in
-``ChatRequest.ignored`` for logging): ``temperature``, ``top_p``, ``stop``, ``presence_penalty``,
-``frequency_penalty``, ``logit_bias``, ``logprobs``, ``top_logprobs``, ``seed``, ``tools``,
-``tool_choice``, ``parallel_tool_calls``, ``functions``, ``function_call``, ``response_format``,
-``metadata``, ``store``, ``service_tier``, ``modalities``, ``audio``, ``prediction``,
-``web_search_options``, ``verbosity``, ``prompt_cache_key``, ``safety_identifier`` and
-``user`` (kept, but not sent upstream), plus a message's ``name`` for system, developer, user and
-assistant messages.  ``max_tokens`` / ``max_completion_tokens`` are kept for the response side,
-which truncates.  Unknown top-level keys are ignored too (the original did; rejecting them would
-break clients that send vendor extensions).  ``n`` above 1 is rejected: ChatGPT answers once.
+Tools, ``tool_choice``, ``parallel_tool_calls``, legacy ``functions`` / ``function_call``,
+``response_format``, ``stop`` and ``logprobs`` / ``top_logprobs`` (refused) are read by
+:mod:`translator.options` into ``ChatRequest.options``.  Other fields ChatGPT cannot honour are
+type-checked, then **accepted and ignored** (they are listed in ``ChatRequest.ignored`` for
+logging): ``temperature``, ``top_p``, ``presence_penalty``, ``frequency_penalty``,
+``logit_bias``, ``seed``, ``metadata``, ``store``, ``service_tier``, ``modalities``, ``audio``,
+``prediction``, ``web_search_options``, ``verbosity``, ``prompt_cache_key``,
+``safety_identifier`` and ``user`` (kept, but not sent upstream), plus a message's ``name`` for
+system, developer, user and assistant messages.  ``max_tokens`` / ``max_completion_tokens`` are
+kept for the response side, which cuts the answer there.  Unknown top-level keys are ignored too
+(the original did; rejecting them would break clients that send vendor extensions).  ``n`` above
+1 is rejected: ChatGPT answers once.
 
 Non-standard keys the original read from the body: ``conversation_id``, ``parent_message_id``
 (continue a ChatGPT conversation), ``history_disabled`` (bool, overrides the setting) and
@@ -26,6 +28,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from errors import InvalidRequest, PayloadTooLarge
+from translator.options import FIELDS as OPTION_FIELDS
+from translator.options import parse_options
 from translator.request.validation import (
     MAX_ID_LENGTH,
     Check,
@@ -125,6 +129,7 @@ def parse_chat_request(raw: bytes, *, max_body_bytes: int) -> ChatRequest:
     for field, check in _IGNORED_CHECKS.items():
         if body.get(field) is not None:
             check(body[field], field)
+    options = parse_options(body)
 
     return ChatRequest(
         model=model,
@@ -140,6 +145,7 @@ def parse_chat_request(raw: bytes, *, max_body_bytes: int) -> ChatRequest:
         parent_message_id=opt_string(body, "parent_message_id", max_length=MAX_ID_LENGTH),
         history_disabled=opt_bool(body, "history_disabled"),
         account_id=_account_id(body),
+        options=options,
         ignored=tuple(
             sorted(
                 k
@@ -358,5 +364,6 @@ _READ_FIELDS = frozenset(
         "conversation_id",
         "parent_message_id",
         "history_disabled",
+        *OPTION_FIELDS,
     }
 )

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from translator.options import NO_OPTIONS, Options
+
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 ROLES: tuple[Role, ...] = ("system", "assistant", "user", "function", "tool", "developer")
 
@@ -79,6 +81,7 @@ class ChatRequest:
     history_disabled: bool | None = None  # None: use the setting
     account_id: str | None = None  # body key Chatgpt-Account-Id
     ignored: tuple[str, ...] = ()  # fields present but not honoured, for logs
+    options: Options = NO_OPTIONS  # tools, structured output, stop (translator/options.py)
 
 
 _LEADING_URL = re.compile(r"\s*(https?://[^\s]+)(?:\s+|$)", re.IGNORECASE)

@@ -1,4 +1,4 @@
-"""service.layer_shim: fewer loop round trips and writes, same layer decisions."""
+"""patches/layer_shim.py: fewer loop round trips and writes, same layer decisions."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from mitmproxy import connection, hooks
 from mitmproxy.proxy import commands, events
 from mitmproxy.test import tflow
 
-from service.layer_shim import LayerShim
+from patches.layer_shim import LayerShim
 from tests.support.fresh import run_python
 
 
@@ -113,11 +113,13 @@ def test_a_flow_hook_stays_when_someone_handles_update() -> None:
 
 
 def test_lean_master_hands_log_lines_to_add_log_only_when_an_addon_listens() -> None:
-    """In a fresh interpreter, as ``python -m service.launcher`` runs."""
+    """In a fresh interpreter, as ``python -m patches.launcher`` runs."""
     code = textwrap.dedent(
         """
         import asyncio, json, logging
-        from service import launcher
+        import patches
+        patches.install(enabled=True, lean=True)
+        from patches import lean as launcher
         from mitmproxy import options
 
         async def main():

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from mitmproxy.proxy.layers.http import HttpStream
 
-from addons import inline_stream
-from addons.inline_stream import AnswerSource
+from patches import inline_stream
+from patches.inline_stream import AnswerSource
 
 
 async def _take_all(source: AnswerSource) -> list[bytes]:
@@ -145,12 +146,51 @@ def test_a_body_that_raises_is_a_failure_not_a_clean_end() -> None:
     asyncio.run(main())
 
 
-def test_install_is_idempotent() -> None:
-    inline_stream.install()
+def test_the_shapes_it_replaces_are_there_and_apply_is_idempotent() -> None:
+    assert inline_stream.fits() is None
+    inline_stream.apply()
     patched = HttpStream.send_response
-    inline_stream.install()
+    inline_stream.apply()
     assert HttpStream.send_response is patched
     assert getattr(patched, "chat2api_streaming", False)
+    # Checked again once patched: the original's signature is what counts.
+    assert inline_stream.fits() is None
+
+
+def test_the_error_event_fits_this_mitmproxy() -> None:
+    """mitmproxy 12's ResponseProtocolError requires an ErrorCode, 11's takes an
+    optional status: the patch builds the one the installed version wants."""
+    from mitmproxy.proxy.layers.http import _events
+
+    shapes = inline_stream._find_shapes()
+    assert not isinstance(shapes, str)
+    event = shapes.protocol_error(1, "the answer broke off")
+    assert isinstance(event, _events.ResponseProtocolError)
+    assert event.message == "the answer broke off" and event.stream_id == 1
+    if hasattr(_events, "ErrorCode"):
+        assert event.code == _events.ErrorCode.GENERIC_SERVER_ERROR
+
+
+def test_an_unknown_send_response_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    def send_response(self: Any, already_streamed: bool, extra: int) -> None:
+        pass
+
+    monkeypatch.setattr(HttpStream, "send_response", send_response)
+    why = inline_stream.fits()
+    assert why is not None and "send_response" in why and "extra" in why
+
+
+def test_an_unknown_error_event_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mitmproxy.proxy.layers.http import _events
+
+    class NeedsAKind:
+        def __init__(self, stream_id: int, message: str, code: str) -> None:
+            pass
+
+    monkeypatch.setattr(_events, "ResponseProtocolError", NeedsAKind)
+    monkeypatch.delattr(_events, "ErrorCode", raising=False)
+    why = inline_stream.fits()
+    assert why is not None and "error code" in why
 
 
 @pytest.mark.parametrize("version", ["HTTP/1.1", "HTTP/1.0", "HTTP/2.0"])

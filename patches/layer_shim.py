@@ -1,7 +1,8 @@
-"""Less loop work per flow, between a connection's handler and its layers.
+"""Less loop work per flow, between a connection's handler and its layers
+(patch ``layer_shim``).
 
 :class:`LayerShim` wraps a connection's top layer (``ConnectionHandler.layer``)
-in chat2api's lean master (``service/launcher.py``); plain mitmdump keeps
+in chat2api's lean master (``patches/lean.py``); plain mitmdump keeps
 mitmproxy's own behaviour. It changes how often the loop is involved, never
 what the layers decide:
 
@@ -31,6 +32,8 @@ from typing import Any
 from mitmproxy import flow, hooks
 from mitmproxy.connection import Connection
 from mitmproxy.proxy import commands, events
+
+import patches
 
 
 class LayerShim:
@@ -83,25 +86,52 @@ def _joined(to: Connection | None, pending: list[bytes]) -> commands.SendData:
     return commands.SendData(to, pending[0] if len(pending) == 1 else b"".join(pending))
 
 
-def install(master: Any, listened: Callable[[hooks.Hook], bool]) -> None:
-    """Give every client connection of ``master`` a :class:`LayerShim`.
+def fits() -> str | None:
+    """The handler builds its top layer in ``__init__(master, ...)`` and only ever
+    calls its ``handle_event``; the shim needs the fast hook dispatch's lists."""
+    import inspect
 
-    mitmproxy builds a connection's top layer in ``ConnectionHandler.__init__``
-    and only ever calls its ``handle_event``; the handler class is shared by
-    every master in the process, so only connections of ``master`` are wrapped.
-    """
+    why = patches.mitmproxy_version_fits()
+    if why is not None:
+        return why
+    if not patches.active("fast_addon_manager"):
+        return "it needs fast_addon_manager"
+    from mitmproxy.proxy import mode_servers, server
+
+    cls = getattr(mode_servers, "ProxyConnectionHandler", None)
+    if cls is None:
+        return "mitmproxy has no ProxyConnectionHandler"
+    init = getattr(cls.__init__, "chat2api_original", cls.__init__)
+    params = list(inspect.signature(init).parameters)
+    if params[:2] != ["self", "master"]:
+        return f"ProxyConnectionHandler.__init__ takes {params}, not (self, master, ...)"
+    if "self.layer" not in inspect.getsource(server.ConnectionHandler):
+        return "mitmproxy's ConnectionHandler keeps no self.layer"
+    return None
+
+
+def apply() -> None:
+    """Give every client connection of a master that asked (:func:`attach`) a
+    :class:`LayerShim`. The handler class is shared by every master in the
+    process, so only connections of such masters are wrapped."""
     from mitmproxy.proxy import mode_servers
 
     cls: Any = mode_servers.ProxyConnectionHandler
-    if not getattr(cls.__init__, "chat2api_shim", False):
-        original = cls.__init__
+    if getattr(cls.__init__, "chat2api_shim", False):
+        return
+    original = cls.__init__
 
-        def __init__(self: Any, master: Any, *args: Any, **kwargs: Any) -> None:
-            original(self, master, *args, **kwargs)
-            shim = getattr(master, "chat2api_listened", None)
-            if shim is not None:
-                self.layer = LayerShim(self.layer, shim)
+    def __init__(self: Any, master: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, master, *args, **kwargs)
+        shim = getattr(master, "chat2api_listened", None)
+        if shim is not None:
+            self.layer = LayerShim(self.layer, shim)
 
-        __init__.chat2api_shim = True  # type: ignore[attr-defined]
-        cls.__init__ = __init__
+    __init__.chat2api_shim = True  # type: ignore[attr-defined]
+    __init__.chat2api_original = original  # type: ignore[attr-defined]
+    cls.__init__ = __init__
+
+
+def attach(master: Any, listened: Callable[[hooks.Hook], bool]) -> None:
+    """Wrap the top layer of ``master``'s client connections (after :func:`apply`)."""
     master.chat2api_listened = listened

@@ -1,5 +1,9 @@
 """Keeping the proxy's resident memory down (issue 7; README "Performance").
 
+Two patches of :mod:`patches` (installed by :func:`patches.install`):
+``malloc`` (:func:`tune_malloc`) and ``tls_buffers`` (:class:`ReleaseTlsBuffers`,
+added by the lean launcher).
+
 **glibc's malloc.** Under ``bench/proxy.py``'s 200 concurrent streams, much of
 what the process grew by was not live data but where glibc put short-lived
 buffers of 64 KiB and more: asyncio's 256 KiB ``recv`` buffers (one per read),
@@ -33,9 +37,6 @@ import ctypes
 import logging
 import sys
 from typing import Any
-
-from OpenSSL import SSL
-from OpenSSL._util import lib as _openssl
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,28 @@ def tune_malloc() -> bool:
     return True
 
 
+def malloc_fits() -> str | None:
+    if _glibc() is None:
+        return "not glibc (no mallopt to tune)"
+    return None
+
+
+def tune_malloc_now() -> None:
+    tune_malloc()
+
+
+def tls_fits() -> str | None:
+    """``SSL_set_mode`` through pyOpenSSL's private binding, on its private ``_ssl``."""
+    from OpenSSL import SSL, _util
+
+    if not hasattr(_util.lib, "SSL_set_mode") or not hasattr(SSL, "MODE_RELEASE_BUFFERS"):
+        return "pyOpenSSL's binding has no SSL_set_mode or MODE_RELEASE_BUFFERS"
+    conn = SSL.Connection(SSL.Context(SSL.TLS_METHOD))
+    if not hasattr(conn, "_ssl"):
+        return "pyOpenSSL's Connection has no _ssl"
+    return None
+
+
 class ReleaseTlsBuffers:
     """Sets ``SSL_MODE_RELEASE_BUFFERS`` on every TLS connection mitmproxy makes.
 
@@ -92,10 +115,17 @@ class ReleaseTlsBuffers:
     ``tlsconfig``), once the handshake is done.
     """
 
+    def __init__(self) -> None:
+        from OpenSSL import SSL, _util
+
+        self._connection = SSL.Connection
+        self._set_mode = _util.lib.SSL_set_mode
+        self._mode = SSL.MODE_RELEASE_BUFFERS
+
     def _release(self, data: Any) -> None:
         conn = getattr(data, "ssl_conn", None)
-        if isinstance(conn, SSL.Connection):
-            _openssl.SSL_set_mode(conn._ssl, SSL.MODE_RELEASE_BUFFERS)
+        if isinstance(conn, self._connection):
+            self._set_mode(conn._ssl, self._mode)
 
     tls_start_client = _release
     tls_start_server = _release

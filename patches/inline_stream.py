@@ -1,12 +1,14 @@
-"""Streaming an answer the addon makes itself, straight from mitmproxy's HTTP layer.
+"""Streaming an answer the addon makes itself, straight from mitmproxy's HTTP layer
+(patch ``inline_stream``).
 
-mitmproxy 11 streams only responses it reads from a server; a response an addon
-sets in ``request`` leaves in one piece (``docs/mitmproxy.md#answers-made-by-an-addon``). Going
-through a loopback server instead costs a second HTTP connection per request
-(parsing, chunk framing, socket calls and server hooks on both ends), which was
-the largest part of chat2api's CPU per streamed request.
+mitmproxy (11 and 12) streams only responses it reads from a server; a response
+an addon sets in ``request`` leaves in one piece. Going through a loopback
+server instead (service/bridge.py, what chat2api does without this patch) costs
+a second HTTP connection per request (parsing, chunk framing, socket calls and
+server hooks on both ends), which was the largest part of chat2api's CPU per
+streamed request.
 
-So :func:`install` gives ``HttpStream.send_response`` one more case: when the
+So :func:`apply` gives ``HttpStream.send_response`` one more case: when the
 flow's response was set by an addon together with an :class:`AnswerSource`
 (:func:`attach`), the head goes out at once and the body follows piece by piece.
 A sans-I/O layer cannot await, but it can wait for a hook: every piece is
@@ -32,14 +34,8 @@ from typing import Any
 from mitmproxy import flow as mflow
 from mitmproxy import http
 from mitmproxy.proxy import commands
-from mitmproxy.proxy.layers import http as http_layers
-from mitmproxy.proxy.layers.http import SendHttp
-from mitmproxy.proxy.layers.http._events import (
-    ResponseData,
-    ResponseHeaders,
-    ResponseProtocolError,
-)
-from mitmproxy.proxy.layers.http._hooks import HttpErrorHook
+
+import patches
 
 log = logging.getLogger(__name__)
 
@@ -188,19 +184,98 @@ def detach(flow_id: str) -> AnswerSource | None:
 _Commands = Generator[commands.Command, Any, None]
 
 
-def _streaming_send_response(original: Any) -> Any:
+@dataclass(frozen=True)
+class _Shapes:
+    """The private parts of mitmproxy's HTTP layer the patch uses, as found."""
+
+    stream_cls: Any
+    send_http: Any
+    headers: Any
+    data: Any
+    error_hook: Any
+    #: ``ResponseProtocolError(stream_id, message)`` for this mitmproxy: 11 takes an
+    #: optional int status, 12 requires an ``ErrorCode``.
+    protocol_error: Callable[[int, str], Any]
+
+
+_shapes: _Shapes | None = None
+
+
+def _find_shapes() -> _Shapes | str:
+    """The shapes, or why they are not what the patch replaces."""
+    import inspect
+
+    from mitmproxy.proxy.layers import http as http_layers
+    from mitmproxy.proxy.layers.http import _events, _hooks
+
+    stream_cls = getattr(http_layers, "HttpStream", None)
+    send = getattr(stream_cls, "send_response", None)
+    if send is None:
+        return "mitmproxy's HttpStream has no send_response"
+    params = list(inspect.signature(getattr(send, "chat2api_original", send)).parameters)
+    if params != ["self", "already_streamed"]:
+        return f"HttpStream.send_response takes {params}, not (self, already_streamed)"
+    if not callable(getattr(stream_cls, "state_errored", None)):
+        return "HttpStream has no state_errored"
+    source = inspect.getsource(stream_cls) if isinstance(stream_cls, type) else ""
+    for name in ("client_state", "server_state", "stream_id", "flow", "context"):
+        if f"self.{name}" not in source:
+            return f"HttpStream keeps no self.{name}"
+    needed = ("ResponseHeaders", "ResponseData", "ResponseProtocolError")
+    missing = [n for n in needed if not hasattr(_events, n)]
+    if missing or not hasattr(_hooks, "HttpErrorHook") or not hasattr(http_layers, "SendHttp"):
+        return f"mitmproxy's HTTP layer lacks {', '.join(missing) or 'HttpErrorHook/SendHttp'}"
+    error_cls = _events.ResponseProtocolError
+    error_params = inspect.signature(error_cls.__init__).parameters
+    if list(error_params)[:3] != ["self", "stream_id", "message"]:
+        return f"ResponseProtocolError takes {list(error_params)}"
+    code = error_params.get("code")
+    error_code = getattr(_events, "ErrorCode", None)
+    protocol_error: Callable[[int, str], Any]
+    if error_code is not None and hasattr(error_code, "GENERIC_SERVER_ERROR"):  # mitmproxy 12
+        generic = error_code.GENERIC_SERVER_ERROR
+        protocol_error = lambda sid, msg: error_cls(sid, msg, generic)  # noqa: E731
+    elif code is None or code.default is not inspect.Parameter.empty:  # mitmproxy 11
+        protocol_error = lambda sid, msg: error_cls(sid, msg)  # noqa: E731
+    else:
+        return "ResponseProtocolError needs an error code of a kind the patch does not know"
+    return _Shapes(
+        stream_cls=stream_cls,
+        send_http=http_layers.SendHttp,
+        headers=_events.ResponseHeaders,
+        data=_events.ResponseData,
+        error_hook=_hooks.HttpErrorHook,
+        protocol_error=protocol_error,
+    )
+
+
+def fits() -> str | None:
+    global _shapes
+    why = patches.mitmproxy_version_fits()
+    if why is not None:
+        return why
+    found = _find_shapes()
+    if isinstance(found, str):
+        return found
+    _shapes = found
+    return None
+
+
+def _streaming_send_response(original: Any, shapes: _Shapes) -> Any:
+    send_http, headers, data = shapes.send_http, shapes.headers, shapes.data
+
     def send_response(self: Any, already_streamed: bool = False) -> _Commands:
         source = None if already_streamed else _pending.pop(self.flow.id, None)
         if source is None:
             yield from original(self, already_streamed)
             return
         client = self.context.client
-        yield SendHttp(ResponseHeaders(self.stream_id, self.flow.response, False), client)
+        yield send_http(headers(self.stream_id, self.flow.response, False), client)
         while True:
             # What is ready goes out now; the hook is only for waiting.
-            data = source.take()
-            if data is not None:
-                yield SendHttp(ResponseData(self.stream_id, data), client)
+            piece = source.take()
+            if piece is not None:
+                yield send_http(data(self.stream_id, piece), client)
             elif source.finished:
                 break
             else:
@@ -208,22 +283,24 @@ def _streaming_send_response(original: Any) -> Any:
         if source.failure is not None:
             # Not a clean end: the client must see the answer broke off.
             self.flow.error = mflow.Error(f"chat2api: {source.failure}")
-            yield HttpErrorHook(self.flow)
-            yield SendHttp(ResponseProtocolError(self.stream_id, source.failure), client)
+            yield shapes.error_hook(self.flow)
+            yield send_http(shapes.protocol_error(self.stream_id, source.failure), client)
             self.client_state = self.server_state = self.state_errored
             return
         yield from original(self, True)
 
     send_response.chat2api_streaming = True  # type: ignore[attr-defined]
+    send_response.chat2api_original = original  # type: ignore[attr-defined]
     return send_response
 
 
-def install() -> None:
+def apply() -> None:
     """Teach mitmproxy's HTTP layer to stream attached answers (idempotent)."""
-    stream_cls: Any = http_layers.HttpStream
+    assert _shapes is not None, "fits() first"
+    stream_cls = _shapes.stream_cls
     current = stream_cls.send_response
     if not getattr(current, "chat2api_streaming", False):
-        stream_cls.send_response = _streaming_send_response(current)
+        stream_cls.send_response = _streaming_send_response(current, _shapes)
 
 
 async def _aclose(body: AsyncIterator[bytes]) -> None:
