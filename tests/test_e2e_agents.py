@@ -5,7 +5,6 @@ both listeners, answered by the emulator's Codex backend."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,10 +15,9 @@ from tests.fakechatgpt.harness import (
     mint_access_token,
     received,
     reset,
-    run_emulator,
 )
 from tests.support.clients import proxy_env, reverse_env, run_client
-from tests.support.mitm import Mitm, start_mitm
+from tests.support.mitm import Mitm
 
 MODEL = "gpt-5.5"
 
@@ -59,16 +57,8 @@ asyncio.run(main())
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator() as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def mitm(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
-    env = {"CHATGPT_BASE_URL": emulator.url, "TIMEOUT_IDLE": "5"}
-    with start_mitm(tmp_path_factory.mktemp("mitm"), env) as m:
-        yield m
+def chat2api_options() -> dict[str, Any]:
+    return {"env": {"TIMEOUT_IDLE": "5"}}
 
 
 @pytest.mark.parametrize("mode", ["proxy", "reverse"])

@@ -6,6 +6,7 @@ backends: the Codex backend (``CODEX_BACKEND=auto``) and the web conversation's 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -14,10 +15,9 @@ from tests.fakechatgpt.harness import (
     expected_codex_tool_answer,
     mint_access_token,
     reset,
-    run_emulator,
 )
 from tests.support.clients import proxy_env, reverse_env, run_client
-from tests.support.mitm import Mitm, start_mitm
+from tests.support.mitm import Mitm, MitmFactory
 
 AGENT = r"""
 import asyncio
@@ -54,22 +54,19 @@ asyncio.run(main())
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator(dialect="2026") as emu:
-        yield emu
+def emulator_options() -> dict[str, Any]:
+    return {"dialect": "2026"}
 
 
 @pytest.fixture(scope="module", params=["codex", "web"])
 def mitm(
     request: pytest.FixtureRequest, emulator: Emulator, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, Mitm]]:
+    """chat2api answering from the Codex backend, then from the web conversation."""
     backend = str(request.param)
-    env = {
-        "CHATGPT_BASE_URL": emulator.url,
-        "BACKEND_DIALECT": "2026",
-        "CODEX_BACKEND": "auto" if backend == "codex" else "never",
-    }
-    with start_mitm(tmp_path_factory.mktemp(backend), env) as m:
+    env = {"CODEX_BACKEND": "auto" if backend == "codex" else "never"}
+    factory = MitmFactory(lambda: tmp_path_factory.mktemp(backend))
+    with factory.run(env, emulator_url=emulator.url, dialect="2026") as m:
         yield backend, m
 
 

@@ -8,7 +8,6 @@ Codex backend; a web model name is answered by the Codex table's default model.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,13 +19,10 @@ from tests.fakechatgpt.harness import (
     expected_codex_answer,
     expected_codex_summary,
     expected_codex_tool_answer,
-    mint_access_token,
     received,
-    reset,
-    run_emulator,
 )
-from tests.support.clients import proxy_env, reverse_env, run_client
-from tests.support.mitm import Mitm, start_mitm
+from tests.support.clients import client_env, reverse_env, run_client
+from tests.support.mitm import Mitm, MitmFactory
 from tests.test_e2e_tools import RAW, WEATHER, finishes, tool_deltas, user
 
 MODES = ["proxy", "reverse"]
@@ -34,30 +30,8 @@ ASK = 'Weather please. call get_weather({"city": "Paris", "days": 2})'
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator() as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def mitm(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
-    env = {"CHATGPT_BASE_URL": emulator.url, "CODEX_BACKEND": "auto"}
-    with start_mitm(tmp_path_factory.mktemp("mitm"), env) as m:
-        yield m
-
-
-@pytest.fixture(autouse=True)
-def clean(emulator: Emulator) -> None:
-    reset(emulator.url)
-
-
-@pytest.fixture
-def token() -> str:
-    return mint_access_token(exp_in=24 * 3600)
-
-
-def env_for(mitm: Mitm, mode: str, key: str) -> dict[str, str]:
-    return proxy_env(mitm, key) if mode == "proxy" else reverse_env(mitm, key)
+def chat2api_options() -> dict[str, Any]:
+    return {"env": {"CODEX_BACKEND": "auto"}}
 
 
 def raw(env: dict[str, str], **spec: Any) -> dict[str, Any]:
@@ -83,7 +57,7 @@ def test_streamed_tool_calls_and_the_request_mapping(
     emulator: Emulator, mitm: Mitm, token: str, mode: str
 ) -> None:
     result = raw(
-        env_for(mitm, mode, token),
+        client_env(mitm, mode, token),
         model="gpt-4o",
         messages=[{"role": "system", "content": "Be brief."}, *user(ASK)],
         tools=[WEATHER],
@@ -132,7 +106,7 @@ def test_tool_loop_with_message_tool_calls(
           "final": second.choices[0].message.content, "model": second.model,
           "reason2": second.choices[0].finish_reason})
     """ % (json.dumps([WEATHER]), ASK)
-    (result,) = run_client(script, env_for(mitm, mode, token))
+    (result,) = run_client(script, client_env(mitm, mode, token))
     assert result["reason"] == "tool_calls"
     assert result["calls"][0]["function"]["name"] == "get_weather"
     assert result["final"] == expected_codex_tool_answer(["Sunny, 24 C"], "gpt-5.5")
@@ -318,10 +292,11 @@ def test_langchain_on_codex(mitm: Mitm, token: str) -> None:
     assert result["structured"]["function_calling"] == ["age", "name"]
 
 
-def test_plain_text_answer_on_always(emulator: Emulator, token: str, tmp_path: Any) -> None:
-    env = {"CHATGPT_BASE_URL": emulator.url, "CODEX_BACKEND": "always"}
-    with start_mitm(tmp_path, env) as m:
-        result = raw(reverse_env(m, token), model="gpt-4o", messages=user("hello"))
+def test_plain_text_answer_on_always(
+    emulator: Emulator, token: str, mitm_factory: MitmFactory
+) -> None:
+    m = mitm_factory({"CODEX_BACKEND": "always"}, emulator_url=emulator.url)
+    result = raw(reverse_env(m, token), model="gpt-4o", messages=user("hello"))
     message = result["whole"]["choices"][0]["message"]
     assert message["content"] == expected_codex_answer("hello", "gpt-5.5")
     assert result["whole"]["model"] == "gpt-5.5"

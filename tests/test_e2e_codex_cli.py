@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +21,9 @@ from tests.fakechatgpt.harness import (
     mint_access_token,
     received,
     reset,
-    run_emulator,
 )
 from tests.support.clients import proxy_env
-from tests.support.mitm import ROOT, Mitm, start_mitm
+from tests.support.mitm import ROOT, Mitm
 
 MODEL = "gpt-5.5"
 PROMPT = 'List the files here. call exec_command({"cmd": "ls"})'
@@ -42,16 +40,8 @@ def codex_bin() -> str:
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator() as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def mitm(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
-    env = {"CHATGPT_BASE_URL": emulator.url, "TIMEOUT_IDLE": "10"}
-    with start_mitm(tmp_path_factory.mktemp("mitm"), env) as m:
-        yield m
+def chat2api_options() -> dict[str, Any]:
+    return {"env": {"TIMEOUT_IDLE": "10"}}
 
 
 def config_toml(base_url: str) -> str:

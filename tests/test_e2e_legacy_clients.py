@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,24 +17,11 @@ from tests.fakechatgpt.harness import (
     add_refresh_tokens,
     fake_state,
     mint_access_token,
-    reset,
-    run_emulator,
 )
-from tests.support.mitm import Mitm, start_mitm
+from tests.support.mitm import Mitm, MitmFactory
 
 ADMIN_KEY = "admin-key-0123456789abcdef"
 CODE = "pool-code-0123456789"
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator() as emu:
-        yield emu
-
-
-@pytest.fixture(autouse=True)
-def clean(emulator: Emulator) -> None:
-    reset(emulator.url)
 
 
 def env_for(emulator: Emulator, **extra: str) -> dict[str, str]:
@@ -56,11 +41,8 @@ def env_for(emulator: Emulator, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def mitm(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
-    scripts = ("addons/chat2api.py", "addons/mirror.py")
-    tmp = tmp_path_factory.mktemp("legacy")
-    with start_mitm(tmp, env_for(emulator), scripts=scripts, reverse_target=emulator.url) as m:
-        yield m
+def chat2api_options(emulator: Emulator) -> dict[str, Any]:
+    return {"env": env_for(emulator), "mirror": True}
 
 
 def curl(m: Mitm, method: str, path: str, *args: str) -> tuple[int, dict[str, str], Any]:
@@ -142,9 +124,9 @@ def test_error_tokens_are_masked(mitm: Mitm, emulator: Emulator) -> None:
     curl(mitm, "POST", "/tokens/clear", *KEY)
 
 
-def test_token_in_url_is_refused(emulator: Emulator, tmp_path: Path) -> None:
+def test_token_in_url_is_refused(emulator: Emulator, mitm_factory: MitmFactory) -> None:
     # flow_detail=1, as run.sh leaves it: mitmdump prints every request line too.
-    with start_mitm(tmp_path, env_for(emulator), flow_detail=1) as m:
+    with mitm_factory.run(env_for(emulator), flow_detail=1) as m:
         token = mint_access_token()
         status, _, body = curl(m, "GET", f"/tokens/add/{token}", *KEY)
         assert status == 400
@@ -256,10 +238,9 @@ def test_auth_refresh_for_chat_share(mitm: Mitm, emulator: Emulator) -> None:
     assert rt not in mitm.log() and long_at not in mitm.log()
 
 
-def test_auth_refresh_open_is_rate_limited(emulator: Emulator, tmp_path: Path) -> None:
+def test_auth_refresh_open_is_rate_limited(emulator: Emulator, mitm_factory: MitmFactory) -> None:
     env = env_for(emulator, AUTH_REFRESH_OPEN="true", AUTH_REFRESH_PER_MINUTE="2")
-    scripts = ("addons/chat2api.py", "addons/mirror.py")
-    with start_mitm(tmp_path, env, scripts=scripts, reverse_target=emulator.url) as m:
+    with mitm_factory.run(env, emulator_url=emulator.url, mirror=True) as m:
         at = mint_access_token(exp_in=30 * 24 * 3600)
         form = ("--data-urlencode", f"access_token={at}")
         assert curl(m, "POST", "/auth/refresh", *form)[0] == 200

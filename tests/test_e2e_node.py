@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.fakechatgpt.harness import Emulator, mint_access_token, reset, run_emulator
-from tests.support.mitm import Mitm, start_mitm
+from tests.fakechatgpt.harness import Emulator, mint_access_token
+from tests.support.mitm import Mitm, MitmFactory
 from tests.test_e2e_tools import WEATHER
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,28 +69,20 @@ def node_modules() -> Path:
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator(dialect="2026") as emu:
-        yield emu
+def emulator_options() -> dict[str, Any]:
+    return {"dialect": "2026"}
 
 
 @pytest.fixture(scope="module", params=["web", "codex"])
 def mitm(
     request: pytest.FixtureRequest, emulator: Emulator, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, Mitm]]:
+    """chat2api answering from the web conversation, then from the Codex backend."""
     backend = str(request.param)
-    env = {
-        "CHATGPT_BASE_URL": emulator.url,
-        "BACKEND_DIALECT": "2026",
-        "CODEX_BACKEND": "never" if backend == "web" else "auto",
-    }
-    with start_mitm(tmp_path_factory.mktemp(backend), env) as m:
+    env = {"CODEX_BACKEND": "never" if backend == "web" else "auto"}
+    factory = MitmFactory(lambda: tmp_path_factory.mktemp(backend))
+    with factory.run(env, emulator_url=emulator.url, dialect="2026") as m:
         yield backend, m
-
-
-@pytest.fixture(autouse=True)
-def clean(emulator: Emulator) -> None:
-    reset(emulator.url)
 
 
 def run_node(node_modules: Path, env: dict[str, str], spec: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,6 @@ conversation fallback."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,11 +19,9 @@ from tests.fakechatgpt.harness import (
     expected_codex_tool_answer,
     mint_access_token,
     received,
-    reset,
-    run_emulator,
 )
-from tests.support.clients import proxy_env, reverse_env, run_client
-from tests.support.mitm import Mitm, start_mitm
+from tests.support.clients import client_env, reverse_env, run_client
+from tests.support.mitm import Mitm, MitmFactory
 
 MODES = ["proxy", "reverse"]
 MODEL = "gpt-5.5"
@@ -44,31 +41,8 @@ ASK_WEATHER = 'What is the weather? call get_weather({"city": "Paris"})'
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator() as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def mitm(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
-    env = {"CHATGPT_BASE_URL": emulator.url, "TIMEOUT_IDLE": "3", "TIMEOUT_FIRST_BYTE": "4"}
-    with start_mitm(tmp_path_factory.mktemp("mitm"), env) as m:
-        yield m
-
-
-@pytest.fixture(autouse=True)
-def clean(emulator: Emulator) -> None:
-    reset(emulator.url)
-
-
-@pytest.fixture
-def token() -> str:
-    """A fresh account per test: limits and fallback memory are per account."""
-    return mint_access_token(exp_in=24 * 3600)
-
-
-def env_for(mitm: Mitm, mode: str, key: str) -> dict[str, str]:
-    return proxy_env(mitm, key) if mode == "proxy" else reverse_env(mitm, key)
+def chat2api_options() -> dict[str, Any]:
+    return {"env": {"TIMEOUT_IDLE": "3", "TIMEOUT_FIRST_BYTE": "4"}}
 
 
 def codex_calls(emulator: Emulator) -> list[dict[str, Any]]:
@@ -101,7 +75,7 @@ def sdk(env: dict[str, str], body: str, **spec: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("mode", MODES)
 def test_create_and_stream_plain_text(mitm: Mitm, token: str, mode: str) -> None:
     out = sdk(
-        env_for(mitm, mode, token),
+        client_env(mitm, mode, token),
         """
 r = client.responses.create(model=spec['model'], input='hello there')
 out['text'], out['status'], out['usage'] = r.output_text, r.status, r.usage.model_dump()
@@ -155,7 +129,9 @@ with client.responses.stream(model=spec['model'], previous_response_id=first.id,
 def test_function_tool_loop_stateless_and_chained(
     mitm: Mitm, emulator: Emulator, token: str, mode: str
 ) -> None:
-    out = sdk(env_for(mitm, mode, token), TOOL_LOOP, model=MODEL, tool=WEATHER, prompt=ASK_WEATHER)
+    out = sdk(
+        client_env(mitm, mode, token), TOOL_LOOP, model=MODEL, tool=WEATHER, prompt=ASK_WEATHER
+    )
     assert "error" not in out, out
     assert out["calls"] == [["get_weather", {"city": "Paris"}]]
     assert "response.function_call_arguments.delta" in out["kinds"]
@@ -182,7 +158,7 @@ def test_function_tool_loop_stateless_and_chained(
 def test_stored_responses_retrieve_delete_and_ownership(mitm: Mitm, token: str, mode: str) -> None:
     other = mint_access_token(exp_in=3600)
     first = sdk(
-        env_for(mitm, mode, token),
+        client_env(mitm, mode, token),
         """
 r = client.responses.create(model=spec['model'], input='remember me', metadata={'k': 'v'})
 out['id'], out['text'] = r.id, r.output_text
@@ -194,7 +170,7 @@ out['got'] = [got.id, got.output_text, got.metadata]
     assert "error" not in first, first
     assert first["got"] == [first["id"], first["text"], {"k": "v"}]
     stranger = sdk(
-        env_for(mitm, mode, other),
+        client_env(mitm, mode, other),
         """
 try:
     client.responses.retrieve(spec['id'])
@@ -212,7 +188,7 @@ except Exception as e:
     assert stranger["retrieve"]["status"] == 404
     assert stranger["chain"]["status"] == 404 and stranger["code"] == "previous_response_not_found"
     owner = sdk(
-        env_for(mitm, mode, token),
+        client_env(mitm, mode, token),
         """
 out['deleted'] = client.responses.delete(spec['id']) is None
 try:
@@ -305,19 +281,11 @@ out['seq'] = [e['sequence_number'] for e in events]
 
 
 def test_failure_before_output_is_retried_on_another_account(
-    emulator: Emulator, tmp_path_factory: pytest.TempPathFactory
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     tokens = [mint_access_token(exp_in=3600) for _ in range(2)]
-    tmp = tmp_path_factory.mktemp("pool")
-    (tmp / "data").mkdir()
-    (tmp / "data" / "token.txt").write_text("\n".join(tokens) + "\n")
-    env = {
-        "CHATGPT_BASE_URL": emulator.url,
-        "AUTHORIZATION": "pool-code",
-        "RANDOM_TOKEN": "false",
-        "TIMEOUT_IDLE": "3",
-    }
-    with start_mitm(tmp, env) as m:
+    env = {"AUTHORIZATION": "pool-code", "RANDOM_TOKEN": "false", "TIMEOUT_IDLE": "3"}
+    with mitm_factory.run(env, emulator_url=emulator.url, pool=tokens) as m:
         codex_plan(emulator.url, preset="server_error")
         out = sdk(
             reverse_env(m, "pool-code"),
@@ -330,10 +298,13 @@ def test_failure_before_output_is_retried_on_another_account(
 
 
 def test_codex_backend_never_uses_the_web_conversation(
-    emulator: Emulator, tmp_path_factory: pytest.TempPathFactory, token: str
+    mitm_factory: MitmFactory,
+    emulator: Emulator,
+    tmp_path_factory: pytest.TempPathFactory,
+    token: str,
 ) -> None:
-    env = {"CHATGPT_BASE_URL": emulator.url, "CODEX_BACKEND": "never"}
-    with start_mitm(tmp_path_factory.mktemp("never"), env) as m:
+    env = {"CODEX_BACKEND": "never"}
+    with mitm_factory.run(env, emulator_url=emulator.url) as m:
         out = sdk(
             reverse_env(m, token),
             """

@@ -6,21 +6,17 @@ that never comes."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.fakechatgpt.harness import (
     Emulator,
-    mint_access_token,
     next_plan,
     received,
-    reset,
-    run_emulator,
 )
 from tests.support.clients import proxy_env, reverse_env, run_client
-from tests.support.mitm import Mitm, start_mitm
+from tests.support.mitm import Mitm
 
 MODES = ["proxy", "reverse"]
 WEATHER = {
@@ -39,26 +35,13 @@ PATCH = {"type": "custom", "name": "apply_patch", "description": "Apply a patch 
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator(dialect="2026") as emu:
-        yield emu
+def emulator_options() -> dict[str, Any]:
+    return {"dialect": "2026"}
 
 
 @pytest.fixture(scope="module")
-def mitm(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
-    env = {"CHATGPT_BASE_URL": emulator.url, "CODEX_BACKEND": "never", "BACKEND_DIALECT": "2026"}
-    with start_mitm(tmp_path_factory.mktemp("mitm"), env) as m:
-        yield m
-
-
-@pytest.fixture(autouse=True)
-def clean(emulator: Emulator) -> None:
-    reset(emulator.url)
-
-
-@pytest.fixture
-def token() -> str:
-    return mint_access_token(exp_in=24 * 3600)
+def chat2api_options() -> dict[str, Any]:
+    return {"dialect": "2026", "env": {"CODEX_BACKEND": "never"}}
 
 
 def sdk(env: dict[str, str], body: str, **spec: Any) -> dict[str, Any]:

@@ -13,54 +13,27 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from tests.fakechatgpt.answers import expected_answer
-from tests.fakechatgpt.harness import Emulator, mint_access_token, next_plan, reset, run_emulator
-from tests.support.clients import proxy_env, reverse_env, run_client
-from tests.support.mitm import MITMDUMP, Mitm, start_mitm
+from tests.fakechatgpt.harness import Emulator, next_plan
+from tests.support.clients import client_env, reverse_env, run_client
+from tests.support.mitm import Mitm
 from tests.support.sdk import ask, chat
-
-LAUNCHERS = {"mitmdump": (str(MITMDUMP),), "launcher": (sys.executable, "-m", "patches.launcher")}
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator(dialect="classic") as emu:
-        yield emu
+def emulator_options() -> dict[str, Any]:
+    return {"dialect": "classic"}
 
 
-@pytest.fixture(scope="module", params=list(LAUNCHERS))
-def mitm(
-    request: pytest.FixtureRequest, emulator: Emulator, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Mitm]:
-    env = {
-        "CHATGPT_BASE_URL": emulator.url,
-        "BACKEND_DIALECT": "classic",
-        "MITM_PATCHES": "off",
-        "TIMEOUT_IDLE": "3",
-        "TIMEOUT_FIRST_BYTE": "4",
-    }
-    command = LAUNCHERS[request.param]
-    with start_mitm(tmp_path_factory.mktemp("stock"), env, command=command) as m:
-        yield m
-
-
-@pytest.fixture(autouse=True)
-def clean(emulator: Emulator) -> None:
-    reset(emulator.url)
-
-
-@pytest.fixture
-def token() -> str:
-    return mint_access_token(exp_in=24 * 3600)
-
-
-def env_for(mitm: Mitm, mode: str, key: str) -> dict[str, str]:
-    return proxy_env(mitm, key) if mode == "proxy" else reverse_env(mitm, key)
+@pytest.fixture(scope="module", params=["mitmdump", "launcher"])
+def chat2api_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Plain mitmdump and run.sh's launcher, both with every patch off."""
+    env = {"MITM_PATCHES": "off", "TIMEOUT_IDLE": "3", "TIMEOUT_FIRST_BYTE": "4"}
+    return {"env": env, "dialect": "classic", "launcher": request.param == "launcher"}
 
 
 def test_the_log_says_no_patch_is_active(mitm: Mitm, token: str) -> None:
@@ -75,7 +48,7 @@ def test_the_log_says_no_patch_is_active(mitm: Mitm, token: str) -> None:
 def test_sdk_streams_the_exact_answer_with_usage(mitm: Mitm, token: str, mode: str) -> None:
     prompt = f"Stock streaming ({mode})"
     extra = {"stream_options": {"include_usage": True}}
-    result = chat(env_for(mitm, mode, token), **ask(prompt, stream=True, extra=extra))
+    result = chat(client_env(mitm, mode, token), **ask(prompt, stream=True, extra=extra))
     assert "error" not in result, result
     assert result["text"] == expected_answer(prompt, "gpt-4o")
     assert result["finish_reason"] == "stop"
@@ -87,7 +60,7 @@ def test_chunks_arrive_as_the_backend_sends_them(
     emulator: Emulator, mitm: Mitm, token: str
 ) -> None:
     next_plan(emulator.url, delay_ms=100)
-    result = chat(env_for(mitm, "proxy", token), **ask("pace me", stream=True))
+    result = chat(client_env(mitm, "proxy", token), **ask("pace me", stream=True))
     assert "error" not in result, result
     times = result["times"]
     assert len(times) >= 20
@@ -120,7 +93,7 @@ def test_a_break_mid_stream_raises_instead_of_a_fake_success(
     emulator: Emulator, mitm: Mitm, token: str, mode: str
 ) -> None:
     next_plan(emulator.url, drop_after_events=12)
-    result = chat(env_for(mitm, mode, token), **ask("break drop", stream=True))
+    result = chat(client_env(mitm, mode, token), **ask("break drop", stream=True))
     assert result.get("error", {}).get("error_class") == "APIError", result
     assert result["finish_reason"] is None
     assert result["elapsed"] < 15

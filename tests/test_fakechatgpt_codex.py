@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,8 +24,6 @@ from tests.fakechatgpt.harness import (
     expected_codex_tool_answer,
     mint_access_token,
     received,
-    reset,
-    run_emulator,
 )
 from tests.fakechatgpt.state import FAKE_PNG
 
@@ -61,19 +58,8 @@ CLOCK = {
 # ---------------------------------------------------------------- helpers
 
 
-@pytest.fixture(scope="module")
-def emu() -> Iterator[Emulator]:
-    with run_emulator() as e:
-        yield e
-
-
-@pytest.fixture(autouse=True)
-def _clean(emu: Emulator) -> None:
-    reset(emu.url)
-
-
 def call(
-    emu: Emulator,
+    emulator: Emulator,
     body: Any,
     *,
     token: str | None = None,
@@ -86,7 +72,7 @@ def call(
     for name in drop:
         h.pop(name, None)
     h.update(headers or {})
-    conn = http.client.HTTPConnection("127.0.0.1", emu.port, timeout=10)
+    conn = http.client.HTTPConnection("127.0.0.1", emulator.port, timeout=10)
     data = None if body is None else json.dumps(body).encode()
     try:
         conn.request(method, path, body=data, headers=h)
@@ -131,8 +117,8 @@ def user(text: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- generated answers
 
 
-def test_text_answer(emu: Emulator) -> None:
-    status, headers, raw = call(emu, codex_body("Hello, Codex!"))
+def test_text_answer(emulator: Emulator) -> None:
+    status, headers, raw = call(emulator, codex_body("Hello, Codex!"))
     assert status == 200, raw
     assert "content-type" not in headers  # the real stream has none
     assert float(headers["x-codex-primary-used-percent"]) >= 0
@@ -152,18 +138,18 @@ def test_text_answer(emu: Emulator) -> None:
     assert usage["input_tokens_details"]["cached_tokens"] == 0
     assert usage["output_tokens_details"]["reasoning_tokens"] == 0
     assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
-    logged = received(emu.url)[-1]
+    logged = received(emulator.url)[-1]
     assert logged["codex"]["kind"] == "text" and logged["codex"]["usage"] == usage
     assert logged["codex"]["output"] == [message]
 
 
-def test_reasoning_summary_and_encrypted_content(emu: Emulator) -> None:
+def test_reasoning_summary_and_encrypted_content(emulator: Emulator) -> None:
     body = codex_body(
         "Think first.",
         reasoning={"effort": "high", "summary": "auto"},
         include=["reasoning.encrypted_content"],
     )
-    status, _, raw = call(emu, body)
+    status, _, raw = call(emulator, body)
     assert status == 200, raw
     events = events_of(raw)
     check_stream(events)
@@ -185,16 +171,16 @@ def test_reasoning_summary_and_encrypted_content(emu: Emulator) -> None:
     assert parts == sorted(parts)
     assert events[-1]["response"]["usage"]["output_tokens_details"]["reasoning_tokens"] > 0
     # No include: no blob; effort none: no reasoning item at all.
-    _, _, raw = call(emu, codex_body("x", reasoning={"effort": "low"}))
+    _, _, raw = call(emulator, codex_body("x", reasoning={"effort": "low"}))
     reasoning = items_done(events_of(raw))[0]
     assert "encrypted_content" not in reasoning and reasoning["summary"] == []
-    _, _, raw = call(emu, codex_body("x", reasoning={"effort": "none"}))
+    _, _, raw = call(emulator, codex_body("x", reasoning={"effort": "none"}))
     assert [i["type"] for i in items_done(events_of(raw))] == ["message"]
 
 
-def test_function_calls_asked_in_the_prompt(emu: Emulator) -> None:
+def test_function_calls_asked_in_the_prompt(emulator: Emulator) -> None:
     prompt = 'call get_weather({"city": "Zürich", "unit": "c"}) and call clock()'
-    status, _, raw = call(emu, codex_body(prompt, tools=[WEATHER, CLOCK]))
+    status, _, raw = call(emulator, codex_body(prompt, tools=[WEATHER, CLOCK]))
     assert status == 200, raw
     events = events_of(raw)
     check_stream(events)
@@ -225,21 +211,21 @@ def test_function_calls_asked_in_the_prompt(emu: Emulator) -> None:
     assert not any(e["type"] == "response.output_text.delta" for e in events)
 
 
-def test_forced_tool_choice_uses_schema_defaults(emu: Emulator) -> None:
+def test_forced_tool_choice_uses_schema_defaults(emulator: Emulator) -> None:
     body = codex_body(
         "anything", tools=[CLOCK, WEATHER], tool_choice={"type": "function", "name": "get_weather"}
     )
-    (item,) = items_done(events_of(call(emu, body)[2]))
+    (item,) = items_done(events_of(call(emulator, body)[2]))
     assert item["name"] == "get_weather"
     assert json.loads(item["arguments"]) == {"city": "fake", "unit": "c"}
-    (item,) = items_done(events_of(call(emu, dict(body, tool_choice="required"))[2]))
+    (item,) = items_done(events_of(call(emulator, dict(body, tool_choice="required"))[2]))
     assert item["name"] == "clock"
     # tool_choice none: the asked call is not made.
     body = codex_body("call clock()", tools=[CLOCK], tool_choice="none")
-    assert [i["type"] for i in items_done(events_of(call(emu, body)[2]))] == ["message"]
+    assert [i["type"] for i in items_done(events_of(call(emulator, body)[2]))] == ["message"]
 
 
-def test_final_answer_after_tool_outputs(emu: Emulator) -> None:
+def test_final_answer_after_tool_outputs(emulator: Emulator) -> None:
     body = codex_body("x", tools=[CLOCK])
     body["input"] += [
         {"type": "function_call", "name": "clock", "arguments": "{}", "call_id": "call_a"},
@@ -247,23 +233,23 @@ def test_final_answer_after_tool_outputs(emu: Emulator) -> None:
         {"type": "function_call_output", "call_id": "call_a", "output": "12:00"},
         {"type": "function_call_output", "call_id": "call_b", "output": "13:00 ✓"},
     ]
-    status, _, raw = call(emu, body)
+    status, _, raw = call(emulator, body)
     assert status == 200, raw
     (message,) = items_done(events_of(raw))
     expected = expected_codex_tool_answer(["12:00", "13:00 ✓"], "gpt-5.5")
     assert message["content"][0]["text"] == expected
 
 
-def test_plan_tool_calls_preamble_and_custom_tool(emu: Emulator) -> None:
+def test_plan_tool_calls_preamble_and_custom_tool(emulator: Emulator) -> None:
     codex_plan(
-        emu.url,
+        emulator.url,
         preamble="Looking.",
         tool_calls=[
             {"name": "exec_command", "arguments": {"cmd": ["ls", "-la"]}, "call_id": "call_fixed"},
             {"name": "apply_patch", "arguments": "*** Begin Patch\n*** End Patch", "custom": True},
         ],
     )
-    events = events_of(call(emu, codex_body("list the files"))[2])
+    events = events_of(call(emulator, codex_body("list the files"))[2])
     check_stream(events)
     commentary, fn, custom = items_done(events)
     assert commentary["phase"] == "commentary" and commentary["content"][0]["text"] == "Looking."
@@ -272,10 +258,12 @@ def test_plan_tool_calls_preamble_and_custom_tool(emu: Emulator) -> None:
     deltas = [e["delta"] for e in events if e["type"] == "response.custom_tool_call_input.delta"]
     assert "".join(deltas) == custom["input"]
     # The plan was used once: the next call answers normally.
-    assert [i["type"] for i in items_done(events_of(call(emu, codex_body("x"))[2]))] == ["message"]
+    assert [i["type"] for i in items_done(events_of(call(emulator, codex_body("x"))[2]))] == [
+        "message"
+    ]
 
 
-def test_structured_output_and_single_calls(emu: Emulator) -> None:
+def test_structured_output_and_single_calls(emulator: Emulator) -> None:
     schema = {
         "type": "object",
         "properties": {
@@ -287,25 +275,27 @@ def test_structured_output_and_single_calls(emu: Emulator) -> None:
         "additionalProperties": False,
     }
     fmt = {"type": "json_schema", "name": "out", "schema": schema, "strict": True}
-    (message,) = items_done(events_of(call(emu, codex_body("Weather?", text={"format": fmt}))[2]))
+    (message,) = items_done(
+        events_of(call(emulator, codex_body("Weather?", text={"format": fmt}))[2])
+    )
     text = message["content"][0]["text"]
     assert text == expected_codex_json(fmt, "Weather?", "gpt-5.5")
     value = json.loads(text)
     assert set(value) == {"city", "days", "mood"} and value["mood"] == "sunny"
     body = codex_body("x", text={"format": {"type": "json_object"}})
-    (message,) = items_done(events_of(call(emu, body)[2]))
+    (message,) = items_done(events_of(call(emulator, body)[2]))
     assert json.loads(message["content"][0]["text"]) == {
         "answer": expected_codex_answer("x", "gpt-5.5")
     }
     # parallel_tool_calls false: only the first asked call is made.
     body = codex_body("call clock() then call clock()", tools=[CLOCK], parallel_tool_calls=False)
-    assert len(items_done(events_of(call(emu, body)[2]))) == 1
+    assert len(items_done(events_of(call(emulator, body)[2]))) == 1
 
 
-def test_cached_tokens_follow_the_prompt_cache_key(emu: Emulator) -> None:
+def test_cached_tokens_follow_the_prompt_cache_key(emulator: Emulator) -> None:
     body = codex_body("a long prompt " * 200, prompt_cache_key="k1")
-    first = events_of(call(emu, body)[2])[-1]["response"]["usage"]
-    second = events_of(call(emu, body)[2])[-1]["response"]["usage"]
+    first = events_of(call(emulator, body)[2])[-1]["response"]["usage"]
+    second = events_of(call(emulator, body)[2])[-1]["response"]["usage"]
     assert first["input_tokens_details"]["cached_tokens"] == 0
     assert 0 < second["input_tokens_details"]["cached_tokens"] <= second["input_tokens"]
 
@@ -372,7 +362,7 @@ NOT_PERSISTED = (
         ({"input": "a bare string"}, 422, "type_error.list"),
     ],
 )  # fmt: skip
-def test_body_refusals(emu: Emulator, change: Any, status: int, expected: Any) -> None:
+def test_body_refusals(emulator: Emulator, change: Any, status: int, expected: Any) -> None:
     body = codex_body("hi")
     if callable(change):
         change(body)
@@ -382,20 +372,22 @@ def test_body_refusals(emu: Emulator, change: Any, status: int, expected: Any) -
                 body.pop(key)
             else:
                 body[key] = value
-    got, _, raw = call(emu, body)
+    got, _, raw = call(emulator, body)
     assert got == status, raw
     if isinstance(expected, str):
         assert expected in raw.decode()
     else:
         assert json.loads(raw) == expected
     # The first rule broken is the one reported, in the backend's order.
-    got, _, raw = call(emu, {"model": "gpt-5.5", "input": []})
+    got, _, raw = call(emulator, {"model": "gpt-5.5", "input": []})
     assert json.loads(raw) == {"detail": "Instructions are required"}
-    got, _, raw = call(emu, {"model": "gpt-5.5", "input": [], "instructions": "x", "stream": True})
+    got, _, raw = call(
+        emulator, {"model": "gpt-5.5", "input": [], "instructions": "x", "stream": True}
+    )
     assert json.loads(raw) == {"detail": "Store must be set to false"}
 
 
-def test_a_codex_cli_request_once_forwarded(emu: Emulator) -> None:
+def test_a_codex_cli_request_once_forwarded(emulator: Emulator) -> None:
     """What Codex CLI 0.171.0 sends must lose its item ids and gain instructions to pass."""
     shape = json.loads(CLI_SHAPE.read_text())
     sent = dict(line.split(": ", 1) for line in shape["headers"])
@@ -404,14 +396,14 @@ def test_a_codex_cli_request_once_forwarded(emu: Emulator) -> None:
     body["input"].append(user('call exec_command({"cmd": "ls"})'))
     body["input"][-1]["id"] = "msg_last"
     headers = {"originator": sent["originator"], "session-id": sent["session-id"]}
-    status, _, raw = call(emu, body, headers=headers, drop=("originator", "session_id"))
+    status, _, raw = call(emulator, body, headers=headers, drop=("originator", "session_id"))
     assert (status, json.loads(raw)) == (400, {"detail": "Instructions are required"})
     body["instructions"] = "You are Codex."
-    status, _, raw = call(emu, body, headers=headers, drop=("originator", "session_id"))
+    status, _, raw = call(emulator, body, headers=headers, drop=("originator", "session_id"))
     assert status == 400 and b"Item with id 'msg_5e3548cf" in raw
     for item in body["input"]:
         item.pop("id")
-    status, _, raw = call(emu, body, headers=headers, drop=("originator", "session_id"))
+    status, _, raw = call(emulator, body, headers=headers, drop=("originator", "session_id"))
     assert status == 200, raw
     reasoning, fn = items_done(events_of(raw))
     assert reasoning["type"] == "reasoning" and reasoning["encrypted_content"]
@@ -446,11 +438,11 @@ PNG = "data:image/png;base64," + base64.b64encode(FAKE_PNG).decode()
     ],
 )
 def test_message_content_parts(
-    emu: Emulator, item: dict[str, Any], code: str | None, marker: str
+    emulator: Emulator, item: dict[str, Any], code: str | None, marker: str
 ) -> None:
     body = codex_body("x")
     body["input"] = [item]
-    status, _, raw = call(emu, body)
+    status, _, raw = call(emulator, body)
     if code is None:
         assert status == 200, raw
     else:
@@ -461,11 +453,11 @@ def test_message_content_parts(
         )
 
 
-def test_model_outside_the_plan(emu: Emulator) -> None:
+def test_model_outside_the_plan(emulator: Emulator) -> None:
     free = mint_access_token(plan_type="free")
-    status, _, raw = call(emu, codex_body("x", model="gpt-5.4"), token=free)
+    status, _, raw = call(emulator, codex_body("x", model="gpt-5.4"), token=free)
     assert status == 400 and b"'gpt-5.4' model is not supported" in raw
-    assert call(emu, codex_body("x", model="gpt-5.4-mini"), token=free)[0] == 200
+    assert call(emulator, codex_body("x", model="gpt-5.4-mini"), token=free)[0] == 200
 
 
 @pytest.mark.parametrize(
@@ -483,35 +475,37 @@ def test_model_outside_the_plan(emu: Emulator) -> None:
     ],
 )
 def test_header_refusals(
-    emu: Emulator, drop: tuple[str, ...], extra: dict[str, str], status: int, marker: str
+    emulator: Emulator, drop: tuple[str, ...], extra: dict[str, str], status: int, marker: str
 ) -> None:
-    got, _, raw = call(emu, codex_body("x"), headers=extra, drop=drop)
+    got, _, raw = call(emulator, codex_body("x"), headers=extra, drop=drop)
     assert got == status and marker in raw.decode(), raw
 
 
-def test_session_id_spellings_team_accounts_and_expiry(emu: Emulator) -> None:
+def test_session_id_spellings_team_accounts_and_expiry(emulator: Emulator) -> None:
     token = mint_access_token(team_accounts=["team-123"])
     assert (
-        call(emu, codex_body("x"), token=token, headers={"chatgpt-account-id": "team-123"})[0]
+        call(emulator, codex_body("x"), token=token, headers={"chatgpt-account-id": "team-123"})[0]
         == 200
     )
-    assert call(emu, codex_body("x"), drop=("session_id",), headers={"session-id": "s"})[0] == 200
+    assert (
+        call(emulator, codex_body("x"), drop=("session_id",), headers={"session-id": "s"})[0] == 200
+    )
     short = mint_access_token(exp_in=60)
-    advance_clock(emu.url, 120)
-    status, _, raw = call(emu, codex_body("x"), token=short)
+    advance_clock(emulator.url, 120)
+    status, _, raw = call(emulator, codex_body("x"), token=short)
     assert status == 401 and b"expired" in raw
 
 
-def test_encrypted_content_is_bound_to_its_account(emu: Emulator) -> None:
+def test_encrypted_content_is_bound_to_its_account(emulator: Emulator) -> None:
     body = codex_body("x", reasoning={"effort": "low"}, include=["reasoning.encrypted_content"])
     token = mint_access_token()
-    reasoning = items_done(events_of(call(emu, body, token=token)[2]))[0]
+    reasoning = items_done(events_of(call(emulator, body, token=token)[2]))[0]
     reasoning.pop("id")
     follow = codex_body("again")
     follow["input"].insert(0, reasoning)
-    assert call(emu, follow, token=token)[0] == 200
-    status, _, raw = call(emu, follow)  # another account
+    assert call(emulator, follow, token=token)[0] == 200
+    status, _, raw = call(emulator, follow)  # another account
     assert status == 400 and json.loads(raw)["error"]["code"] == "invalid_encrypted_content"
     # A capture's blob is not ours to judge: accepted.
     follow["input"][0]["encrypted_content"] = "gAAAAABqdAAYo-I2Bum"
-    assert call(emu, follow)[0] == 200
+    assert call(emulator, follow)[0] == 200
