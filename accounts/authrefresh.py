@@ -1,5 +1,5 @@
 """``POST /auth/refresh``: the refresh and account check Chat-Share calls
-(docs/original-behaviour.md#admin-routes).
+(docs/original-clients.md).
 
 Form fields ``refresh_token`` and/or ``access_token`` (or ``accessToken``). An
 access token valid for more than five days more is kept; otherwise the refresh

@@ -1,6 +1,5 @@
 """The original chat2api's management routes, for the scripts and pages that call
-them (docs/original-behaviour.md#admin-routes), behind the admin key like the rest
-of the admin plane:
+them (docs/original-clients.md), behind the admin key like the rest of the admin plane:
 
 * ``POST /tokens/upload``, form field ``text`` (urlencoded or multipart), one
   token a line: ``{"status": "success", "tokens_count": N}``, plus what today's

@@ -4,6 +4,7 @@ Run it with ``./run.sh`` or ``mitmdump -s addons/chat2api.py``. Requests to the
 intercepted hosts (``INTERCEPT_HOSTS``, api.openai.com by default) on the
 HTTPS-proxy listener, and every request on the reverse listener, are answered
 here: ``/v1/chat/completions`` and ``/v1/models`` by ChatGPT's web backend,
+``/v1/responses`` by the account's Codex backend (``service/responses.py``),
 anything else with an OpenAI-style 404. Nothing is ever forwarded to the real
 OpenAI with the client's key. Other hosts pass through the proxy untouched,
 without TLS interception.
@@ -34,7 +35,7 @@ from mitmproxy.proxy import mode_specs  # noqa: E402
 
 import patches  # noqa: E402
 from addons.admin import TokenAdmin  # noqa: E402
-from addons.ops import Ops  # noqa: E402
+from addons.ops import OPS, TAIL  # noqa: E402
 from addons.shield import Shield  # noqa: E402
 from errors import (  # noqa: E402
     Chat2ApiError,
@@ -116,6 +117,9 @@ class Chat2Api:
                 # Only then: a responseheaders hook on every flow has a cost
                 # (patches/layer_shim.py answers hooks nobody handles in one pass).
                 self.responseheaders = self._bridge_responseheaders
+                # (and the end of a bridged answer, for its access line: addons/ops.py)
+                self.response = self._bridge_done
+                self.error = self._bridge_done
             for note in settings.warnings:
                 log.warning("chat2api: %s", note)
             if not self._listeners_chosen:
@@ -380,8 +384,14 @@ class Chat2Api:
                 del self._unclaimed[flow.client_conn.id]
         if self.bridge is not None:
             self.bridge.forwarded(token)
+        OPS.answered(flow, streaming=True)
+
+    def _bridge_done(self, flow: http.HTTPFlow) -> None:
+        if BRIDGE_TOKEN in flow.metadata:
+            OPS.finished(flow, flow.error.msg if flow.error else None)
 
     def _stream_ended(self, source: inline_stream.AnswerSource) -> None:
+        OPS.stream_ended(source.flow_id, source.failure)
         streams = self._streaming.get(source.client_id)
         if streams is not None:
             streams.discard(source)
@@ -425,5 +435,6 @@ _admin = TokenAdmin()
 # The shield goes first (addons/shield.py: refusals before anything runs); then the
 # ops addon (request ids, /health, /ready, /metrics, CORS) and the admin addon: on
 # the reverse listener chat2api answers every path it does not own with a 404, so
-# /tokens must be taken before that.
-addons = [Shield(), Ops(), _admin, Chat2Api(_admin)]
+# /tokens must be taken before that. The ops tail goes last: it sees the answers
+# the others made in the request pass (addons/ops.py).
+addons = [Shield(), OPS, _admin, Chat2Api(_admin), TAIL]

@@ -36,11 +36,13 @@ if sys.path[:1] != [str(ROOT)]:
 from mitmproxy import ctx, http  # noqa: E402
 from mitmproxy.proxy.mode_specs import ReverseMode  # noqa: E402
 
+from addons.ops import OPS  # noqa: E402
 from mirror import build_gateway  # noqa: E402
 from mirror.recorder import ConversationIdScanner  # noqa: E402
 from mirror.rewrite import is_event_stream, media_type, rewritable  # noqa: E402
 from mirror.router import Answer, Forward, Gateway, MirrorRequest, json_answer  # noqa: E402
 from mirror.seeds import Seeds  # noqa: E402
+from mirror.sentinel import dialect_runner  # noqa: E402
 from service import runtime as rt  # noqa: E402
 
 log = logging.getLogger("chat2api.mirror")
@@ -101,7 +103,12 @@ class Mirror:
         if runtime is not self._runtime:  # first use, or the settings changed
             self._runtime = runtime
             accounts = runtime.accounts
-            self.gateway = build_gateway(runtime.settings, accounts.store, accounts.pool)
+            runner = None
+            if runtime.settings.no_sentinel and runtime.dialect and runtime.context_for:
+                runner = dialect_runner(runtime.dialect, runtime.http, runtime.context_for)
+            self.gateway = build_gateway(
+                runtime.settings, accounts.store, accounts.pool, sentinel=runner
+            )
         return self.gateway
 
     async def request(self, flow: http.HTTPFlow) -> None:
@@ -143,9 +150,12 @@ class Mirror:
     def _answer(self, flow: http.HTTPFlow, answer: Answer) -> None:
         flow.metadata[TAG] = answer.reason
         flow.response = http.Response.make(answer.status, answer.body, _headers(answer.headers))
+        OPS.answered(flow)  # its x-request-id, its access line (addons/ops.py)
+        OPS.finished(flow)
         if answer.scrub_query:  # `/?token=…`: keep the secret out of logs and dumps
             flow.request.path = flow.request.path.partition("?")[0]
-        log.info(
+        # (The access line with the reason is addons/ops.py's; this one is for debugging.)
+        log.debug(
             "mirror %s %s -> %d (%s)",
             flow.request.method,
             flow.request.path.partition("?")[0],
@@ -157,6 +167,8 @@ class Mirror:
         flow.metadata[TAG] = f"forward:{fwd.upstream}"
         self._forwards[flow] = fwd
         flow.request.headers = _headers(fwd.headers)
+        if fwd.body is not None:  # a switch rewrote it (mirror/switches.py)
+            flow.request.content = fwd.body
         flow.request.url = (
             fwd.url
         )  # in one go: Host follows (docs/mitmproxy.md#re-targeting-a-request)
@@ -182,6 +194,12 @@ class Mirror:
             log.exception("mirror could not rewrite the headers of %s", fwd.path)
 
     def response(self, flow: http.HTTPFlow) -> None:
+        try:
+            self._response(flow)
+        finally:
+            OPS.finished(flow)  # a forwarded answer's access line (addons/ops.py)
+
+    def _response(self, flow: http.HTTPFlow) -> None:
         fwd = self._forwards.pop(flow, None)
         response = flow.response
         if fwd is None or response is None or response.stream or self.gateway is None:
@@ -209,6 +227,7 @@ class Mirror:
 
     def error(self, flow: http.HTTPFlow) -> None:
         self._forwards.pop(flow, None)
+        OPS.finished(flow, flow.error.msg if flow.error else "error")
 
 
 addons = [Mirror()]

@@ -159,10 +159,14 @@ class Shield:
             return
         if not _regular(flow.client_conn):
             return
-        if self._authorised(flow) and flow.request.pretty_host.lower() not in self._intercept():
+        passing = flow.request.pretty_host.lower() not in self._intercept()
+        if self._authorised(flow) and passing:
             await self._check_destination(flow)
         if flow.response is not None:
             early_answer.answer_now(flow, flow.response)
+        elif passing:
+            # Not chat2api's: the body goes on as it comes, never whole in memory.
+            flow.request.stream = True
 
     async def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         if not _regular(data.client) or data.server.address is None or data.server.error:

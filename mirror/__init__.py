@@ -8,12 +8,17 @@
 * :mod:`mirror.bodies`: conversation ids in request bodies, read tolerantly;
 * :mod:`mirror.limits`: per-address limits on new seeds and sign-in refreshes;
 * :mod:`mirror.recorder`: the conversation id in a streamed answer;
+* :mod:`mirror.switches`: the original's ``FORCE_NO_HISTORY``, ``X_SIGN``, ``FILE_HOST``
+  and ``VOICE_HOST``;
+* :mod:`mirror.sentinel`: ``NO_SENTINEL``, the sentinel run server-side;
 * :mod:`mirror.router`: the decision for one request, built by :func:`build_gateway`.
 
 ``addons/mirror.py`` applies the decisions to mitmproxy flows.
 """
 
 from __future__ import annotations
+
+import logging
 
 from accounts.admin import AdminApi
 from accounts.pool import Pool
@@ -23,9 +28,13 @@ from mirror.rewrite import Upstreams
 from mirror.router import Gateway
 from mirror.seedapi import SeedApi
 from mirror.seeds import Seeds
+from mirror.sentinel import Runner, ServerSentinel
+from mirror.switches import Switches, replaced_hosts
 from settings import Settings
 from settings.allow_list import parse_allow_rules
 from settings.ban_list import parse_ban_rules
+
+log = logging.getLogger(__name__)
 
 
 def default_hosts(listen: str) -> tuple[str, ...]:
@@ -35,7 +44,13 @@ def default_hosts(listen: str) -> tuple[str, ...]:
     return (*(() if wildcard else (listen,)), "localhost", "127.0.0.1", "::1")
 
 
-def build_gateway(settings: Settings, store: Store, pool: Pool) -> Gateway:
+def build_gateway(
+    settings: Settings, store: Store, pool: Pool, *, sentinel: Runner | None = None
+) -> Gateway:
+    """``sentinel`` runs the real exchange for ``NO_SENTINEL`` (the API path's, see
+    :func:`mirror.sentinel.dialect_runner`); without it the switch cannot work."""
+    if settings.no_sentinel and sentinel is None:
+        log.warning("no_sentinel is on, but no sentinel runner was given: it has no effect")
     seeds = Seeds(
         store,
         pool,
@@ -57,6 +72,12 @@ def build_gateway(settings: Settings, store: Store, pool: Pool) -> Gateway:
         hosts=settings.gateway_hosts or default_hosts(settings.host),
         seeds=seeds,
         seed_api=SeedApi(seeds, AdminApi(pool, admin_key=settings.admin_key)),
+        switches=Switches(
+            force_no_history=settings.force_no_history,
+            x_sign=settings.x_sign,
+            hosts=replaced_hosts(settings.file_host, settings.voice_host),
+            sentinel=ServerSentinel(sentinel) if settings.no_sentinel and sentinel else None,
+        ),
     )
 
 

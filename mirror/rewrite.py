@@ -125,12 +125,23 @@ class Upstreams:
 
 class HostRewriter:
     """Replaces upstream origins by the gateway's origin in text (also JSON-escaped
-    ``https:\\/\\/host``), only where the host name ends (not ``chatgpt.community``)."""
+    ``https:\\/\\/host``), only where the host name ends (not ``chatgpt.community``).
 
-    def __init__(self, host_map: Iterable[tuple[str, str]]) -> None:
+    ``hosts`` maps a host name to an address of the operator's (``FILE_HOST``,
+    ``VOICE_HOST``): the name is replaced wherever it stands alone, with or without a
+    scheme; ``https://name`` becomes the address, ``wss://name`` keeps its WebSocket
+    scheme, a bare ``name`` becomes the address's host (docs/mirror-switches.md).
+    """
+
+    def __init__(
+        self, host_map: Iterable[tuple[str, str]], hosts: Mapping[str, str] | None = None
+    ) -> None:
+        self._hosts = {name.lower(): url.rstrip("/") for name, url in (hosts or {}).items()}
         self._mounts: dict[str, str] = {}
         alternatives = []
         for origin, mount in host_map:
+            if urlsplit(origin).hostname in self._hosts:
+                continue  # the operator's address wins
             escaped = origin.replace("/", "\\/")
             self._mounts[origin] = mount
             self._mounts[escaped] = mount
@@ -138,8 +149,31 @@ class HostRewriter:
         alternatives.sort(key=len, reverse=True)
         body = "|".join(re.escape(a) for a in alternatives)
         self._pattern = re.compile(f"(?:{body})(?![A-Za-z0-9.-])", re.IGNORECASE)
+        names = "|".join(re.escape(n) for n in sorted(self._hosts, key=len, reverse=True))
+        self._named = (
+            re.compile(
+                rf"(?<![A-Za-z0-9.-])(?:(https?|wss?):(\\?/\\?/))?({names})(?![A-Za-z0-9.-])",
+                re.IGNORECASE,
+            )
+            if names
+            else None
+        )
+
+    def _named_sub(self, m: re.Match[str]) -> str:
+        target = urlsplit(self._hosts[m.group(3).lower()])
+        scheme, slashes = m.group(1), m.group(2)
+        if scheme is None:
+            return target.netloc
+        if scheme.lower().startswith("ws"):
+            scheme = "wss" if target.scheme == "https" else "ws"
+        else:
+            scheme = target.scheme
+        path = target.path.replace("/", "\\/") if "\\" in slashes else target.path
+        return f"{scheme}:{slashes}{target.netloc}{path}"
 
     def rewrite(self, text: str, gateway: str) -> str:
+        if self._named is not None:
+            text = self._named.sub(self._named_sub, text)
         escaped_gateway = gateway.replace("/", "\\/")
 
         def sub(m: re.Match[str]) -> str:

@@ -60,6 +60,8 @@ from mirror.rewrite import (
 )
 from mirror.seedapi import SeedApi
 from mirror.seeds import Identity, LoginFailed, Seeds
+from mirror.sentinel import SentinelFailed, browser_answer, with_tokens
+from mirror.switches import CONVERSATION_POST, Switches, without_history
 from settings.allow_list import AllowRule
 from settings.ban_list import BanRule
 from settings.host_names import split_host
@@ -70,7 +72,6 @@ SESSION_BEARER = "chat2api-session"
 COOKIE_MAX_AGE = 400 * 24 * 3600  # the longest lifetime browsers keep (RFC 6265bis)
 LIST_PAGE = 100  # the backend's largest conversation page
 _HOST = re.compile(r"[A-Za-z0-9.-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
-_CONVERSATION_POST = re.compile(r"^/backend-api/(?:f/)?conversation$")
 _READS = ("GET", "HEAD", "OPTIONS")
 _SECURITY = [
     ("cache-control", "no-store"),
@@ -156,6 +157,8 @@ class Forward:
     window: ListWindow | None = None  # filter a conversation list to these ids
     rewrite_json: bool = True
     reason: str = "forward"
+    conversation: bool = False  # a new turn: the switches apply (mirror/switches.py)
+    body: bytes | None = None  # replaces the request body when set
     path: str = field(default="")
 
     def __repr__(self) -> str:
@@ -297,6 +300,7 @@ class Gateway:
         seed_api: SeedApi,
         hosts: Sequence[str] = ("localhost", "127.0.0.1", "::1"),
         allowed: Sequence[AllowRule] = (),
+        switches: Switches | None = None,
     ) -> None:
         self.upstreams = upstreams
         self.rules = tuple(rules)
@@ -305,7 +309,8 @@ class Gateway:
         self.hosts = frozenset(n for n in names if n is not None)
         self.seeds = seeds
         self.seed_api = seed_api
-        self.rewriter = HostRewriter(upstreams.host_map())
+        self.switches = switches or Switches()
+        self.rewriter = HostRewriter(upstreams.host_map(), dict(self.switches.hosts))
 
     # -- requests ------------------------------------------------------------------
     def host_allowed(self, host: str) -> bool:
@@ -353,7 +358,20 @@ class Gateway:
             if isinstance(refused, Answer):
                 return refused
             window = refused
-        return self._forward(req, method, path, identity, window, bearer=sent_bearer)
+        sentinel = self.switches.sentinel
+        if sentinel is not None and method == "POST":  # NO_SENTINEL (mirror/sentinel.py)
+            fake = browser_answer(as_backend_api(path).match)
+            if fake is not None:
+                sentinel.prefetch(identity.credential)
+                return json_answer(200, fake, "sentinel")
+        fwd = self._forward(req, method, path, identity, window, bearer=sent_bearer)
+        if sentinel is not None and fwd.conversation:
+            try:
+                tokens = await sentinel.tokens(identity.credential)
+            except SentinelFailed:
+                return json_answer(403, {"detail": "Sentinel failed"}, "sentinel failed")
+            fwd = replace(fwd, headers=with_tokens(fwd.headers, tokens))
+        return fwd
 
     async def _local(self, req: MirrorRequest, method: str, path: CanonicalPath) -> Answer | None:
         m = path.match
@@ -484,9 +502,11 @@ class Gateway:
             path = replace(path, query=urlencode(query))
         upstream, url = self.upstreams.pick(path)
         rule_path = as_backend_api(path)
-        record = None
-        if method == "POST" and _CONVERSATION_POST.match(rule_path.match):
-            record = identity.key
+        turn = method == "POST" and CONVERSATION_POST.match(rule_path.match) is not None
+        record = identity.key if turn else None
+        body = None
+        if turn and identity.restricted and self.switches.force_no_history:
+            body = without_history(req.body)
         gw = gateway_origin(req)
         cred = identity.credential
         headers = request_headers(
@@ -507,6 +527,8 @@ class Gateway:
             secure=req.secure,
             record_for=record,
             window=window,
+            conversation=turn,
+            body=body,
             rewrite_json=not rule_path.match.startswith("/backend-api/conversation/"),
             path=path.forward,
         )
@@ -515,9 +537,10 @@ class Gateway:
     def response_headers(
         self, fwd: Forward, fields: Sequence[tuple[str, str]]
     ) -> list[tuple[str, str]]:
-        return response_headers(
+        out = response_headers(
             fields, rewriter=self.rewriter, gateway_origin=fwd.gateway_origin, secure=fwd.secure
         )
+        return out + self.switches.answer_headers() if fwd.conversation else out
 
     def wants_body(self, fwd: Forward, content_type: str) -> bool:
         """Whether the answer is buffered (to rewrite it) rather than streamed."""

@@ -10,6 +10,7 @@ per-value lock; every label set is bounded (routes are normalised by
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -95,14 +96,26 @@ class Metrics:
             "chat2api_completion_tokens", "Completion tokens of answered requests.", registry=r
         )
 
+        # Label children by key: a plain dict lookup per request instead of the
+        # library's labels() (which validates, builds a key and takes a lock).
+        self._by_request: dict[tuple[str, int, str], Any] = {}
+        self._by_route: dict[str, tuple[Any, Any]] = {}
+
     # -- called on the request path -----------------------------------------------
     def request_done(
         self, route: str, status: int, backend: str, ttfb: float | None, duration: float
     ) -> None:
-        self.requests.labels(route, str(status), backend).inc()
+        key = (route, status, backend)
+        counter = self._by_request.get(key)
+        if counter is None:
+            counter = self._by_request[key] = self.requests.labels(route, str(status), backend)
+        counter.inc()
+        pair = self._by_route.get(route)
+        if pair is None:
+            pair = self._by_route[route] = (self.ttfb.labels(route), self.duration.labels(route))
         if ttfb is not None:
-            self.ttfb.labels(route).observe(ttfb)
-        self.duration.labels(route).observe(duration)
+            pair[0].observe(ttfb)
+        pair[1].observe(duration)
 
     def backend_error(self, kind: str) -> None:
         self.backend_errors.labels(kind).inc()

@@ -2,7 +2,8 @@
 (patch ``inline_stream``).
 
 mitmproxy (11 and 12) streams only responses it reads from a server; a response
-an addon sets in ``request`` leaves in one piece. Going through a loopback
+an addon sets in ``request`` leaves in one piece
+(``docs/mitmproxy.md#answers-made-by-an-addon``). Going through a loopback
 server instead (service/bridge.py, what chat2api does without this patch) costs
 a second HTTP connection per request (parsing, chunk framing, socket calls and
 server hooks on both ends), which was the largest part of chat2api's CPU per
@@ -175,6 +176,11 @@ def attach(flow: http.HTTPFlow, source: AnswerSource) -> None:
     else:  # HTTP/1.0: the end of the body is the end of the connection.
         response.headers["connection"] = "close"
     _pending[flow.id] = source
+
+
+def is_attached(flow_id: str) -> bool:
+    """Whether ``flow_id``'s response is an attached answer not yet sent (addons/ops.py)."""
+    return flow_id in _pending
 
 
 def detach(flow_id: str) -> AnswerSource | None:

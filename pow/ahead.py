@@ -48,5 +48,10 @@ class AheadOfTime:
         return made
 
     def _prepare(self, profile: Hashable) -> None:
+        # Keys carry the site's page too (upstream/classic.py): when it changes, the
+        # pairs made for the old one would never be taken, so stale ones go here.
+        now = self._clock()
+        for key in [k for k, (at, _) in self._ready.items() if now - at > self._max_age]:
+            del self._ready[key]
         if profile not in self._ready:
-            self._ready[profile] = (self._clock(), self._make(profile, self._rng))
+            self._ready[profile] = (now, self._make(profile, self._rng))

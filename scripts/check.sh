@@ -8,6 +8,8 @@ export PYTHONPATH="$(pwd)${PYTHONPATH:+:$PYTHONPATH}"
 export CHAT2API_CLIENT_PYTHON="$(pwd)/.venv-clients/bin/python"
 VENV=${CHAT2API_VENV:-.venv}
 bash scripts/system-deps.sh
+# Codex CLI (npm, pinned) for tests/test_e2e_codex_cli.py, in .cache/codex-cli.
+sh scripts/codex-cli.sh >/dev/null
 if [ -z "${CHAT2API_TESTS_ONLY:-}" ]; then
   echo "== format"; .venv/bin/ruff format --check .
   echo "== lint";   .venv/bin/ruff check .

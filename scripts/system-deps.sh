@@ -11,6 +11,8 @@ command -v curl >/dev/null || need+=(curl)
 command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || need+=(redis-server)
 # The load balancer of the scale-out test (tests/test_e2e_scaleout.py, deploy/haproxy.cfg).
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+# npm fetches Codex CLI for its end-to-end test (scripts/codex-cli.sh).
+command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "chat2api: installing ${need[*]}" >&2
   if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi

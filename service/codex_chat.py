@@ -23,7 +23,7 @@ from typing import Any
 
 from errors import Chat2ApiError, ModelNotFound, UpstreamError
 from service.completions import Answer, CompletionService, error_answer, usage_for
-from service.responses import ResponsesService, _Web
+from service.responses import ResponsesService, UseWebConversation
 from settings.model_table import ModelTable
 from translator import chunks as oa
 from translator.codex_chat import CallArgs, CallStart, ChatEvents, End, chat_usage, responses_body
@@ -80,11 +80,11 @@ class CodexChat:
         body = json.dumps(responses_body(req, model=model.slug)).encode()
         rreq = parse_responses_request(body, max_body_bytes=len(body) + 1)
         try:
-            primed = await self.responses._codex_prime(rreq, model.slug, [], bearer, account)
-        except _Web:
+            primed = await self.responses.prime_codex(rreq, model.slug, [], bearer, account)
+        except UseWebConversation:
             log.info("the Codex backend cannot answer this chat request: the web path answers")
             return None
-        events = self.responses._codex_events(primed)
+        events = self.responses.codex_events(primed)
         if req.stream:
             return self._stream(req, model, events), primed.ctx.label
         return await self._whole(req, model, events), primed.ctx.label

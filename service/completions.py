@@ -11,7 +11,9 @@ The order of work:
 4. stream (or gather) the translated pieces as OpenAI chunks, counting usage.
 
 Throughout 3 and 4, a backend stream that breaks or stalls before its end is
-resumed where it stopped when the dialect can do it (``_backend_chunks``).
+resumed where it stopped when the dialect can do it, and a turn the backend
+hands off to another stream is followed there (``_backend_chunks``,
+docs/stream-handoff.md).
 """
 
 from __future__ import annotations
@@ -119,6 +121,9 @@ class Primed:
     turn: Turn | None = None
     #: The model that answered when ChatGPT switched away from the one asked for.
     switched: str | None = None
+    #: Stream handoffs followed so far, and whether one waits to be followed now.
+    handoffs: int = 0
+    follow_now: bool = False
 
     def reported(self, model: ResolvedModel) -> str:
         """The ``model`` of the answer: the one that answered, if it was switched."""
@@ -233,7 +238,11 @@ class CompletionService:
         primed = Primed(
             stream=turn.stream,
             turn=turn,
-            translation=Translation(inline_reasoning=self.limits.inline_reasoning),
+            # With emulated tools, ChatGPT's own tool traffic is reasoning, not the answer.
+            translation=Translation(
+                inline_reasoning=self.limits.inline_reasoning,
+                quiet_tools=req.options.calls_allowed,
+            ),
             pieces=[],
             ctx=ctx,
             credential=credential,
@@ -245,7 +254,7 @@ class CompletionService:
             # finaliser later, at the cost of a wake-up of its own)
             async with contextlib.aclosing(self._backend_chunks(primed)) as chunks:
                 async for chunk in chunks:
-                    pieces.extend(translation.feed(chunk))
+                    pieces.extend(self._unless_followed(primed, translation.feed(chunk)))
                     if any(_is_first_output(p) for p in pieces):
                         break
                 else:
@@ -326,6 +335,8 @@ class CompletionService:
             async with contextlib.aclosing(self._backend_chunks(primed)) as chunks:
                 async for chunk in chunks:
                     batch = primed.translation.feed(chunk)
+                    if batch and type(batch[-1]) is tr.Pending:  # (the hot path skips a call)
+                        batch = self._unless_followed(primed, batch)
                     if batch:
                         yield batch
                     if time.monotonic() > primed.deadline:
@@ -366,17 +377,33 @@ class CompletionService:
                         yield chunk
             except UpstreamError as e:  # the stream broke or stalled
                 error = e
-            if translation.finished or translation.saw_done:
+            if self._follows(primed):
+                # The turn goes on in another stream: read it from its start, as the
+                # page does (docs/stream-handoff.md), however this one ended.
+                handoff = translation.handoff
+                translation.follow_handoff()
+                primed.handoffs += 1
+                primed.follow_now = True
+                failures = 0
+                log.info(
+                    "ChatGPT handed conversation %s off (%s); following it",
+                    translation.conversation_id,
+                    ", ".join(str(o.get("type")) for o in handoff.options) if handoff else "",
+                )
+            elif translation.finished or translation.saw_done:
                 if error is not None:
                     raise error
                 return
-            if translation.events_consumed > consumed:
+            elif translation.events_consumed > consumed:
                 failures = 0  # the page's counter resets on every event received
             resumed = None
             resumable = primed.turn is not None and primed.turn.resumer is not None
             if resumable:
                 await primed.stream.close()
-            while resumable and resumed is None and failures < self.limits.resume_attempts:
+            # A handoff is followed even with resuming turned off: it is no retry, the
+            # answer is only there.
+            attempts = self.limits.resume_attempts or (1 if primed.follow_now else 0)
+            while resumable and resumed is None and failures < attempts:
                 failures += 1
                 try:
                     resumed = await self._resume(primed, failures, error)
@@ -386,6 +413,11 @@ class CompletionService:
                 except Chat2ApiError as e:
                     log.info("resume attempt %d failed: %s", failures, e.message)
             if resumed is None:
+                if primed.follow_now:
+                    raise UpstreamError(
+                        "ChatGPT handed the answer off to another stream, and "
+                        "/f/conversation/resume would not serve it"
+                    )
                 if error is not None:
                     raise error
                 return  # the caller's translation.finish() reports the early end
@@ -404,17 +436,48 @@ class CompletionService:
         conversation_id = translation.conversation_id
         if conversation_id is None and token is not None:
             conversation_id = token.conversation_id
-        if resumer is None or token is None or not conversation_id:
+        offset = translation.events_consumed
+        # Without a token the page tries offset 0 only, sending "no-token"
+        # (chatgpt-backend-2026.md §2.6, docs/stream-handoff.md).
+        if resumer is None or (token is None and offset) or not conversation_id:
             raise ResumeRefused("this turn cannot be resumed")
+        # A handoff is followed at once; a broken stream after the page's backoff:
         # min(300 * 1.5^(n-1), 5000) ms, times U[0.5, 1) (docs/backend-2026.md#resume).
-        delay = min(0.3 * 1.5 ** (attempt - 1), 5.0) * self.rng.uniform(0.5, 1.0)
+        delay = 0.0 if primed.follow_now and attempt == 1 else self._backoff(attempt)
         if time.monotonic() + delay >= primed.deadline:
             raise ResumeRefused("no time is left to resume the answer")
         await asyncio.sleep(delay)
-        offset = translation.events_consumed
-        why = cause.message if cause is not None else "the stream ended before [DONE]"
+        if primed.follow_now:
+            why = "following a stream handoff"
+        else:
+            why = cause.message if cause is not None else "the stream ended before [DONE]"
         log.info("resuming conversation %s at event %d (%s)", conversation_id, offset, why)
-        return await resumer(conversation_id=conversation_id, offset=offset, token=token.token)
+        stream = await resumer(
+            conversation_id=conversation_id,
+            offset=offset,
+            token=token.token if token is not None else "no-token",
+        )
+        primed.follow_now = False
+        return stream
+
+    def _backoff(self, attempt: int) -> float:
+        return min(0.3 * 1.5 ** (attempt - 1), 5.0) * self.rng.uniform(0.5, 1.0)
+
+    def _follows(self, primed: Primed) -> bool:
+        """Whether this turn's stream handed off and the dialect can follow it."""
+        return (
+            primed.translation.handoff is not None
+            and primed.turn is not None
+            and primed.turn.resumer is not None
+            and primed.handoffs < _MAX_HANDOFFS
+        )
+
+    def _unless_followed(self, primed: Primed, batch: list[Any]) -> list[Any]:
+        """``batch`` without the Pending end of a handoff that will be followed."""
+        if batch and isinstance(batch[-1], tr.Pending) and batch[-1].kind == "handoff":
+            if self._follows(primed):
+                return batch[:-1]
+        return batch
 
     async def _follow(self, primed: Primed, pending: Any) -> AsyncIterator[Any]:
         """An asynchronous image turn: the stream is over, the images come by polling."""
@@ -552,15 +615,17 @@ class CompletionService:
 
 
 _TERMINAL = (tr.Finish, tr.Failure, tr.Pending)
+#: Handoffs followed in one turn before the next one is taken as a failure.
+_MAX_HANDOFFS = 3
 
 
 def _terminal(piece: Any) -> Any:
-    """A Pending end (the answer continues elsewhere) is a failure for now."""
+    """A Pending end that is not followed (a handoff the dialect cannot resume) fails."""
     if isinstance(piece, tr.Pending):
         return tr.Failure(
             error=UpstreamError(
-                f"the ChatGPT backend moved the answer elsewhere ({piece.kind}); "
-                "chat2api cannot follow it yet"
+                f"the ChatGPT backend moved the answer elsewhere ({piece.kind}) "
+                "and this backend dialect cannot follow it"
             )
         )
     return piece

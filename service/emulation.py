@@ -332,6 +332,8 @@ def judge(turn: Turn, opts: Options) -> Verdict | None:
     text = "".join(turn.raw)
     sandbox = _SANDBOX.search(text) is not None
     if opts.call_required:
+        # (ChatGPT's own tool traffic is reasoning while tools are emulated: look there too.)
+        sandbox = sandbox or _SANDBOX.search("".join(turn.reasoning)) is not None
         return Verdict(
             kind="sandbox" if sandbox else "missing_call",
             code="tool_call_missing",

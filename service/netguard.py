@@ -76,10 +76,13 @@ async def resolve(host: str, port: int) -> list[Address]:
     return out
 
 
-def host_listed(host: str, port: int, listed: Iterable[str]) -> bool:
-    """Whether ``host`` or ``host:port`` is on an allow list (lower-case entries)."""
+def host_listed(host: str, port: int, listed: Iterable[str], *, exact: bool = False) -> bool:
+    """Whether ``host`` or ``host:port`` (only the latter if ``exact``) is on an
+    allow list of lower-case entries."""
     host = host.lower().strip("[]")
-    names = {host, f"{host}:{port}", f"[{host}]:{port}"}
+    names = {f"{host}:{port}", f"[{host}]:{port}"}
+    if not exact:
+        names.add(host)
     return any(entry in names for entry in listed)
 
 
@@ -94,3 +97,27 @@ def is_local(ip: Address) -> bool:
     except OSError:
         return False
     return True
+
+
+class UrlGuard:
+    """The media fetcher's address check (service/uploads.py), with an allow-list."""
+
+    def __init__(self, allow_hosts: tuple[str, ...]) -> None:
+        self.allow_hosts = frozenset(h.lower() for h in allow_hosts)
+
+    def allowed(self, host: str, port: int) -> bool:
+        host = host.lower()
+        return host in self.allow_hosts or f"{host}:{port}" in self.allow_hosts
+
+    async def addresses(self, host: str, port: int) -> list[str]:
+        """The addresses to connect to; raises ValueError if any is forbidden."""
+        found = await resolve(host, port)
+        if self.allowed(host, port):
+            return [str(a) for a in found]
+        bad = [a for a in found if forbidden_address(a)]
+        if bad or not found:
+            raise ValueError(
+                f"the host {host!r} resolves to {bad[0] if bad else 'nothing'}, a local or "
+                "private address this server does not fetch from"
+            )
+        return [str(a) for a in found]

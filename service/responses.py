@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from accounts.pool import Credential, Outcome, Pool
 from errors import Chat2ApiError, NotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from ops import requestid
 from service.completions import Accounts, Answer, CompletionService, error_answer
 from service.emulation import Emulation, turn_events
 from service.responsestore import ResponseStore, StoredResponse, owner_of
@@ -70,6 +71,8 @@ Mode = Literal["auto", "always", "never"]
 CODEX_LIMIT_KEY = "codex"
 #: How long an account the Codex backend refused for a model stays on the web path.
 PLAN_MEMORY = 24 * 3600.0
+#: How long the end of a Codex stream is awaited after its terminal event.
+DRAIN_SECONDS = 0.5
 
 SSE_HEADERS = {
     "content-type": "text/event-stream; charset=utf-8",
@@ -101,8 +104,18 @@ class CodexPrimed:
     deadline: float
 
 
-class _Web(Exception):
-    """Answer on the web conversation instead."""
+@dataclass(frozen=True, kw_only=True)
+class _Turn:
+    """One request as the answer and its storage see it."""
+
+    req: ResponsesRequest
+    history: list[dict[str, Any]]
+    owner: str
+    cache_key: str
+
+
+class UseWebConversation(Exception):
+    """Raised by :meth:`ResponsesService.prime_codex`: answer on the web conversation."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,7 +164,10 @@ class ResponsesService:
     ) -> Answer | Streamed:
         req = parse_responses_request(body, max_body_bytes=self.limits.max_body_bytes)
         owner = owner_of(bearer)
+        response_id = new_id("resp_")
         history: list[dict[str, Any]] = []
+        # One prompt cache key for a whole chain of responses (cache affinity).
+        cache_key = response_id
         if req.previous_response_id is not None:
             previous = await self.store.get(req.previous_response_id)
             if previous is None or not previous.owned_by(owner):
@@ -161,21 +177,26 @@ class ResponsesService:
                     code="previous_response_not_found",
                 )
             history = previous.history()
+            cache_key = previous.cache_key or cache_key
+        cache_key = req.prompt_cache_key or cache_key
+        turn = _Turn(req=req, history=history, owner=owner, cache_key=cache_key)
         account_header = headers.get("chatgpt-account-id")
         if self.mode != "never":
             model = resolve_model(self.codex_models, req.model, unknown=self.unknown_model)
             try:
-                primed = await self._codex_prime(req, model.slug, history, bearer, account_header)
-            except _Web:
+                primed = await self.prime_codex(
+                    req, model.slug, history, bearer, account_header, cache_key=cache_key
+                )
+            except UseWebConversation:
                 pass
             else:
-                encoder = self._encoder(req, model.reported)
-                events = self._codex_events(primed)
-                return await self._answer(req, encoder, events, history, owner, primed.ctx.label)
+                encoder = self._encoder(req, model.reported, response_id)
+                events = self.codex_events(primed)
+                return await self._answer(turn, encoder, events, primed.ctx.label)
         refusal = web_refusal(req, history)
         if refusal is not None:
             raise refusal
-        return await self._web(req, history, owner, bearer, account_header)
+        return await self._web(turn, bearer, account_header, response_id)
 
     async def retrieve(self, response_id: str, bearer: str | None) -> dict[str, Any]:
         return (await self._owned(response_id, bearer)).response
@@ -208,90 +229,118 @@ class ResponsesService:
 
     # -- the Codex backend -----------------------------------------------------------
 
-    async def _codex_prime(
+    async def prime_codex(
         self,
         req: ResponsesRequest,
         slug: str,
         history: list[dict[str, Any]],
         bearer: str | None,
         account_header: str | None,
+        *,
+        cache_key: str | None = None,
     ) -> CodexPrimed:
-        """A primed Codex stream, retrying on other accounts; raises _Web to fall back."""
+        """A primed Codex stream, retrying on other accounts (UseWebConversation: fall back).
+
+        With ``auto``, accounts whose plan the Codex backend refuses for ``slug``
+        (now, or remembered) are passed over; if no other account answers, the web
+        conversation does.
+        """
         session = self.accounts.session(bearer, account_header, None, model=CODEX_LIMIT_KEY)
         deadline = time.monotonic() + self.limits.total_timeout
         last_error: Chat2ApiError | None = None
+        refused = False
+        auto = self.mode == "auto"
         while (credential := await session.next()) is not None:
             if credential.access_token is None:
-                raise _Web  # no account: the web conversation (anonymous)
-            if self.mode == "auto" and await self.pool.remembered(
-                plan_key(slug), credential.entry_id
-            ):
-                raise _Web
-            ctx = self.make_context(credential, self.rng)
-            keep_reasoning = True
-            while True:
-                body = codex_body(req, slug=slug, history=history, keep_reasoning=keep_reasoning)
-                try:
-                    async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
-                        primed = await self._attempt(ctx, body, deadline)
-                except TimeoutError:
-                    await session.report(Outcome.TIMEOUT, detail="total deadline")
-                    raise UpstreamTimeout(
-                        "the Codex backend did not answer within the total deadline"
-                    ) from None
-                except Chat2ApiError as e:
-                    self.pool.note_codex(credential.entry_id, getattr(e, "limits", None))
-                    why = codex_reason(e)
-                    if why == FOREIGN_REASONING and keep_reasoning:
-                        keep_reasoning = False  # made by another account: leave it out
-                        continue
-                    if why == PLAN_REFUSED and self.mode == "auto":
-                        log.info("Codex refused %r for %s: %s", credential, slug, e.message)
-                        await self.pool.remember(
-                            plan_key(slug), credential.entry_id, PLAN_MEMORY, e.message[:120]
-                        )
-                        raise _Web from None
-                    outcome = outcome_of(e)
-                    log.info(
-                        "Codex attempt %d as %r failed: %s (%s)",
-                        session.attempts,
-                        credential,
-                        e.message,
-                        outcome.value if outcome else "not retried",
+                raise UseWebConversation  # no account: the web conversation (anonymous)
+            if auto and await self.pool.remembered(plan_key(slug), credential.entry_id):
+                refused = True
+                continue
+            try:
+                primed = await self._on_account(req, slug, history, credential, deadline, cache_key)
+            except TimeoutError:
+                await session.report(Outcome.TIMEOUT, detail="total deadline")
+                raise UpstreamTimeout(
+                    "the Codex backend did not answer within the total deadline"
+                ) from None
+            except Chat2ApiError as e:
+                self.pool.note_codex(credential.entry_id, getattr(e, "limits", None))
+                if auto and codex_reason(e) == PLAN_REFUSED:
+                    log.info("Codex refused %r for %s: %s", credential, slug, e.message)
+                    await self.pool.remember(
+                        plan_key(slug), credential.entry_id, PLAN_MEMORY, e.message[:120]
                     )
-                    if outcome is None:
-                        raise
-                    retry_after = getattr(e, "retry_after", None)
-                    await session.report(outcome, clears_in=retry_after, detail=e.message[:200])
-                    last_error = e
-                    break
-                self.pool.note_codex(credential.entry_id, limit_headers(primed.stream.headers))
-                await session.report(Outcome.OK)
-                return primed
+                    refused = True
+                    continue
+                outcome = outcome_of(e)
+                log.info(
+                    "Codex attempt %d as %r failed: %s (%s)",
+                    session.attempts,
+                    credential,
+                    e.message,
+                    outcome.value if outcome else "not retried",
+                )
+                if outcome is None:
+                    raise
+                retry_after = getattr(e, "retry_after", None)
+                await session.report(outcome, clears_in=retry_after, detail=e.message[:200])
+                last_error = e
+                continue
+            await session.report(Outcome.OK)
+            return primed
+        if refused:
+            raise UseWebConversation
         if last_error is None:
             raise UpstreamUnavailable("no account is available for this request")
         raise last_error
+
+    async def _on_account(
+        self,
+        req: ResponsesRequest,
+        slug: str,
+        history: list[dict[str, Any]],
+        credential: Credential,
+        deadline: float,
+        cache_key: str | None = None,
+    ) -> CodexPrimed:
+        """One account's attempt; sent again without reasoning items the backend
+        cannot read (their encrypted content was made by another account)."""
+        ctx = self.make_context(credential, self.rng)
+        for keep_reasoning in (True, False):
+            body = codex_body(
+                req,
+                slug=slug,
+                history=history,
+                keep_reasoning=keep_reasoning,
+                cache_key=cache_key,
+            )
+            try:
+                async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                    return await self._attempt(ctx, body, deadline)
+            except Chat2ApiError as e:
+                if not keep_reasoning or codex_reason(e) != FOREIGN_REASONING:
+                    raise
+        raise AssertionError("unreachable")
 
     async def _attempt(
         self, ctx: TurnContext, body: dict[str, Any], deadline: float
     ) -> CodexPrimed:
         stream = await self.codex.open(ctx, body)
+        requestid.note(backend="codex", account=ctx.label)  # metrics and the access line
+        self.pool.note_codex(ctx.credential.entry_id, limit_headers(stream.headers))
         primed = CodexPrimed(
             stream=stream, decoder=Decoder(), events=[], ctx=ctx, deadline=deadline
         )
         try:
-            async for chunk in stream.chunks(idle_timeout=self._idle(deadline)):
-                batch = primed.decoder.feed(chunk)
-                primed.events.extend(batch)  # (all of it: what follows is not read again)
-                for event in batch:
-                    if isinstance(event, Failed):
-                        raise failure_error(event.error)
-                    if isinstance(event, ItemAdded) or event.type.endswith(".delta"):
-                        return primed
-                    if event.type in ("response.completed", "response.incomplete"):
+            chunks = stream.chunks(idle_timeout=self._idle(deadline))
+            async with contextlib.aclosing(chunks):
+                async for chunk in chunks:
+                    batch = primed.decoder.feed(chunk)
+                    primed.events.extend(batch)  # (all of it: what follows is not read again)
+                    if _primed(batch):
                         return primed
             primed.events.extend(primed.decoder.finish())
-            if any(e.type in ("response.completed", "response.incomplete") for e in primed.events):
+            if _primed(primed.events):
                 return primed
             raise UpstreamError("the Codex backend stream ended before any answer")
         except BaseException:
@@ -301,7 +350,7 @@ class ResponsesService:
     def _idle(self, deadline: float) -> float:
         return min(self.limits.idle_timeout, max(0.1, deadline - time.monotonic()))
 
-    async def _codex_events(self, primed: CodexPrimed) -> AsyncGenerator[Event, None]:
+    async def codex_events(self, primed: CodexPrimed) -> AsyncGenerator[Event, None]:
         """Every event of a primed stream; a broken stream raises (after what it sent)."""
         try:
             for event in primed.events:
@@ -320,13 +369,9 @@ class ResponsesService:
     # -- the web conversation ---------------------------------------------------------
 
     async def _web(
-        self,
-        req: ResponsesRequest,
-        history: list[dict[str, Any]],
-        owner: str,
-        bearer: str | None,
-        account_header: str | None,
+        self, turn: _Turn, bearer: str | None, account_header: str | None, response_id: str
     ) -> Answer | Streamed:
+        req, history = turn.req, turn.history
         raw = json.dumps(chat_body(req, history)).encode()
         chat = parse_chat_request(raw, max_body_bytes=max(len(raw), self.limits.max_body_bytes))
         model = resolve_model(self.web_models, req.model, unknown=self.unknown_model)
@@ -340,12 +385,12 @@ class ResponsesService:
                     "built-in tools left out on the web conversation: %s",
                     ", ".join(sorted(set(req.builtin_tools))),
                 )
-            turn = await self.emulation.judged(
+            judged = await self.emulation.judged(
                 chat, model, bearer=bearer, header_account_id=account_header, blobs=blobs
             )
-            encoder = self._encoder(req, model.reported)
-            emulated = turn_events(turn, req, chat, model.reported)
-            return await self._answer(req, encoder, emulated, history, owner, "web")
+            encoder = self._encoder(req, model.reported, response_id)
+            emulated = turn_events(judged, req, chat, model.reported)
+            return await self._answer(turn, encoder, emulated, "web")
         primed = await self.completions.prime(
             chat, model, bearer=bearer, header_account_id=account_header, blobs=blobs
         )
@@ -378,31 +423,30 @@ class ResponsesService:
                         for event in web.text(content):
                             yield event
 
-        encoder = self._encoder(req, model.reported)
-        return await self._answer(req, encoder, events(), history, owner, primed.ctx.label)
+        encoder = self._encoder(req, model.reported, response_id)
+        return await self._answer(turn, encoder, events(), primed.ctx.label)
 
     # -- the two answer shapes ----------------------------------------------------------
 
-    def _encoder(self, req: ResponsesRequest, model: str) -> ResponseEncoder:
-        return ResponseEncoder(response_id=new_id("resp_"), model=model, echo=req.echo())
+    def _encoder(self, req: ResponsesRequest, model: str, response_id: str) -> ResponseEncoder:
+        return ResponseEncoder(response_id=response_id, model=model, echo=req.echo())
 
     async def _answer(
         self,
-        req: ResponsesRequest,
+        turn: _Turn,
         encoder: ResponseEncoder,
         events: AsyncGenerator[Event, None],
-        history: list[dict[str, Any]],
-        owner: str,
         account: str,
     ) -> Answer | Streamed:
-        if req.stream:
-            body = self._stream(req, encoder, events, history, owner)
+        if turn.req.stream:
+            body = self._stream(turn, encoder, events)
             return Streamed(headers=dict(SSE_HEADERS), body=body, account=account)
         async with contextlib.aclosing(events) as stream:
             try:
                 async for event in stream:
                     encoder.event(event)
                     if encoder.ended:
+                        await _drain(stream)
                         break
             except Chat2ApiError as e:
                 return error_answer(e)
@@ -414,18 +458,13 @@ class ResponsesService:
         if isinstance(terminal, Failed):
             return error_answer(failure_error(terminal.error))
         response = encoder.final()
-        await self._save_quietly(req, encoder, history, owner)
+        await self._save_quietly(turn, encoder)
         return Answer(
             status=200, headers={"content-type": "application/json"}, body=json_bytes(response)
         )
 
     async def _stream(
-        self,
-        req: ResponsesRequest,
-        encoder: ResponseEncoder,
-        events: AsyncGenerator[Event, None],
-        history: list[dict[str, Any]],
-        owner: str,
+        self, turn: _Turn, encoder: ResponseEncoder, events: AsyncGenerator[Event, None]
     ) -> AsyncIterator[bytes]:
         """The client's SSE body: one terminal event, then the end."""
         async with contextlib.aclosing(events) as stream:
@@ -435,8 +474,9 @@ class ResponsesService:
                     if encoder.ended:
                         # Stored before the client sees the end: its next request may
                         # name this response at once.
-                        await self._save_quietly(req, encoder, history, owner)
+                        await self._save_quietly(turn, encoder)
                         yield data
+                        await _drain(stream)
                         return
                     if data:
                         yield data
@@ -446,39 +486,52 @@ class ResponsesService:
                 return
         yield encoder.fail("server_error", "the backend stream ended before response.completed")
 
-    async def _save_quietly(
-        self,
-        req: ResponsesRequest,
-        encoder: ResponseEncoder,
-        history: list[dict[str, Any]],
-        owner: str,
-    ) -> None:
-        if not req.store or isinstance(encoder.collector.terminal, Failed):
+    async def _save_quietly(self, turn: _Turn, encoder: ResponseEncoder) -> None:
+        if not turn.req.store or isinstance(encoder.collector.terminal, Failed):
             return
         try:
-            await self._save(req, encoder, history, owner, encoder.final())
+            await self._save(turn, encoder, encoder.final())
         except Chat2ApiError as e:  # the answer itself is fine: say so in the log
             log.warning("response %s was not stored: %s", encoder.response_id, e.message)
 
-    async def _save(
-        self,
-        req: ResponsesRequest,
-        encoder: ResponseEncoder,
-        history: list[dict[str, Any]],
-        owner: str,
-        response: dict[str, Any],
-    ) -> None:
-        if not req.store:
+    async def _save(self, turn: _Turn, encoder: ResponseEncoder, response: dict[str, Any]) -> None:
+        if not turn.req.store:
             return
         record = StoredResponse(
             id=encoder.response_id,
-            owner=owner,
+            owner=turn.owner,
             created=time.time(),
-            input=[*history, *req.input],
+            input=[*turn.history, *turn.req.input],
             output=encoder.collector.output(),
             response=response,
+            cache_key=turn.cache_key,
         )
         await self.store.put(record)
+
+
+async def _drain(events: AsyncGenerator[Event, None]) -> None:
+    """Read what follows the terminal event (normally just the end of the body), for
+    a moment: a transfer that ends by itself leaves its connection open for the next
+    request, one stopped early closes it."""
+    with contextlib.suppress(Chat2ApiError, TimeoutError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for _ in events:
+                pass
+
+
+def _primed(events: list[Event]) -> bool:
+    """Whether these events commit the attempt: output has come, or the end.
+
+    A failure before any output raises instead, so another account may answer.
+    """
+    for event in events:
+        if isinstance(event, Failed):
+            raise failure_error(event.error)
+        if isinstance(event, ItemAdded) or event.type.endswith(".delta"):
+            return True
+        if event.type in ("response.completed", "response.incomplete"):
+            return True
+    return False
 
 
 def _web_usage(prompt: int, text: list[str], thought: list[str], model: str) -> dict[str, Any]:
@@ -493,4 +546,12 @@ def _web_usage(prompt: int, text: list[str], thought: list[str], model: str) -> 
     }
 
 
-__all__ = ["CODEX_LIMIT_KEY", "ResponsesLimits", "ResponsesService", "Streamed", "plan_key"]
+__all__ = [
+    "CODEX_LIMIT_KEY",
+    "CodexPrimed",
+    "ResponsesLimits",
+    "ResponsesService",
+    "Streamed",
+    "UseWebConversation",
+    "plan_key",
+]

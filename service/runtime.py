@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +49,7 @@ from upstream.context import TurnContext, make_context, pinned_proxy
 from upstream.d2026 import Dialect2026
 from upstream.dialect import Dialect, PrepareState, TurnBodies, Wire
 from upstream.http import BackendHttp
+from upstream.site import SitePages
 from upstream.solvers import ChallengeSolvers
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,10 @@ class Runtime:
     http: BackendHttp
     accounts: AccountsService
     api: ApiApp
+    #: The backend dialect and the context of an account's calls, for the mirror's
+    #: server-side sentinel (mirror/sentinel.py).
+    dialect: Dialect | None = None
+    context_for: Callable[[Credential, random.Random], TurnContext] | None = None
     _warm_up: asyncio.Future[Any] | None = None
     #: Set once :meth:`start` is done. mitmproxy opens its listeners before the
     #: addons' ``running`` hooks finish, so a request can come in before that.
@@ -107,10 +113,12 @@ def make_dialect(settings: Settings, http: BackendHttp) -> Dialect:
         turnstile_url=settings.turnstile_solver_url,
         arkose_urls=settings.arkose_token_url,
     )
-    classic = ClassicDialect(http, limits, conversation_only=only, solvers=solvers)
+    # One reading of each upstream's home page for both dialects (upstream/site.py).
+    site = SitePages(http)
+    classic = ClassicDialect(http, limits, conversation_only=only, solvers=solvers, site=site)
     if settings.backend_dialect == "classic":
         return classic
-    newer = Dialect2026(http, limits, conversation_only=only, solvers=solvers)
+    newer = Dialect2026(http, limits, conversation_only=only, solvers=solvers, site=site)
     if settings.backend_dialect == "2026":
         return newer
     return AutoDialect(newer, classic)
@@ -239,6 +247,7 @@ def build_runtime(settings: Settings) -> Runtime:
             upload_by_url=settings.upload_by_url,
         ),
         export_proxy=settings.export_proxy_url,
+        file_fetcher=settings.cf_file_url,
     )
     responses = ResponsesService(
         accounts=accounts,
@@ -286,4 +295,11 @@ def build_runtime(settings: Settings) -> Runtime:
             bearer, refresh=refresh, seeds_only=not settings.auto_seed
         ),
     )
-    return Runtime(settings=settings, http=http, accounts=accounts, api=api)
+    return Runtime(
+        settings=settings,
+        http=http,
+        accounts=accounts,
+        api=api,
+        dialect=dialect,
+        context_for=context_for,
+    )

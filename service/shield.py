@@ -97,7 +97,13 @@ class Destinations:
         name = host.lower().rstrip(".").strip("[]")
         if name in self.intercept:
             return Verdict(None)  # answered by chat2api itself, never dialled
-        if host_listed(name, port, self.allow):
+        own = set(self._ports())
+        # A listed host:port is allowed as it is; a listed host, on any port but
+        # the proxy's own (those must be listed with their port).
+        if host_listed(name, port, self.allow, exact=True):
+            return Verdict(None)
+        name_listed = host_listed(name, port, self.allow)
+        if name_listed and port not in own:
             return Verdict(None)
         try:
             found = await resolve(name, port)
@@ -105,17 +111,19 @@ class Destinations:
             return Verdict(f"{e}.")
         if not found:
             return Verdict(f"the host {name!r} resolves to nothing.")
-        own = set(self._ports())
         for address in found:
-            if host_listed(str(address), port, self.allow):
+            text = str(address)
+            if port in own and is_local(address):
+                if host_listed(text, port, self.allow, exact=True):
+                    continue
+                return Verdict(f"{name}:{port} is this proxy's own listener.")
+            if name_listed or host_listed(text, port, self.allow):
                 continue
             if forbidden_address(address):
                 return Verdict(
                     f"{name} ({address}) is a loopback, private or link-local address; "
                     "list it in proxy_allow_hosts to allow it."
                 )
-            if port in own and is_local(address):
-                return Verdict(f"{name}:{port} is this proxy's own listener.")
         return Verdict(None, str(found[0]))
 
 
@@ -227,4 +235,8 @@ def mask_text(text: str) -> str:
     for secret, shown in _MASKED.items():
         if secret in text:
             text = text.replace(secret, shown)
+        if "\u2026" in text:
+            # mitmdump's flow dump cuts long URLs with "…", maybe inside the prefix
+            for cut in range(len(secret) - 1, 3, -1):
+                text = text.replace(secret[:cut] + "\u2026", shown + "\u2026")
     return text

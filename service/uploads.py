@@ -43,8 +43,9 @@ from typing import Any
 from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 
 from errors import Chat2ApiError, InvalidRequest
+from service.file_fetcher import NotFetched, via_fetcher
+from service.netguard import UrlGuard as UrlGuard  # (re-exported)
 from service.netguard import forbidden_address as forbidden_address  # (re-exported)
-from service.netguard import resolve
 from translator.backend_body import Attachment
 from translator.request import (
     ChatRequest,
@@ -250,40 +251,22 @@ def refused(where: str, why: str) -> MediaRefused:
     return MediaRefused(f"Invalid '{where}': {why}", param=where, code="invalid_media")
 
 
-# --------------------------------------------------------------------------- the guard
-
-
-class UrlGuard:
-    def __init__(self, allow_hosts: tuple[str, ...]) -> None:
-        self.allow_hosts = frozenset(h.lower() for h in allow_hosts)
-
-    def allowed(self, host: str, port: int) -> bool:
-        host = host.lower()
-        return host in self.allow_hosts or f"{host}:{port}" in self.allow_hosts
-
-    async def addresses(self, host: str, port: int) -> list[str]:
-        """The addresses to connect to; raises ValueError if any is forbidden."""
-        found = await resolve(host, port)
-        if self.allowed(host, port):
-            return [str(a) for a in found]
-        bad = [a for a in found if forbidden_address(a)]
-        if bad or not found:
-            raise ValueError(
-                f"the host {host!r} resolves to {bad[0] if bad else 'nothing'}, a local or "
-                "private address this server does not fetch from"
-            )
-        return [str(a) for a in found]
-
-
 # --------------------------------------------------------------------------- fetching
 
 
 class MediaFetcher:
     """Every non-text part of a request → :class:`Blob` (see the module docstring)."""
 
-    def __init__(self, limits: MediaLimits, *, export_proxy: str | None = None) -> None:
+    def __init__(
+        self,
+        limits: MediaLimits,
+        *,
+        export_proxy: str | None = None,
+        file_fetcher: str | None = None,
+    ) -> None:
         self.limits = limits
         self.export_proxy = export_proxy
+        self.file_fetcher = file_fetcher  # CF_FILE_URL (service/file_fetcher.py)
         self.guard = UrlGuard(limits.allow_hosts)
 
     def prepare(self, req: ChatRequest) -> ChatRequest:
@@ -396,14 +379,32 @@ class MediaFetcher:
 
     async def fetch_url(self, where: str, url: str) -> tuple[str, bytes]:
         """GET ``url`` within the limits; the content type and the bytes."""
+        if self.file_fetcher is not None:
+            fetch = self._ask(where, url, self.file_fetcher)
+        else:
+            fetch = self._follow(where, url)
         try:
-            return await asyncio.wait_for(self._follow(where, url), self.limits.fetch_timeout)
+            return await asyncio.wait_for(fetch, self.limits.fetch_timeout)
         except (asyncio.TimeoutError, TimeoutError):
             raise refused(
                 where,
                 f"fetching {_short(url)} took longer than {self.limits.fetch_timeout:g} s "
                 "(media_fetch_timeout).",
             ) from None
+
+    async def _ask(self, where: str, url: str, fetcher: str) -> tuple[str, bytes]:
+        try:
+            return await via_fetcher(
+                fetcher,
+                url,
+                allowed=self.guard.allowed,
+                timeout=self.limits.fetch_timeout,
+                max_bytes=self.limits.max_bytes,
+            )
+        except FetchTooLarge:
+            raise refused(where, self._too_big()) from None
+        except NotFetched as e:
+            raise refused(where, f"{e}.") from None
 
     async def _follow(self, where: str, url: str) -> tuple[str, bytes]:
         for _ in range(MAX_REDIRECTS + 1):
@@ -560,7 +561,8 @@ class Uploader:
         return parsed
 
     async def _put(self, ctx: TurnContext, blob: Blob, upload_url: str) -> None:
-        # (The blob store gets none of the account's own headers: upstream/files.py.)
+        # (The blob store gets none of the account's own headers: upstream/files.py,
+        # docs/original-behaviour.md#uploads.)
         try:
             answer = await files.put_blob(
                 self.http, ctx, upload_url, blob.data, blob.mime_type, timeout=self.timeout

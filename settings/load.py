@@ -142,6 +142,12 @@ def _parse_url(value: Any) -> str:
     return text
 
 
+def _parse_host_url(value: Any) -> str:
+    """An http(s) URL, or a bare host name as the original's FILE_HOST took (https)."""
+    text = _parse_str(value)
+    return _parse_url(text if "://" in text else "https://" + text)
+
+
 def _parse_urls(value: Any) -> tuple[str, ...]:
     urls = tuple(_parse_url(item) for item in _parse_list(value))
     if not urls:
@@ -371,8 +377,8 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "force_no_history": parse_bool,
     "no_sentinel": parse_bool,
     "x_sign": _parse_optional_str,
-    "file_host": lambda v: _parse_url(v) if _parse_optional_str(v) else None,
-    "voice_host": lambda v: _parse_url(v) if _parse_optional_str(v) else None,
+    "file_host": lambda v: _parse_host_url(v) if _parse_optional_str(v) else None,
+    "voice_host": lambda v: _parse_host_url(v) if _parse_optional_str(v) else None,
     "timeout_connect": _parse_seconds,
     "timeout_first_byte": _parse_seconds,
     "timeout_idle": _parse_seconds,

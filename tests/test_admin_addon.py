@@ -151,4 +151,4 @@ def test_loading_admin_py_as_a_script_adds_nothing() -> None:
 
     assert admin_addon.addons == []
     kinds = [type(a).__name__ for a in chat2api.addons]
-    assert kinds == ["Ops", "TokenAdmin", "Chat2Api"]
+    assert kinds == ["Shield", "Ops", "TokenAdmin", "Chat2Api", "OpsTail"]

@@ -9,14 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.fakechatgpt.harness import (
-    Emulator,
-    expected_codex_tool_answer,
-    mint_access_token,
-    received,
-    reset,
-)
-from tests.support.clients import proxy_env, reverse_env, run_client
+from tests.fakechatgpt.harness import Emulator, expected_codex_tool_answer, received
+from tests.support.clients import client_env, run_client
 from tests.support.mitm import Mitm
 
 MODEL = "gpt-5.5"
@@ -63,11 +57,9 @@ def chat2api_options() -> dict[str, Any]:
 
 @pytest.mark.parametrize("mode", ["proxy", "reverse"])
 def test_agent_with_a_function_tool_runs_to_its_final_output(
-    mitm: Mitm, emulator: Emulator, mode: str
+    mitm: Mitm, emulator: Emulator, token: str, mode: str
 ) -> None:
-    reset(emulator.url)
-    token = mint_access_token(exp_in=3600)
-    env = proxy_env(mitm, token) if mode == "proxy" else reverse_env(mitm, token)
+    env = client_env(mitm, mode, token)
     (out,) = run_client(AGENT, {**env, "C2A_MODEL": MODEL}, timeout=120)
     expected = expected_codex_tool_answer(["Paris: 21 C and sunny"], MODEL)
     assert out["calls"] == ["Paris", "Paris"]

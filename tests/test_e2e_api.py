@@ -33,8 +33,8 @@ def emulator_options(dialect: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def chat2api_options(dialect: str) -> dict[str, Any]:
+    # Short enough that stall tests stay quick, long enough for a loaded CI box.
     env = {
-        # Short enough that stall tests stay quick, long enough for a loaded CI box.
         "TIMEOUT_IDLE": "3",
         "TIMEOUT_FIRST_BYTE": "4",
         # The pass-through test's TLS server is local: listed, so the proxy may reach it.

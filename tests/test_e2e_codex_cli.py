@@ -15,13 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakechatgpt.harness import (
-    Emulator,
-    expected_codex_tool_answer,
-    mint_access_token,
-    received,
-    reset,
-)
+from tests.fakechatgpt.harness import Emulator, expected_codex_tool_answer, received
 from tests.support.clients import proxy_env
 from tests.support.mitm import ROOT, Mitm
 
@@ -59,10 +53,8 @@ def config_toml(base_url: str) -> str:
 
 @pytest.mark.parametrize("mode", ["reverse", "proxy"])
 def test_codex_exec_runs_a_shell_tool_loop(
-    codex_bin: str, mitm: Mitm, emulator: Emulator, tmp_path: Path, mode: str
+    codex_bin: str, mitm: Mitm, emulator: Emulator, token: str, tmp_path: Path, mode: str
 ) -> None:
-    reset(emulator.url)
-    token = mint_access_token(exp_in=3600)
     home, scratch = tmp_path / "codex-home", tmp_path / "scratch"
     home.mkdir()
     scratch.mkdir()

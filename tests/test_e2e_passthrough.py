@@ -30,8 +30,9 @@ from tests.support.tlsserver import _make_ca_and_cert
 def mitm(module_mitm_factory: MitmFactory) -> Mitm:
     """chat2api with no backend: these flows are not its own and never reach one."""
     # The TLS servers here are local: the proxy reaches them only when listed.
-    env = {"CHATGPT_BASE_URL": NOWHERE, "PROXY_ALLOW_HOSTS": "localhost,127.0.0.1"}
-    return module_mitm_factory(env)
+    return module_mitm_factory(
+        {"CHATGPT_BASE_URL": NOWHERE, "PROXY_ALLOW_HOSTS": "localhost,127.0.0.1"}
+    )
 
 
 def _read_exact(sock: ssl.SSLSocket, n: int) -> bytes:

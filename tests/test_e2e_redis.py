@@ -31,11 +31,18 @@ from tests.fakechatgpt.harness import (
 )
 from tests.support.admin import ADMIN_KEY, admin, bearers, tokens_view, wait_until
 from tests.support.clients import run_client
+from tests.support.http import call
 from tests.support.mirror import Client, bearer, listed, start_conversation
 from tests.support.mitm import Mitm, MitmFactory
 from tests.support.redis import RedisServer, require_redis, run_redis
 
 CODE = "pool-code-0123456789"
+
+
+def started(ready_url: str) -> bool:
+    """Start-up is done: /ready says more than that its settings are not loaded."""
+    checks = call(ready_url).json().get("checks", {})
+    return bool(checks.get("settings") == "ok")
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +78,10 @@ def two_instances(
         factory.run(env, emulator_url=emulator.url, mirror=mirror, pool=pool) as a,
         factory.run(env, emulator_url=emulator.url, mirror=mirror) as b,
     ):
+        # Listening comes before start-up is done (the admin API answers 503 till then).
+        for m in (a, b):
+            ready = f"http://127.0.0.1:{m.reverse_port}/ready"
+            wait_until(lambda ready=ready: started(ready))
         if pool:  # A imports its token.txt into the empty shared pool at start-up
             wait_until(lambda: len(tokens_view(b)["tokens"]) == len(pool))
         yield a, b

@@ -34,16 +34,6 @@ WEATHER = {
 PATCH = {"type": "custom", "name": "apply_patch", "description": "Apply a patch to files."}
 
 
-@pytest.fixture(scope="module")
-def emulator_options() -> dict[str, Any]:
-    return {"dialect": "2026"}
-
-
-@pytest.fixture(scope="module")
-def chat2api_options() -> dict[str, Any]:
-    return {"dialect": "2026", "env": {"CODEX_BACKEND": "never"}}
-
-
 def sdk(env: dict[str, str], body: str, **spec: Any) -> dict[str, Any]:
     script = (
         "import os, openai\n"
@@ -59,6 +49,16 @@ def sdk(env: dict[str, str], body: str, **spec: Any) -> dict[str, Any]:
     (result,) = run_client(script, {**env, "C2A_SPEC": json.dumps(spec)}, timeout=90)
     assert isinstance(result, dict)
     return result
+
+
+@pytest.fixture(scope="module")
+def emulator_options() -> dict[str, Any]:
+    return {"dialect": "2026"}
+
+
+@pytest.fixture(scope="module")
+def chat2api_options() -> dict[str, Any]:
+    return {"dialect": "2026", "env": {"CODEX_BACKEND": "never"}}
 
 
 @pytest.mark.parametrize("mode", MODES)

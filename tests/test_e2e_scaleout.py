@@ -23,16 +23,22 @@ from typing import Any
 
 import pytest
 
-from tests.fakechatgpt.harness import Emulator, mint_access_token, next_plan, reset
+from tests.fakechatgpt.harness import Emulator, mint_access_token, next_plan, reset, run_emulator
 from tests.support.admin import tokens_view, wait_until
 from tests.support.clients import run_client
 from tests.support.haproxy import Backend, HAProxy, run_haproxy
 from tests.support.http import call
-from tests.support.mitm import Mitm, MitmFactory
+from tests.support.mitm import Mitm, start_mitm
 from tests.support.redis import RedisServer, run_redis
 
 CODE = "pool-code-0123456789"
 ADMIN_KEY = "admin-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    with run_emulator() as emu:
+        yield emu
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +123,7 @@ def answered(m: Mitm) -> int:
 
 
 def test_two_instances_behind_haproxy(
-    mitm_factory: MitmFactory, tmp_path: Path, emulator: Emulator, redis_server: RedisServer
+    tmp_path: Path, emulator: Emulator, redis_server: RedisServer
 ) -> None:
     reset(emulator.url)
     pool = [mint_access_token(account_id=f"acct-{n}") for n in range(4)]
@@ -134,11 +140,11 @@ def test_two_instances_behind_haproxy(
     }
     (tmp_path / "a" / "data").mkdir(parents=True)
     (tmp_path / "a" / "data" / "token.txt").write_text("".join(t + "\n" for t in pool))
-    with mitm_factory.run(tmp=tmp_path / "a", env=env) as a:
+    with start_mitm(tmp_path / "a", env) as a:
         # One CA for both, as docker-compose.yml's `ca` service makes it.
         wait_until(lambda: a.ca_path.exists())
         shutil.copytree(a.confdir, tmp_path / "b" / "confdir")
-        with mitm_factory.run(tmp=tmp_path / "b", env=env) as b:
+        with start_mitm(tmp_path / "b", env) as b:
             for m in (a, b):
                 root = f"http://127.0.0.1:{m.reverse_port}"
                 wait_until(lambda root=root: call(root + "/ready").status == 200)
@@ -215,3 +221,40 @@ def pool_is_consistent(a: Mitm, pool: Sequence[str]) -> None:
     errors = call(root + "/tokens/api/errors", headers={"authorization": f"Bearer {ADMIN_KEY}"})
     assert errors.json()["count"] == 0
     assert call(root + "/ready").status == 200
+
+
+def test_shipped_deployment_files_fit_together(tmp_path: Path) -> None:
+    """docker-compose.yml and deploy/haproxy.cfg as shipped: HAProxy accepts the
+    config (the Docker DNS resolver and server templates included), and the
+    compose file mounts what the config reads and checks what HAProxy checks."""
+    import subprocess
+
+    import yaml
+
+    from tests.support.haproxy import CONFIG, haproxy_path
+    from tests.support.mitm import ROOT
+
+    config = CONFIG.read_text().replace(
+        "/usr/local/etc/haproxy/errors", str(ROOT / "deploy" / "errors")
+    )
+    (tmp_path / "haproxy.cfg").write_text(config)
+    check = subprocess.run(
+        [haproxy_path(), "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"redis", "ca", "chat2api", "haproxy"} <= set(services)
+    assert services["chat2api"]["deploy"]["replicas"] >= 2
+    assert "ports" not in services["chat2api"]  # only HAProxy is published
+    mounts = services["haproxy"]["volumes"]
+    assert "./deploy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in mounts
+    assert "./deploy/errors:/usr/local/etc/haproxy/errors:ro" in mounts
+    assert "/ready" in " ".join(services["chat2api"]["healthcheck"]["test"])
+    assert CONFIG.read_text().count("option httpchk GET /ready") == 2
+    for code in (502, 503, 504):
+        raw = (ROOT / "deploy" / "errors" / f"{code}.http").read_bytes()
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert head.startswith(f"HTTP/1.1 {code} ".encode())
+        assert json.loads(body)["error"]["type"] == "server_error"
+        assert f"Content-Length: {len(body)}".encode() in head

@@ -18,7 +18,7 @@ from tests.fakechatgpt.harness import (
     next_plan,
     received,
 )
-from tests.support.clients import client_env, reverse_env, run_client
+from tests.support.clients import proxy_env, reverse_env, run_client
 from tests.support.mitm import Mitm
 
 MODES = ["proxy", "reverse"]
@@ -47,8 +47,11 @@ def emulator_options() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def chat2api_options() -> dict[str, Any]:
-    # The web conversation answers everything here (the Codex side: test_e2e_codex_chat.py).
     return {"dialect": DIALECT, "env": {"CODEX_BACKEND": "never"}}
+
+
+def env_for(mitm: Mitm, mode: str, key: str) -> dict[str, str]:
+    return proxy_env(mitm, key) if mode == "proxy" else reverse_env(mitm, key)
 
 
 def conversation_bodies(emulator: Emulator) -> list[dict[str, Any]]:
@@ -111,7 +114,7 @@ def test_streamed_call_arrives_as_openai_streams_it(
     emulator: Emulator, mitm: Mitm, token: str, mode: str
 ) -> None:
     result = raw(
-        client_env(mitm, mode, token),
+        env_for(mitm, mode, token),
         model="gpt-4o",
         messages=user("Weather in Paris for 2 days?"),
         tools=[WEATHER],
@@ -141,7 +144,7 @@ def test_streamed_call_arrives_as_openai_streams_it(
 @pytest.mark.parametrize("mode", MODES)
 def test_whole_answer_has_message_tool_calls(mitm: Mitm, token: str, mode: str) -> None:
     result = raw(
-        client_env(mitm, mode, token),
+        env_for(mitm, mode, token),
         model="gpt-4o",
         messages=user("Weather in Oslo for 3 days?"),
         tools=[WEATHER, CLOCK],
@@ -372,7 +375,7 @@ def test_sdk_parse_with_a_pydantic_model(
         messages=[{"role": "user", "content": "Solve 8x + 7 = 23"}])
     emit({"parsed": done.choices[0].message.parsed.model_dump()})
     """
-    (result,) = run_client(script, client_env(mitm, mode, token))
+    (result,) = run_client(script, env_for(mitm, mode, token))
     assert result["parsed"] == {"steps": [{"explanation": "example", "output": 8}], "final": 7}
 
 
@@ -422,7 +425,8 @@ def test_json_object_streamed(mitm: Mitm, token: str) -> None:
 # -- LangChain -----------------------------------------------------------------
 
 
-def test_langchain_agent_loop_and_structured_output(mitm: Mitm, token: str) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_langchain_agent_loop_and_structured_output(mitm: Mitm, token: str, mode: str) -> None:
     script = """
     from langchain_core.messages import HumanMessage, ToolMessage
     from langchain_core.tools import tool
@@ -464,7 +468,7 @@ def test_langchain_agent_loop_and_structured_output(mitm: Mitm, token: str) -> N
           "calls": messages[1].tool_calls, "streamed_calls": chunk.tool_calls,
           "structured": structured})
     """
-    (result,) = run_client(script, reverse_env(mitm, token), timeout=120)
+    (result,) = run_client(script, env_for(mitm, mode, token), timeout=120)
     assert result["calls"][0]["name"] == "multiply"
     assert result["calls"][0]["args"] == {"a": 6, "b": 7}
     assert "42" in result["final"] and result["turns"] == 4

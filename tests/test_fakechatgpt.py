@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.fakechatgpt import site
 from tests.fakechatgpt.deltas import DeltaDecoder
 from tests.fakechatgpt.harness import (
     Emulator,
@@ -46,9 +47,11 @@ UA = (
 
 
 def _config(n: int, nonce: int) -> list[Any]:
+    # Elements 5 and 6 as the emulator's home page shows them (its site.py).
+    build = site.DPL if n == 18 else site.BUILD
     base: list[Any] = [
         3000, "Mon Jan 05 2026 10:00:00 GMT-0500 (Eastern Standard Time)", 4294705152, nonce, UA,
-        "https://chatgpt.com/backend-api/sentinel/sdk.js", None, "en-US", "en-US,en", nonce >> 1,
+        site.SCRIPTS[-1], build, "en-US", "en-US,en", nonce >> 1,
         "webdriver\u2212false", "location", "window", 1234.5, str(uuid.UUID(int=7)), "", 8, 1.7e12,
     ]  # fmt: skip
     return base + [0] * (n - len(base))
@@ -370,6 +373,32 @@ def test_bad_requirements_p_is_403(client: Client) -> None:
     for p in ["nope", "gAAAAAC!!!", "gAAAAAC" + _b64([1, 2, 3])]:
         status, body = client.post_json("/backend-api/sentinel/chat-requirements", {"p": p})
         assert status == 403 and "detail" in body
+
+
+@pytest.mark.parametrize("dialect", ["classic", "2026"])
+@pytest.mark.parametrize(
+    ("index", "value"),
+    [(5, "https://chatgpt.com/backend-api/sentinel/sdk.js?old"), (6, None), (6, "prod-0")],
+)
+def test_config_must_carry_the_home_pages_script_and_build(
+    client: Client, dialect: str, index: int, value: Any
+) -> None:
+    """Element 5 a script of the page, 6 its dpl (classic) or data-build (2026)."""
+    config = _config(18 if dialect == "classic" else 25, 1)
+    config[index] = value
+    path = "/backend-api/sentinel/chat-requirements"
+    if dialect == "2026":
+        path += "/prepare"
+    status, body = client.post_json(
+        path, {"p": "gAAAAAC" + _b64(config) + ("~S" if dialect == "2026" else "")}
+    )
+    assert status == 403 and f"config[{index}]" in body["detail"]
+    # The page itself names them.
+    status, _, page = client.request("GET", "/")
+    html = page.decode()
+    assert status == 200 and f'data-build="{site.BUILD}"' in html
+    assert all(f'src="{src}"' in html for src in site.SCRIPTS)
+    assert site.DPL in site.SCRIPTS[0]
 
 
 @pytest.mark.parametrize(

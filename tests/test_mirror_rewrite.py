@@ -61,6 +61,31 @@ def test_configured_origins_are_rewritten_too() -> None:
     assert rw.rewrite("http://127.0.0.1:9000/a http://127.0.0.1:9001/b", GW) == f"{GW}/a {GW}/b"
 
 
+def test_file_host_and_voice_host_replace_their_host_names() -> None:
+    rw = HostRewriter(
+        UP.host_map(),
+        {
+            "files.oaiusercontent.com": "http://files.example:8080",
+            "webrtc.chatgpt.com": "https://voice.example",
+        },
+    )
+    text = (
+        '"https://files.oaiusercontent.com/file-1?sig=x" '
+        '"https:\\/\\/files.oaiusercontent.com\\/file-2" '
+        "wss://webrtc.chatgpt.com/v1 connect-src webrtc.chatgpt.com files.oaiusercontent.com "
+        "myfiles.oaiusercontent.com files.oaiusercontent.community https://chatgpt.com/c"
+    )
+    assert rw.rewrite(text, "https://gw.test") == (
+        '"http://files.example:8080/file-1?sig=x" '
+        '"http:\\/\\/files.example:8080\\/file-2" '
+        "wss://voice.example/v1 connect-src voice.example files.example:8080 "
+        "myfiles.oaiusercontent.com files.oaiusercontent.community https://gw.test/c"
+    )
+    # Without them, file URLs go through the gateway's /file- route as before.
+    plain = HostRewriter(UP.host_map()).rewrite("https://files.oaiusercontent.com/f", "http://g")
+    assert plain == "http://g/f"
+
+
 def test_set_cookie() -> None:
     c = "__cf_bm=abc; Domain=.chatgpt.com; Path=/; Secure; HttpOnly; SameSite=None"
     assert rewrite_set_cookie(c, secure=False) == "__cf_bm=abc; Path=/; HttpOnly; SameSite=Lax"

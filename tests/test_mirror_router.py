@@ -342,3 +342,24 @@ def test_bad_path_is_400(tmp_path: Path, target: str) -> None:
         assert answer(await gw.handle(req("GET", target, auth(SEED)))).status == 400
 
     run(body, tmp_path)
+
+
+def test_force_no_history_and_x_sign(tmp_path: Path) -> None:
+    turn = json.dumps(
+        {"action": "next", "model": "auto", "history_and_training_disabled": False}
+    ).encode()
+
+    async def body(gw: Gateway, store: FileStore) -> None:
+        for path in ("/backend-api/conversation", "/backend-alt/f/conversation"):
+            fwd = forward(await gw.handle(req("POST", path, auth(SEED), body=turn)))
+            assert fwd.conversation and fwd.body is not None
+            assert json.loads(fwd.body)["history_and_training_disabled"] is True
+            assert ("x-sign", "s1gn") in gw.response_headers(fwd, [])
+        own = forward(
+            await gw.handle(req("POST", "/backend-api/conversation", auth(POOL[0]), body=turn))
+        )
+        assert own.conversation and own.body is None  # their account, their choice
+        other = forward(await gw.handle(req("GET", "/backend-api/models", auth(SEED))))
+        assert not other.conversation and gw.response_headers(other, []) == []
+
+    run(body, tmp_path, FORCE_NO_HISTORY="true", X_SIGN="s1gn")

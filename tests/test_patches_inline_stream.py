@@ -215,3 +215,56 @@ def test_attach_frames_the_body_for_the_client(version: str) -> None:
 async def _empty() -> AsyncIterator[bytes]:
     return
     yield b""
+
+
+def test_a_broken_answer_ends_in_this_mitmproxy_s_protocol_error() -> None:
+    """The patched send_response, driven as mitmproxy's HTTP layer drives it, ends a
+    broken answer with the error event of the installed mitmproxy (11: a status,
+    12: an ErrorCode): never a TypeError mid-request."""
+    from types import SimpleNamespace
+
+    from mitmproxy.proxy.layers.http import _events
+    from mitmproxy.test import tflow
+
+    shapes = inline_stream._find_shapes()
+    assert not isinstance(shapes, str)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"data: 1\n\n"
+        await asyncio.sleep(0)
+        raise RuntimeError("backend gone")
+
+    def original(self: Any, already_streamed: bool = False) -> Any:
+        raise AssertionError("a broken answer must not end cleanly")
+        yield  # a generator, like mitmproxy's
+
+    async def main() -> list[Any]:
+        flow = tflow.tflow(resp=True)
+        stream = SimpleNamespace(
+            flow=flow,
+            stream_id=1,
+            context=SimpleNamespace(client=object()),
+            client_state=None,
+            server_state=None,
+            state_errored=lambda: None,
+        )
+        source = AnswerSource(body(), flow.id, "client")
+        inline_stream.attach(flow, source)
+        send = inline_stream._streaming_send_response(original, shapes)
+        sent: list[Any] = []
+        for command in send(stream):
+            if isinstance(command, inline_stream.NextPiecesHook):
+                await command.source.wait()
+            else:
+                sent.append(command)
+        assert stream.client_state is stream.state_errored
+        assert flow.error is not None and "RuntimeError" in flow.error.msg
+        return sent
+
+    sent = asyncio.run(main())
+    events = [getattr(c, "event", c) for c in sent]
+    assert isinstance(events[0], _events.ResponseHeaders)
+    assert isinstance(events[1], _events.ResponseData) and events[1].data == b"data: 1\n\n"
+    error = events[-1]
+    assert isinstance(error, _events.ResponseProtocolError)
+    assert "RuntimeError" in error.message

@@ -115,6 +115,9 @@ def test_mirror_switches_parse() -> None:
     )
     assert (s.force_no_history, s.no_sentinel, s.x_sign) == (True, True, "sig")
     assert (s.file_host, s.voice_host) == ("https://files.example", "https://voice.example")
+    # The original's form: a bare host name (https is assumed).
+    s = load_settings(None, {"FILE_HOST": "files.example:8443", "VOICE_HOST": "voice.example"})
+    assert (s.file_host, s.voice_host) == ("https://files.example:8443", "https://voice.example")
 
 
 # --- browser profiles ---------------------------------------------------------------------

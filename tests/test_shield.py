@@ -91,6 +91,15 @@ def test_destinations(host: str, port: int, refused: bool) -> None:
     assert (verdict.refused is not None) is refused, verdict
 
 
+def test_a_listed_host_does_not_open_the_proxys_own_listeners() -> None:
+    destinations = Destinations(
+        allow=("127.0.0.1", "localhost:5005"), intercept=(), listener_ports=lambda: [5005, 8080]
+    )
+    assert asyncio.run(destinations.check("127.0.0.1", 6379)).refused is None
+    assert asyncio.run(destinations.check("127.0.0.1", 8080)).refused is not None
+    assert asyncio.run(destinations.check("localhost", 5005)).refused is None  # listed so
+
+
 def test_own_listener_on_a_public_address_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     import service.shield as shield
 
@@ -124,6 +133,7 @@ def test_prefix_masking() -> None:
     mask_in_logs("s3cret-prefix")
     try:
         assert mask_text("GET /s3cret-prefix/v1/models") == "GET /<api_prefix>/v1/models"
+        assert mask_text("GET http://h/s3cret-pr\u2026") == "GET http://h/<api_prefix>\u2026"
     finally:
         mask_in_logs(None)
     assert mask_text("GET /s3cret-prefix/v1") == "GET /s3cret-prefix/v1"

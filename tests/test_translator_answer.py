@@ -337,6 +337,27 @@ def test_code_and_execution_output_are_fenced() -> None:
     )
 
 
+def test_quiet_tools_make_sandbox_traffic_reasoning() -> None:
+    """With a client's tools emulated, the web model's own Python is not the answer."""
+    raw = stream(
+        new(0, msg("a")), app("Let me look."), {"p": "", "o": "patch", "v": [FINISHED]},
+        new(1, msg("code", recipient="python",
+                   content={"content_type": "code", "language": "unknown", "text": ""})),
+        app("import os; os.listdir('/mnt/data')", "/message/content/text"),
+        {"p": "", "o": "patch", "v": [FINISHED]},
+        new(2, msg("out", "tool", name="python",
+                   content={"content_type": "execution_output", "text": "[]"},
+                   status="finished_successfully")),
+        new(3, msg("b")), app("Empty."), end(),
+    )  # fmt: skip
+    translation = Translation(quiet_tools=True)
+    pieces = translation.feed(raw) + translation.finish()
+    assert texts(pieces) == "Let me look.\n\nEmpty."
+    thought = reasoning(pieces)
+    assert "import os; os.listdir('/mnt/data')" in thought and "[]" in thought
+    assert "```" not in texts(pieces)
+
+
 def test_image_tool_internals_hidden_and_every_image_in_order() -> None:
     image = {"content_type": "image_asset_pointer", "width": 1, "height": 1}
     raw = stream(
@@ -452,6 +473,47 @@ def test_handoff_is_pending() -> None:
     )  # fmt: skip
     (end_piece,) = terminal(run(raw))
     assert isinstance(end_piece, Pending) and end_piece.kind == "handoff"
+
+
+HANDOFF = {
+    "type": "stream_handoff",
+    "conversation_id": CID,
+    "turn_exchange_id": "t",
+    "options": [{"type": "resume_sse_endpoint", "topic_id": "conversation-turn-t"}],
+}
+
+
+@pytest.mark.parametrize("replay", [False, True], ids=["rest", "replay"])
+def test_a_followed_handoff_goes_on_without_repeating(replay: bool) -> None:
+    """docs/stream-handoff.md: the followed stream may go on where the first stopped
+    or repeat the turn from its start; either way each piece is given once."""
+    thought = msg("th", content={"content_type": "thoughts", "thoughts": []})
+    first = [
+        new(0, thought),
+        {"p": "/message/content/thoughts", "o": "append", "v": [{"summary": "S", "content": ""}]},
+        {"p": "/message/content/thoughts/0/content", "o": "append", "v": "pondering"},
+        new(1, msg("a")),
+        app("Hello"),
+    ]
+    rest = [app(", world"), {"v": "!"}, end()]
+    t = Translation()
+    pieces = t.feed(stream(*first, HANDOFF))
+    assert isinstance(pieces[-1], Pending) and pieces[-1].kind == "handoff"
+    assert t.handoff is not None and t.saw_done and t.events_consumed == len(first) + 2
+    t.follow_handoff()
+    assert t.handoff is None and not t.saw_done and not t.finished and t.events_consumed == 0
+    pieces = pieces[:-1] + t.feed(stream(*(first if replay else []), *rest)) + t.finish()
+    assert texts(pieces) == "Hello, world!"
+    assert reasoning(pieces).count("pondering") == 1
+    assert terminal(pieces) == [Finish(reason="stop")]
+    # Counted from the followed stream's start (its delta_encoding included).
+    assert t.events_consumed == 1 + len(rest) + (len(first) if replay else 0)
+
+
+def test_a_handoff_before_a_finished_answer_is_not_pending() -> None:
+    t = Translation()
+    pieces = t.feed(stream(new(0, msg("a")), HANDOFF, app("done"), end()))
+    assert terminal(pieces) == [Finish(reason="stop")] and t.handoff is None
 
 
 def test_nothing_after_the_terminal_piece() -> None:

@@ -326,8 +326,16 @@ def test_2026_resume_call_and_its_refusals() -> None:
 # -- classic ----------------------------------------------------------------------------------
 
 
+PAGE = (
+    b'<!doctype html><html data-build="prod-77aa" lang="en"><head>'
+    b'<script src="https://cdn.example/assets/c/Dpl42/_/a.js"></script>'
+    b'<script src="/assets/b.js" defer></script></head></html>'
+)
+
+
 def classic_routes() -> dict[str, Answer]:
     return {
+        "/": HttpAnswer(status=200, headers={"content-type": "text/html"}, body=PAGE),
         "/backend-api/sentinel/chat-requirements": ok(
             {"token": "req-c", "proofofwork": {"required": True, "seed": SEED, "difficulty": EASY}}
         ),
@@ -340,10 +348,21 @@ def test_classic_turn_with_either_hash(algorithm: pow.Algorithm | None) -> None:
     http = ScriptedHttp(classic_routes())
     turn = open_turn(ClassicDialect(http, limits(pow_algorithm=algorithm)))  # type: ignore[arg-type]
     assert turn.wire == "classic" and turn.resumer is None
-    assert http.paths() == ["/backend-api/sentinel/chat-requirements", "/backend-api/conversation"]
+    assert http.paths() == [
+        "/",
+        "/backend-api/sentinel/chat-requirements",
+        "/backend-api/conversation",
+    ]
     proof = http.headers_of("/conversation")["openai-sentinel-proof-token"]
     answer = proof_answer(proof, suffix=False)
     assert pow.verify(answer, SEED, EASY, algorithm=algorithm or "sha3")
+    # The page's script and its deployment id (docs/site-page.md), in both tokens.
+    config = json.loads(base64.b64decode(answer))
+    p = http.body_of("/chat-requirements")["p"]
+    asked = json.loads(base64.b64decode(p[len(pow.REQUIREMENTS_PREFIX) :]))
+    for c in (config, asked):
+        assert c[5] in ("https://cdn.example/assets/c/Dpl42/_/a.js", ctx().origin + "/assets/b.js")
+        assert c[6] == "c/Dpl42/_"
     assert http.body_of("/conversation")["wire"] == "classic"
 
 

@@ -22,6 +22,8 @@ from errors import UpstreamError, UpstreamTimeout
 from service.completions import CompletionService, Limits, Primed
 from tests.fakechatgpt import streams
 from tests.fakechatgpt.answers import expected_answer
+from tests.fakechatgpt.conversation import hand_off
+from tests.fakechatgpt.faults import Plan
 from translator import answer as tr
 from translator.stream import Translation
 from upstream.context import make_context
@@ -267,3 +269,60 @@ def test_resume_attempts_zero_and_classic_turns_do_not_resume() -> None:
     backend.turn = lambda: Turn(stream=original().stream, wire="classic")  # type: ignore[method-assign]
     text, last = run(backend)
     assert isinstance(last, tr.Failure) and last.error.message == "broke"
+
+
+# -- stream handoff (docs/stream-handoff.md) ---------------------------------------------------
+
+
+class Handoff(Backend):
+    """The first stream hands off after ``after`` events; resume serves the rest from 0."""
+
+    def __init__(self, after: int, cuts: list[int] | None = None) -> None:
+        super().__init__(cuts or [], error=UpstreamError("broke"))
+        plan = Plan(handoff_after_events=after)
+        self.first, self.chunks = hand_off(rendered(), plan, CID)
+
+    def turn(self) -> Turn:
+        cuts, self.cuts = self.cuts, []
+        turn = super().turn()  # its first stream is replaced: the cuts are for the rest
+        self.cuts, self.streams = cuts, []
+        turn.stream = Cut(b"".join(c.data for c in self.first))  # type: ignore[assignment]
+        return turn
+
+
+@pytest.mark.parametrize("after", [2, 6, 20, 40])
+def test_a_handed_off_turn_is_followed_from_offset_0(after: int) -> None:
+    backend = Handoff(after)
+    text, last = run(backend)
+    assert text == ANSWER and last == tr.Finish(reason="stop")
+    assert backend.offsets == [0]
+
+
+def test_a_break_in_the_followed_stream_is_resumed_in_its_own_count() -> None:
+    backend = Handoff(6, cuts=[total_bytes() // 2])
+    text, last = run(backend)
+    assert text == ANSWER and last == tr.Finish(reason="stop")
+    assert backend.offsets[0] == 0 and len(backend.offsets) == 2 and backend.offsets[1] > 0
+
+
+def test_a_handoff_without_a_resumer_is_an_honest_failure() -> None:
+    backend = Handoff(20)
+    turn = backend.turn()
+    turn.resumer = None
+    backend.turn = lambda: turn  # type: ignore[method-assign]
+    text, last = run(backend)
+    assert isinstance(last, tr.Failure) and "cannot follow" in last.error.message
+    assert ANSWER.startswith(text)
+
+
+def test_a_refused_handoff_names_it() -> None:
+    backend = Handoff(20)
+    backend.refuse = ResumeRefused("404")
+    text, last = run(backend)
+    assert isinstance(last, tr.Failure) and "handed the answer off" in last.error.message
+
+
+def test_a_handoff_is_followed_with_resuming_turned_off() -> None:
+    backend = Handoff(20)
+    text, last = run(backend, service(resume_attempts=0))
+    assert text == ANSWER and last == tr.Finish(reason="stop") and backend.offsets == [0]

@@ -467,9 +467,16 @@ _MAX_CONSECUTIVE_MALFORMED = 200
 
 
 class AnswerExtractor:
-    """``feed(backend_event) -> list[Piece]``; see the module docstring."""
+    """``feed(backend_event) -> list[Piece]``; see the module docstring.
 
-    def __init__(self) -> None:
+    ``quiet_tools``: code the model sends to ChatGPT's own tools, and their output, become
+    reasoning instead of fenced blocks in the answer. Used while a client's tools are
+    emulated (docs/tool-emulation.md): that traffic is the web model working in ChatGPT's
+    sandbox, not an answer, and must not be read as one.
+    """
+
+    def __init__(self, *, quiet_tools: bool = False) -> None:
+        self.quiet_tools = quiet_tools
         self.conversation_id: str | None = None
         self.message_id: str | None = None
         self.title: str | None = None
@@ -489,7 +496,14 @@ class AnswerExtractor:
         self._fence_owner: _Msg | None = None
         self._blocked = False
         self._async: Any = None
-        self._handoff: Handoff | None = None
+        #: The backend's ``stream_handoff`` (the turn goes on elsewhere), until followed.
+        self.handoff: Handoff | None = None
+        #: The stream ended in a handoff: a Pending piece of kind "handoff" was emitted.
+        self.handed_off = False
+        # After a followed handoff a message may come again from its start: text
+        # that shrinks (or a document added anew over it) is then that repeat, not
+        # an edit, and nothing is given twice (docs/stream-handoff.md).
+        self._replaying = False
         self._malformed = 0
 
     # ---------------------------------------------------------------- entry
@@ -524,8 +538,16 @@ class AnswerExtractor:
             elif isinstance(ev, AsyncStatus):
                 self._async = ev.status
             elif isinstance(ev, Handoff):
-                self._handoff = ev
+                self.handoff = ev
         return out
+
+    def follow_handoff(self) -> None:
+        """The caller reads the rest of a handed-off turn: go on as if the stream went
+        on. Messages keep what they already gave, so a stream that repeats them from
+        the start of the turn adds only what is new (docs/stream-handoff.md)."""
+        self.handoff = None
+        self.handed_off = self.finished = False
+        self._replaying = True
 
     def end_of_stream(self, *, saw_done: bool) -> list[Piece]:
         """The upstream connection ended; returns the terminal piece if not yet given."""
@@ -649,7 +671,7 @@ class AnswerExtractor:
         content = msg.get("content")
         if not isinstance(content, dict):
             return
-        if ev.cuts:
+        if ev.cuts and not self._replaying:
             self._apply_cuts(st, ev.cuts)
         if kind == _ANSWER:
             self._answer_parts(st, msg, content, out)
@@ -732,7 +754,7 @@ class AnswerExtractor:
                             self._emit_text((st, i), item, out)
                         else:
                             self._sandbox(st, item, out)
-                elif n < off:
+                elif n < off and not self._replaying:
                     offs[i] = n  # shrunk (legacy full state): continue from here
                     st.cleaners[i].pending = ""
             elif isinstance(part, dict):
@@ -836,7 +858,7 @@ class AnswerExtractor:
             if n > rec[1]:
                 self._emit_reasoning((st, i), body[rec[1] :].translate(_PUA_TABLE), out)
                 rec[1] = n
-            elif n < rec[1]:
+            elif n < rec[1] and not self._replaying:
                 rec[1] = n
 
     def _reasoning_parts(
@@ -866,6 +888,11 @@ class AnswerExtractor:
         text = content.get("text")
         if not isinstance(text, str):
             return
+        if self.quiet_tools:
+            if len(text) > st.text_off:
+                self._emit_reasoning(st, text[st.text_off :].translate(_PUA_TABLE), out)
+            st.text_off = len(text)
+            return
         n = len(text)
         if n > st.text_off:
             new = text[st.text_off :].translate(_PUA_TABLE)
@@ -883,7 +910,7 @@ class AnswerExtractor:
                 self._fence_owner = st
             if st.fence:
                 self._emit_text(st, new, out)
-        elif n < st.text_off:
+        elif n < st.text_off and not self._replaying:
             st.text_off = n
         if _finished(msg) and not st.done:
             st.done = True
@@ -964,16 +991,16 @@ class AnswerExtractor:
                         self._image_part(st, part, True, out)
         if self._blocked or self._answer is not None:
             self._finish(out)
-        elif self._handoff is not None:
+        elif self.handoff is not None:
             out.append(
                 Pending(
                     kind="handoff",
-                    conversation_id=self._handoff.conversation_id or self.conversation_id,
+                    conversation_id=self.handoff.conversation_id or self.conversation_id,
                     message_id=self.message_id,
-                    detail=self._handoff,
+                    detail=self.handoff,
                 )
             )
-            self.finished = True
+            self.finished = self.handed_off = True
         elif self._async is not None and not self.text_emitted:
             out.append(
                 Pending(

@@ -289,6 +289,12 @@ class BackendDecoder:
         self._fast: tuple[Any, Any, int, MessageChanged] | None = None
         self._errors_seen: set[str] = set()
 
+    def follow_handoff(self) -> None:
+        """A handed-off turn goes on in another stream, counted from 0 and ended by its
+        own ``[DONE]``; the documents stay, for ops on messages begun before."""
+        self.events_consumed = 0
+        self.done = False
+
     # ---------------------------------------------------------------- entry
 
     def feed(self, event: ServerSentEvent) -> list[BackendEvent]:

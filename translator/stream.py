@@ -25,7 +25,7 @@ from translator.answer import (
     Reasoning,
     Text,
 )
-from translator.backend import BackendDecoder, ResumeToken
+from translator.backend import BackendDecoder, Handoff, ResumeToken
 from translator.sse import EventStream
 
 __all__ = ["Translation", "translate_all"]
@@ -37,10 +37,10 @@ class Translation:
     """One answer stream. ``inline_reasoning`` also renders reasoning into the
     text as a markdown quote (for clients that show only ``content``)."""
 
-    def __init__(self, *, inline_reasoning: bool = False) -> None:
+    def __init__(self, *, inline_reasoning: bool = False, quiet_tools: bool = False) -> None:
         self._events = EventStream()
         self._backend = BackendDecoder()
-        self._answer = AnswerExtractor()
+        self._answer = AnswerExtractor(quiet_tools=quiet_tools)
         self._inline = inline_reasoning
         self._quote_open = False  # inline reasoning quote in progress
         self._line_start = True
@@ -124,6 +124,24 @@ class Translation:
         """The caller is about to feed a resumed stream (``/f/conversation/resume``
         at :attr:`events_consumed`): forget a half-read line, keep the documents."""
         self._events = EventStream()
+
+    @property
+    def handoff(self) -> Handoff | None:
+        """The ``stream_handoff`` of this stream when the turn goes on elsewhere: the
+        stream ended in it (a Pending piece), or is still open after it."""
+        answer = self._answer
+        if answer.handoff is not None and (answer.handed_off or not answer.finished):
+            return answer.handoff
+        return None
+
+    def follow_handoff(self) -> None:
+        """The caller is about to feed the stream the turn was handed off to
+        (``/f/conversation/resume`` at offset 0, docs/stream-handoff.md): counted
+        from 0 again, the documents and what was already shown kept."""
+        self._events = EventStream()
+        self._backend.follow_handoff()
+        self._answer.follow_handoff()
+        self.closed = False
 
     # ---------------------------------------------------------------- internals
 

@@ -20,18 +20,20 @@ from upstream.context import TurnContext
 from upstream.dialect import Turn, TurnBodies, check_persona
 from upstream.failures import classify
 from upstream.http import BackendHttp
+from upstream.site import SitePage, SitePages
 from upstream.solvers import ChallengeSolvers
 
-__all__ = ["DEFAULT_SCRIPT", "ClassicDialect", "Limits", "SentinelTokens"]
+__all__ = ["ClassicDialect", "Limits", "SentinelTokens"]
 
 log = logging.getLogger(__name__)
 
-# The page's own script, used as config element 5 when the home page is unknown.
-DEFAULT_SCRIPT = "https://chatgpt.com/backend-api/sentinel/sdk.js"
 
-
-def _requirements(profile: pow.BrowserProfile, rng: random.Random) -> tuple[list[Any], str]:
-    config = pow.classic_config(profile, script_src=DEFAULT_SCRIPT, build_id=None, rng=rng)
+def _requirements(
+    key: tuple[pow.BrowserProfile, SitePage], rng: random.Random
+) -> tuple[list[Any], str]:
+    # Element 5 a script of the home page, element 6 its dpl (docs/site-page.md).
+    profile, page = key
+    config = pow.classic_config(profile, script_src=page.script(rng), build_id=page.dpl, rng=rng)
     # The requirements token is solved locally with SHA3 whatever the challenge hash is.
     return config, pow.requirements_token(config, algorithm="sha3", rng=rng)
 
@@ -46,8 +48,10 @@ class ClassicDialect:
         *,
         conversation_only: bool = False,
         solvers: ChallengeSolvers | None = None,
+        site: SitePages | None = None,
     ):
         self.http = http
+        self.site = site or SitePages(http)
         self.limits = limits
         self.conversation_only = conversation_only
         self.solvers = solvers or ChallengeSolvers(http)
@@ -56,7 +60,8 @@ class ClassicDialect:
 
     async def sentinel(self, ctx: TurnContext, rng: random.Random) -> SentinelTokens:
         # Made ahead of time, fresh and used once (pow/ahead.py).
-        config, p = self._requirements.take(ctx.profile, rng)
+        page = await self.site.page(ctx)
+        config, p = self._requirements.take((ctx.profile, page), rng)
         answer = await self.http.request(
             "POST",
             f"{ctx.base}/sentinel/chat-requirements",

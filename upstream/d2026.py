@@ -16,7 +16,8 @@ One turn (``docs/backend-2026.md#one-turn``):
 
 The stream starts with a ``resume_conversation_token``; :meth:`Dialect2026.resume`
 re-opens a broken stream with ``POST {base}/f/conversation/resume``
-``{conversation_id, offset}`` (``#resume``). Turnstile and the session observer (SO) are
+``{conversation_id, offset}`` (``#resume``), and reads a handed-off turn on from offset 0
+(docs/stream-handoff.md). Turnstile and the session observer (SO) are
 not solved (they change too often): when the site requires them, the
 turn goes on without, as the classic dialect always has.
 """
@@ -26,8 +27,6 @@ from __future__ import annotations
 import functools
 import logging
 import random
-import re
-import time
 import uuid
 from typing import Any
 
@@ -38,6 +37,7 @@ from upstream.context import TurnContext
 from upstream.dialect import DialectNotSpoken, ResumeRefused, Turn, TurnBodies, check_persona
 from upstream.failures import classify
 from upstream.http import BackendHttp, HttpAnswer, StreamAnswer
+from upstream.site import SitePage, SitePages
 from upstream.solvers import ChallengeSolvers
 
 log = logging.getLogger(__name__)
@@ -45,11 +45,6 @@ log = logging.getLogger(__name__)
 #: Statuses after which the page tries the resume call again (docs/backend-2026.md#resume);
 #: any other refusal ends resuming.
 RESUME_RETRY_STATUSES = frozenset({408, 409, 425, 429, 502, 504})
-# ``<html data-build="prod-…">`` of the home page: the page's oai-client-version
-# (docs/backend-2026.md#headers).
-_DATA_BUILD = re.compile(rb'data-build="([A-Za-z0-9._-]{1,100})"')
-_BUILD_TTL = 3600.0  # how long a learnt build is used
-_NO_BUILD_TTL = 600.0  # how long to go without one before asking again
 _SESSION_NS = uuid.UUID("0b6f5d4e-2a51-4c1e-9f3a-7c28e0d5a911")
 
 
@@ -63,13 +58,14 @@ class Dialect2026:
         *,
         conversation_only: bool = False,
         solvers: ChallengeSolvers | None = None,
+        site: SitePages | None = None,
     ):
         self.http = http
         self.limits = limits
         self.conversation_only = conversation_only
         self.solvers = solvers or ChallengeSolvers(http)
         self.algorithm: pow.Algorithm = limits.pow_algorithm or "fnv1a"
-        self._builds: dict[str, tuple[str | None, float]] = {}
+        self.site = site or SitePages(http)
         # One simulated page load per device for this process: oai-session-id.
         self._boot = uuid.uuid4().hex
         self._warned: set[str] = set()
@@ -81,8 +77,10 @@ class Dialect2026:
     ) -> Turn:
         """Sentinel, conduit and conversation call; the stream once it is a 200."""
         trace_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        build = await self.client_build(ctx)
-        tokens = None if self.conversation_only else await self.sentinel(ctx, rng, build)
+        # The page's data-build: oai-client-version and config element 6 (docs/site-page.md).
+        page = await self.site.page(ctx)
+        build = page.build
+        tokens = None if self.conversation_only else await self.sentinel(ctx, rng, page)
         if tokens is not None:
             check_persona(bodies, tokens.persona)
         conduit = await self.conduit(ctx, bodies, trace_id, build)
@@ -142,12 +140,18 @@ class Dialect2026:
     # ------------------------------------------------------------------ the calls
 
     async def sentinel(
-        self, ctx: TurnContext, rng: random.Random, build: str | None
+        self, ctx: TurnContext, rng: random.Random, page: SitePage
     ) -> SentinelTokens:
         """prepare → solve → finalize (docs/backend-2026.md#one-turn)."""
-        config = pow.config_2026(ctx.profile, device_id=ctx.device_id, build_id=build, rng=rng)
-        # The 2026 requirements token is not searched for (docs/sentinel.md#tokens): element 3 is 1,
-        # then "~S".
+        config = pow.config_2026(
+            ctx.profile,
+            device_id=ctx.device_id,
+            build_id=page.build,
+            script_src=page.sentinel_script(),
+            rng=rng,
+        )
+        # The 2026 requirements token is not searched for (docs/sentinel.md#tokens): element 3
+        # is 1, then "~S".
         p = pow.requirements_token(config, algorithm="fnv1a", rng=rng)
         prepared = self._json(
             await self._post(ctx, "/sentinel/chat-requirements/prepare", {"p": p}),
@@ -202,48 +206,6 @@ class Dialect2026:
         )
         token = data.get("conduit_token")
         return token if isinstance(token, str) else ""
-
-    async def client_build(self, ctx: TurnContext) -> str | None:
-        """The home page's ``data-build`` (``oai-client-version``, config element 6).
-
-        Learnt per upstream and kept for an hour; None (header left out, as a page
-        that could not tell would) when the page cannot be read.
-        """
-        now = time.monotonic()
-        cached = self._builds.get(ctx.origin)
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        p = ctx.profile
-        headers = {
-            "accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
-            "accept-language": ctx.headers()["accept-language"],
-            "user-agent": p.user_agent,
-            "sec-fetch-dest": "document",
-            "sec-fetch-mode": "navigate",
-            "sec-fetch-site": "none",
-            "upgrade-insecure-requests": "1",
-        }
-        if p.sec_ch_ua:
-            headers["sec-ch-ua"] = p.sec_ch_ua
-            headers["sec-ch-ua-mobile"] = p.sec_ch_ua_mobile
-            headers["sec-ch-ua-platform"] = p.sec_ch_ua_platform
-        build: str | None = None
-        try:
-            page = await self.http.request(
-                "GET",
-                ctx.origin + "/",
-                headers=headers,
-                impersonate=p.impersonate,
-                timeout=self.limits.sentinel_timeout,
-                proxy=ctx.proxy,
-            )
-        except Chat2ApiError as e:
-            log.info("could not read the home page of %s for its build: %s", ctx.origin, e)
-        else:
-            found = _DATA_BUILD.search(page.body) if page.status == 200 else None
-            build = found.group(1).decode() if found else None
-        self._builds[ctx.origin] = (build, now + (_BUILD_TTL if build else _NO_BUILD_TTL))
-        return build
 
     # ------------------------------------------------------------------ helpers
 

@@ -2,7 +2,9 @@
 
 The policy (which URLs, which addresses, redirects, limits, error messages)
 is service/uploads.py's ``MediaFetcher``; this is the HTTP exchange itself, on
-curl_cffi, through ``EXPORT_PROXY_URL`` when one is set.
+curl_cffi, through ``EXPORT_PROXY_URL`` when one is set. :func:`ask_fetcher` is
+the other way, ``CF_FILE_URL``: the operator's own fetcher gets the URL
+(docs/file-fetcher.md).
 """
 
 from __future__ import annotations
@@ -47,24 +49,57 @@ async def fetch_pinned(
     Raises :class:`FetchTooLarge` or :class:`FetchFailed`.
     """
     pinned = f"[{address}]" if ":" in address else address
-    options: dict[CurlOpt, Any] = {CurlOpt.MAXFILESIZE_LARGE: max_bytes}
+    options: dict[CurlOpt, Any] = {}
     try:
         ipaddress.ip_address(host)
     except ValueError:
         options[CurlOpt.RESOLVE] = [f"{host}:{port}:{pinned}"]
+    return await _bounded("GET", url, options, proxy=proxy, timeout=timeout, max_bytes=max_bytes)
+
+
+async def ask_fetcher(
+    fetcher: str, file_url: str, *, timeout: float, max_bytes: int
+) -> tuple[int, dict[str, str], bytes]:
+    """``POST {"file_url": file_url}`` to the operator's fetcher (``CF_FILE_URL``), the
+    original's request shape; its answer is the file. The fetcher is trusted (it may
+    be on loopback), so no address pinning and no proxy; redirects are not followed
+    and the body is bounded as in :func:`fetch_pinned`."""
+    return await _bounded(
+        "POST",
+        fetcher,
+        {},
+        proxy=None,
+        timeout=timeout,
+        max_bytes=max_bytes,
+        json_body={"file_url": file_url},
+    )
+
+
+async def _bounded(
+    method: str,
+    url: str,
+    options: dict[CurlOpt, Any],
+    *,
+    proxy: str | None,
+    timeout: float,
+    max_bytes: int,
+    json_body: Any = None,
+) -> tuple[int, dict[str, str], bytes]:
+    options = {CurlOpt.MAXFILESIZE_LARGE: max_bytes, **options}
     body = _BoundedBody(max_bytes)
     session: AsyncSession[Any] = AsyncSession(
         trust_env=False, discard_cookies=True, curl_options=options
     )
     try:
         rsp = await session.request(
-            "GET",
+            method,  # type: ignore[arg-type]
             url,
             impersonate="chrome",
             proxy=proxy,
             allow_redirects=False,
             content_callback=body.write,
             timeout=timeout,
+            json=json_body,
         )
     except (RequestException, CurlError) as e:
         if body.over or getattr(e, "code", None) == CurlECode.FILESIZE_EXCEEDED:

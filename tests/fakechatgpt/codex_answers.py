@@ -130,8 +130,24 @@ def expected_codex_json(fmt: dict[str, Any], subject: str, model: str) -> str:
     if fmt.get("type") == "json_schema":
         value = _filled(fmt.get("schema"), tag, "value")
     else:
-        value = {"answer": expected_codex_answer(subject, model)}
+        # json_object: the object the prompt shows, as a model asked "reply like {...}" does
+        # (LangChain's json_mode prompts that way); else one with the generated answer.
+        shown = _shown_object(subject)
+        value = shown if shown is not None else {"answer": expected_codex_answer(subject, model)}
     return json.dumps(value, ensure_ascii=False)
+
+
+def _shown_object(text: str) -> dict[str, Any] | None:
+    start = text.find("{")
+    while start >= 0:
+        try:
+            value, _ = json.JSONDecoder().raw_decode(text[start:])
+        except ValueError:
+            value = None
+        if isinstance(value, dict) and value:
+            return value
+        start = text.find("{", start + 1)
+    return None
 
 
 def _structured(body: dict[str, Any]) -> dict[str, Any] | None:

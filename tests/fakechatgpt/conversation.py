@@ -332,6 +332,7 @@ class Conversations:
             gizmo_id=gizmo_id,
             answer_model=plan.answer_model,
             model_adjustments=plan.model_adjustments,
+            handoff=plan.handoff_after_events is not None,
         )
         if picture or plan.async_image:
             for scheme in ("sediment", "file-service"):
@@ -378,6 +379,9 @@ class Conversations:
         conv.chunks = chunks
         conv.resume_token = resume_token
         conv.resume_fail = plan.resume_fail
+        if plan.handoff_after_events is not None:
+            chunks, conv.chunks = hand_off(chunks, plan, cid)
+            entry["handoff"] = True
         return self._stream(chunks, plan, entry, cid)
 
     def _stream(
@@ -424,6 +428,35 @@ class Conversations:
         entry["resume_offset"] = offset
         assert isinstance(offset, int)
         return self._stream(skip_events(conv.chunks, offset), Plan(), entry, conv.id)
+
+
+def hand_off(
+    chunks: list[streams.Chunk], plan: Plan, cid: str
+) -> tuple[list[streams.Chunk], list[streams.Chunk]]:
+    """(the first stream, the stream resume serves) of a handed-off turn.
+
+    The first stops after `handoff_after_events` chunks with a `stream_handoff` event and
+    [DONE]; the turn goes on in a stream of its own, served by resume from offset 0: the
+    rest of the events (or, with `handoff_replay`, the whole turn again). docs/stream-handoff.md.
+    """
+    assert plan.handoff_after_events is not None
+    cut = max(0, min(plan.handoff_after_events, len(chunks) - 1))  # [DONE] stays in the rest
+    turn = str(uuid.uuid4())
+    topic = f"conversation-turn-{turn}"
+    handoff = {
+        "type": "stream_handoff",
+        "conversation_id": cid,
+        "turn_exchange_id": turn,
+        "options": [
+            {"type": "resume_sse_endpoint", "topic_id": topic},
+            {"type": "subscribe_ws_topic", "topic_id": topic},
+        ],
+    }
+    event = streams.Chunk(b"data: " + json.dumps(handoff).encode() + b"\n\n", True)
+    first = chunks[:cut] + [event, streams.Chunk(b"data: [DONE]\n\n", False)]
+    encoding = [c for c in chunks[:1] if c.data.startswith(b"event: delta_encoding")]
+    rest = chunks if plan.handoff_replay else encoding + chunks[cut:]
+    return first, rest
 
 
 def skip_events(chunks: list[streams.Chunk], offset: int) -> list[streams.Chunk]:

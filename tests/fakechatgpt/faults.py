@@ -29,6 +29,11 @@ A plan is posted to `/_fake/next` as JSON; every key is optional:
     resume_fail          resume calls for this conversation answer 404
     tool_mode            how to answer chat2api's tool prompt (toolmodel.MODES; default
                          "follow": obey it)
+    handoff_after_events after that many events, a `stream_handoff` event and [DONE]: the rest of
+                         the turn is served by `/f/conversation/resume` from offset 0
+                         (docs/stream-handoff.md); the resume token's kind is then "topic"
+    handoff_replay       with handoff_after_events: the resumed stream repeats the turn from its
+                         start instead of going on where the first one stopped
 
 "Events" count chunks written: one SSE block each (pings and the empty `data:` line included).
 Status plans (status/preset) answer before any validation, as an edge would; stream plans apply
@@ -102,6 +107,7 @@ KEYS = {
     "delay_ms", "stall_ms", "stall_after_events", "drop_after_events", "error_event",
     "error_after_events", "malformed_event", "moderation", "async_image", "async_ready_ms",
     "image_role", "resume_fail", "answer_model", "model_adjustments", "tool_mode",
+    "handoff_after_events", "handoff_replay",
 }  # fmt: skip
 TARGETS = ("conversation", "sentinel", "codex")
 
@@ -131,6 +137,8 @@ class Plan:
     async_ready_ms: float = 300
     image_role: str = "assistant"
     resume_fail: bool = False
+    handoff_after_events: int | None = None
+    handoff_replay: bool = False
     answer_model: str | None = None
     model_adjustments: list[str] = field(default_factory=list)
     tool_mode: str | None = None
@@ -175,13 +183,18 @@ def parse_plan(raw: Any) -> Plan:
     for key in ("delay_ms", "stall_ms", "async_ready_ms"):
         if key in raw:
             setattr(plan, key, float(raw[key]))
-    for key in ("stall_after_events", "drop_after_events", "error_after_events"):
+    for key in (
+        "stall_after_events",
+        "drop_after_events",
+        "error_after_events",
+        "handoff_after_events",
+    ):
         if key in raw:
             setattr(plan, key, int(raw[key]))
     for key in ("replay", "answer", "error_event", "answer_model"):
         if key in raw:
             setattr(plan, key, str(raw[key]))
-    for key in ("moderation", "async_image", "resume_fail"):
+    for key in ("moderation", "async_image", "resume_fail", "handoff_replay"):
         setattr(plan, key, bool(raw.get(key, False)))
     adjustments = raw.get("model_adjustments", [])
     if not isinstance(adjustments, list) or not all(isinstance(a, str) for a in adjustments):

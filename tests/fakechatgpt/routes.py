@@ -48,6 +48,7 @@ ONLY_2026 = {
     "f/conversation",
     "f/conversation/resume",
     "conversation/init",
+    "celsius/ws/user",
 }
 ACCOUNT_FEATURES = [
     "chat_preferences_available", "allow_url_thread_creation", "shareable_links", "gizmo_ui",
@@ -85,6 +86,7 @@ class App:
             ("POST", re.compile(r"conversation/init"), self._init),
             ("POST", re.compile(r"codex/responses"), self._codex_responses),
             ("GET", re.compile(r"codex/models"), self._codex_models),
+            ("GET", re.compile(r"celsius/ws/user"), self._ws_user),
             ("GET", re.compile(r"models"), self._models),
             ("GET", re.compile(r"me"), self._me),
             ("GET", re.compile(r"accounts/check/v4-2023-04-27"), self._accounts),
@@ -117,7 +119,7 @@ class App:
         entry = st.log_request(req.method, req.path, req.raw_query, req.headers, req.body)
         if req.path.startswith("/_blob/"):
             return self._blob(req)
-        if req.path == "/" or req.path.startswith("/assets/"):
+        if req.path in ("/", site.SENTINEL_SDK) or req.path.startswith("/assets/"):
             return site.serve(req)
         if req.path in ("/oauth/token", "/api/oauth/token"):
             return self._oauth(req) if req.method == "POST" else detail(405, "Method Not Allowed")
@@ -218,6 +220,15 @@ class App:
         self, req: Request, anon: bool, entry: Entry, claims: Entry, m: Match
     ) -> Response:
         return self.codex.models(req, anon, entry, claims)
+
+    def _ws_user(self, req: Request, anon: bool, entry: Entry, claims: Entry, m: Match) -> Response:
+        """The user WebSocket's address (docs/stream-handoff.md); the emulator speaks no
+        WebSocket, so handed-off turns are followed through resume."""
+        user = f"user-{self._account_id(claims)[:24]}"
+        stamp = int(self.state.now())
+        mac = secrets.token_hex(16)
+        url = f"wss://ws.chatgpt.com/p6/ws/user/{user}?verify={stamp}-{mac}"
+        return json_response(200, {"websocket_url": url})
 
     # ------------------------------------------------------------ account
     def _models(self, req: Request, anon: bool, entry: Entry, claims: Entry, m: Match) -> Response:

@@ -14,6 +14,9 @@ difficulty (string comparison). The hash is FNV-1a-32 over the characters (offse
 prime 16777619, 32-bit wrap like JS Math.imul) followed by the murmur3 `fmix32` finalizer, as
 aurora's `internal/prooftoken.FNV1aHash` (the doc's [CODE] source) does; the 2026 doc only
 names FNV-1a.
+
+Both dialects' configs must carry what the home page shows (`site.py`, docs/site-page.md):
+element 5 one of its scripts, element 6 its deployment id (classic) or its build (2026).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
+
+from . import site
 
 REQ_PREFIX = "gAAAAAC"
 PROOF_PREFIX = "gAAAAAB"
@@ -74,6 +79,10 @@ def decode_config(token: str, prefix: str, dialects: tuple[str, ...]) -> Decoded
         raise SentinelError(f"config array has {len(config)} elements, expected {want}")
     if isinstance(config[3], bool) or not isinstance(config[3], int):
         raise SentinelError("config[3] (nonce) must be an integer")
+    if config[5] not in site.SCRIPTS:
+        raise SentinelError("config[5] is not a script of the home page")
+    if config[6] != (site.DPL if dialect == CLASSIC else site.BUILD):
+        raise SentinelError("config[6] is not the build of the home page")
     return DecodedConfig(dialect=dialect, b64=rest, config=config)
 
 

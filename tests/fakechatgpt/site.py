@@ -7,6 +7,10 @@ bearer from the page context (`/api/auth/session`, as the real front-end did) an
 
 Strict like a CDN: assets never take credentials (a request with `Authorization` or a cookie is
 refused with 400), and unknown assets are 404.
+
+The page also carries what the sentinel's browser probe reports (docs/site-page.md): a build id
+in `<html data-build>`, a script whose path holds a deployment id (`c/<id>/_`, the classic
+probe's "dpl") and the sentinel SDK's script. `sentinel.py` checks configs against them.
 """
 
 from __future__ import annotations
@@ -17,14 +21,29 @@ from .state import make_png
 APP_JS = "/assets/app-8c1d4e.js"
 SITE_CSS = "/assets/site-3f2a9b.css"
 LOGO_PNG = "/assets/logo-5e6f70.png"
+MANIFEST_JS = "/assets/c/Zq7Lr2Vt9kXa/_/manifest-6a1f3e.js"
+SENTINEL_SDK = "/backend-api/sentinel/sdk.js"
+
+#: The page's build (`oai-client-version`, the 2026 config element 6).
+BUILD = "prod-5d1c2b7e9a40f3c6d8b1a2e4f6071829304a5b6c"
+#: Every `<script src>` of the page, as a browser's `script.src` reads them.
+SCRIPTS = (
+    f"https://cdn.oaistatic.com{MANIFEST_JS}",
+    f"https://cdn.oaistatic.com{APP_JS}",
+    f"https://chatgpt.com{SENTINEL_SDK}",
+)
+#: The classic config element 6: the deployment id in the last script path that has one.
+DPL = "c/Zq7Lr2Vt9kXa/_"
 
 PAGE = f"""<!doctype html>
-<html lang="en">
+<html lang="en" data-build="{BUILD}">
 <head>
 <meta charset="utf-8">
 <title>ChatGPT</title>
 <link rel="stylesheet" href="https://cdn.oaistatic.com{SITE_CSS}">
-<script src="https://cdn.oaistatic.com{APP_JS}" defer></script>
+<script src="{SCRIPTS[0]}" defer></script>
+<script src="{SCRIPTS[1]}" defer></script>
+<script src="{SCRIPTS[2]}" async></script>
 </head>
 <body data-ready="0">
 <header><img id="logo" src="https://cdn.oaistatic.com{LOGO_PNG}" alt="" width="32" height="32">
@@ -76,6 +95,8 @@ li { padding: .3rem 0; }
 
 ASSETS: dict[str, tuple[bytes, str]] = {
     APP_JS: (APP.encode(), "application/javascript"),
+    MANIFEST_JS: (b"self.__manifest = {};\n", "application/javascript"),
+    SENTINEL_SDK: (b"self.SentinelSDK = {};\n", "application/javascript"),
     SITE_CSS: (CSS.encode(), "text/css"),
     LOGO_PNG: (make_png(32, 32, (0x10, 0xA3, 0x7F)), "image/png"),
 }
@@ -86,6 +107,8 @@ def serve(req: Request) -> Response:
         return json_response(405, {"detail": "Method Not Allowed"})
     if req.path == "/":
         return Response(200, PAGE.encode(), "text/html; charset=utf-8")
+    if req.path == SENTINEL_SDK:  # a public script, whatever credentials come along
+        return Response(200, ASSETS[SENTINEL_SDK][0], "application/javascript")
     if req.header("authorization") or req.header("cookie"):
         return json_response(400, {"detail": "assets take no credentials"})
     asset = ASSETS.get(req.path)

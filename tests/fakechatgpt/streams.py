@@ -65,6 +65,8 @@ class Turn:
     #: answer_model), and the backend's note on why (model_adjustments)
     answer_model: str | None = None
     model_adjustments: list[str] = field(default_factory=list)
+    #: the turn will be handed off (its resume token is then of kind "topic")
+    handoff: bool = False
 
     @property
     def served(self) -> str:
@@ -202,7 +204,7 @@ def build_turn(turn: Turn) -> Script:
     b.plain(
         {
             "type": "resume_conversation_token",
-            "kind": "topic" if turn.async_image else "conduit",
+            "kind": "topic" if turn.async_image or turn.handoff else "conduit",
             "token": turn.resume_token,
             "conversation_id": cid,
         }

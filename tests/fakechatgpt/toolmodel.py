@@ -6,8 +6,9 @@ emulator answers like an obliging model (``tool_mode`` "follow", the default):
 * the last user message holds ``<chat2api:result>`` blocks → prose quoting the results (or the
   JSON asked for, when a schema is given);
 * tools offered and the choice is not ``none`` → a sentence, then a call to the named tool, the
-  tool the prompt mentions, or the first one, with arguments made from its schema (numbers in
-  the prompt fill integer and number fields, in order);
+  tool the prompt mentions, or the first one, with the arguments the prompt spells out as
+  ``call NAME({...})``, else arguments made from its schema (numbers in the prompt fill integer
+  and number fields, in order);
 * a schema only → a JSON value made from it (for ``json_object``, the object the prompt shows).
 
 Plans (``/_fake/next`` key ``tool_mode``) break the protocol on purpose: ``several`` (a call to
@@ -95,7 +96,9 @@ def _calls(tools: list[dict[str, Any]], choice: str, prompt: str, mode: str) -> 
     blocks = []
     for tool in chosen:
         params = tool.get("parameters") or {}
-        args: Any = _example(params, params, _numbers(prompt))
+        args: Any = _asked(prompt, tool["name"])
+        if args is None:
+            args = _example(params, params, _numbers(prompt))
         name = tool["name"]
         if mode == "unknown_tool":
             name = name + "_v2"
@@ -109,6 +112,18 @@ def _calls(tools: list[dict[str, Any]], choice: str, prompt: str, mode: str) -> 
     if mode == "fenced":
         calls = f"```xml\n{calls}\n```"
     return f"I will use {chosen[0]['name']} for this.\n\n{calls}"
+
+
+def _asked(prompt: str, name: str) -> Any:
+    """The arguments the prompt spells out as ``call NAME({...})``, if it does."""
+    at = prompt.find(f"call {name}(")
+    if at < 0:
+        return None
+    try:
+        value, _ = json.JSONDecoder().raw_decode(prompt[at + len(name) + 6 :])
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _numbers(text: str) -> list[float]:

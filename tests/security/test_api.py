@@ -30,8 +30,10 @@ from tests.fakechatgpt.harness import (
     Emulator,
     mint_access_token,
     received,
+    reset,
+    run_emulator,
 )
-from tests.support.mitm import Mitm, MitmFactory
+from tests.support.mitm import Mitm, start_mitm
 
 CODE = "sec-code-" + "k" * 24
 PREFIX = "hidden-prefix-" + "q" * 16
@@ -132,15 +134,40 @@ def media_server() -> Iterator[MediaServer]:
 
 
 @pytest.fixture(scope="module")
-def chat2api_options(media_server: MediaServer, probe: Probe) -> dict[str, Any]:
+def emulator() -> Iterator[Emulator]:
+    with run_emulator() as emu:
+        yield emu
+
+
+@pytest.fixture(scope="module")
+def mitm(
+    emulator: Emulator,
+    media_server: MediaServer,
+    probe: Probe,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Mitm]:
     env = {
+        "CHATGPT_BASE_URL": emulator.url,
         "AUTHORIZATION": CODE,
         "API_PREFIX": PREFIX,
         "MEDIA_ALLOW_HOSTS": f"127.0.0.1:{media_server.port}",
         "HEADER_TIMEOUT": str(HEADER_TIMEOUT),
         "CONNECTIONS_PER_ADDRESS": str(PER_ADDRESS),
+        "ENABLE_GATEWAY": "true",
     }
-    return {"env": env, "mirror": True, "flow_detail": 1}
+    with start_mitm(
+        tmp_path_factory.mktemp("sec"),
+        env,
+        scripts=("addons/chat2api.py", "addons/mirror.py"),
+        reverse_target=emulator.url,
+        flow_detail=1,
+    ) as m:
+        yield m
+
+
+@pytest.fixture(autouse=True)
+def clean(emulator: Emulator) -> None:
+    reset(emulator.url)
 
 
 def api(path: str) -> str:
@@ -444,7 +471,7 @@ def test_the_proxy_does_not_forward_absolute_form_to_loopback(
             f"GET http://{host}:{port}/tokens HTTP/1.1\r\nhost: {host}:{port}\r\n\r\n".encode(),
         )
         assert answer.status == 403, (port, answer)
-        assert b"proxy_allow_hosts" in answer.body
+        assert answer.json()["error"]["code"] == "destination_refused"
     time.sleep(0.1)
     assert probe.count() == before
 
@@ -458,10 +485,45 @@ def test_the_proxy_still_intercepts_the_api_host(mitm: Mitm) -> None:
 
 
 @pytest.fixture(scope="module")
-def guarded(emulator: Emulator, probe: Probe, module_mitm_factory: MitmFactory) -> Mitm:
-    """A chat2api with proxy_auth and one local service allowed."""
-    env = {"PROXY_AUTH": "alice:s3cret-pass", "PROXY_ALLOW_HOSTS": f"127.0.0.1:{probe.port}"}
-    return module_mitm_factory(env, emulator_url=emulator.url)
+def sink() -> Iterator[int]:
+    """A local HTTP server that reads and drops request bodies, answering their size."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            left, size = int(self.headers.get("content-length", "0")), 0
+            while left:
+                got = len(self.rfile.read(min(left, MiB)))
+                if not got:
+                    break
+                left, size = left - got, size + got
+            body = str(size).encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def guarded(
+    emulator: Emulator, probe: Probe, sink: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Mitm]:
+    """A chat2api with proxy_auth and two local services allowed."""
+    env = {
+        "CHATGPT_BASE_URL": emulator.url,
+        "PROXY_AUTH": "alice:s3cret-pass",
+        "PROXY_ALLOW_HOSTS": f"127.0.0.1:{probe.port},127.0.0.1:{sink}",
+    }
+    with start_mitm(tmp_path_factory.mktemp("guarded"), env) as m:
+        yield m
 
 
 def basic(user_pass: str) -> str:
@@ -498,6 +560,25 @@ def test_proxy_auth_and_allow_hosts(guarded: Mitm, probe: Probe) -> None:
     assert answer.status == 403
     # The reverse listener itself does not ask for proxy credentials.
     assert request(guarded.reverse_port, "GET", "/v1/models").status == 200
+
+
+def test_bodies_passing_through_the_proxy_are_not_kept(guarded: Mitm, sink: int) -> None:
+    """A 200 MiB POST through the proxy to an allowed host is streamed on, not buffered."""
+    before, _ = peak_rss(guarded.proc.pid)
+    size = 200 * MiB
+    with socket.create_connection(("127.0.0.1", guarded.proxy_port), timeout=60) as sock:
+        sock.sendall(
+            f"POST http://127.0.0.1:{sink}/up HTTP/1.1\r\nhost: 127.0.0.1:{sink}\r\n"
+            f"proxy-authorization: {basic('alice:s3cret-pass')}\r\n"
+            f"content-length: {size}\r\n\r\n".encode()
+        )
+        piece = bytes(MiB)
+        for _ in range(size // MiB):
+            sock.sendall(piece)
+        answer = read_answer(sock, timeout=60)
+    assert answer.status == 200 and answer.body == str(size).encode()
+    after, _ = peak_rss(guarded.proc.pid)
+    assert after - before < 100 * MiB, f"peak RSS grew by {(after - before) / MiB:.0f} MiB"
 
 
 # --------------------------------------------------------------------------- 10, 12: URLs
@@ -641,3 +722,33 @@ def test_data_dir_is_private(mitm: Mitm) -> None:
 
 def test_no_tracebacks_in_the_log(mitm: Mitm) -> None:
     no_traceback(mitm)
+
+
+def test_the_launcher_applies_the_same_shield(
+    emulator: Emulator, probe: Probe, tmp_path: Path
+) -> None:
+    """run.sh starts the lean master (``python -m patches.launcher``): the same refusals."""
+    import sys
+
+    env = {
+        "CHATGPT_BASE_URL": emulator.url,
+        "AUTHORIZATION": CODE,
+        "HEADER_TIMEOUT": str(HEADER_TIMEOUT),
+    }
+    command = (sys.executable, "-m", "patches.launcher")
+    with start_mitm(tmp_path, env, command=command) as lean:
+        target = f"127.0.0.1:{probe.port}"
+        raw = f"CONNECT {target} HTTP/1.1\r\nhost: {target}\r\n\r\n".encode()
+        assert exchange(lean.proxy_port, raw).status == 403
+        big = f"content-length: {200 * MiB}\r\n"
+        raw = f"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n{big}\r\n".encode()
+        assert exchange(lean.reverse_port, raw, timeout=5).status == 413
+        raw = b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}"
+        assert exchange(lean.reverse_port, raw, timeout=5).status == 401
+        raw = b"GET /v1/models HTTP/1.1\r\nhost: x\r\nx-evil: a\x00b\r\n\r\n"
+        assert exchange(lean.reverse_port, raw).status == 400
+        with socket.create_connection(("127.0.0.1", lean.reverse_port)) as sock:
+            sock.sendall(b"GET /v1/models HTTP/1.1\r\nhost: x\r\n")
+            took = closed_within(sock, HEADER_TIMEOUT + 4)
+        assert took is not None and took < HEADER_TIMEOUT + 3, took
+        assert "Traceback" not in lean.log()

@@ -17,6 +17,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -24,11 +25,11 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.fakechatgpt.harness import Emulator, mint_access_token, received, reset
+from tests.fakechatgpt.harness import Emulator, mint_access_token, received, reset, run_emulator
 from tests.support.browser import Page, start_browser
 from tests.support.mirror import Client as FlowClient
 from tests.support.mirror import listed, start_conversation
-from tests.support.mitm import Mitm, MitmFactory
+from tests.support.mitm import Mitm, start_mitm
 from tests.test_e2e_mirror import needs_browser, sign_in
 
 ADMIN_KEY = "security-admin-key-0123456789"
@@ -53,20 +54,41 @@ def mirror_env(emulator: Emulator, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def chat2api_options(emulator: Emulator) -> dict[str, Any]:
-    return {"env": mirror_env(emulator), "mirror": True, "pool": [POOL_AT]}
+def emulator() -> Iterator[Emulator]:
+    with run_emulator() as emu:
+        yield emu
 
 
 @pytest.fixture(scope="module")
-def limited(emulator: Emulator, module_mitm_factory: MitmFactory) -> Mitm:
+def mitm(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
+    tmp = tmp_path_factory.mktemp("mirror-security")
+    (tmp / "data").mkdir()
+    (tmp / "data" / "token.txt").write_text(POOL_AT + "\n")
+    scripts = ("addons/chat2api.py", "addons/mirror.py")
+    with start_mitm(tmp, mirror_env(emulator), scripts=scripts, reverse_target=emulator.url) as m:
+        yield m
+
+
+@pytest.fixture(scope="module")
+def limited(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
     """A second chat2api with small sign-up limits."""
+    tmp = tmp_path_factory.mktemp("mirror-limits")
+    (tmp / "data").mkdir()
+    (tmp / "data" / "token.txt").write_text(POOL_AT + "\n")
     env = mirror_env(
         emulator,
         GATEWAY_NEW_SEEDS_PER_HOUR="3",
         AUTO_SEED_LIMIT="5",
         GATEWAY_SIGNIN_REFRESHES_PER_HOUR="2",
     )
-    return module_mitm_factory(env, emulator_url=emulator.url, mirror=True, pool=[POOL_AT])
+    scripts = ("addons/chat2api.py", "addons/mirror.py")
+    with start_mitm(tmp, env, scripts=scripts, reverse_target=emulator.url) as m:
+        yield m
+
+
+@pytest.fixture(autouse=True)
+def clean(emulator: Emulator) -> None:
+    reset(emulator.url)
 
 
 class Raw:
@@ -414,7 +436,8 @@ class AttackerSite:
 
 
 def token_cookie(page: Page, site: str) -> str | None:
-    cookies = page.cookies(site + "/")
+    # Through the DevTools protocol: WebDriver shows only the current page's cookies.
+    cookies = page.driver.execute_cdp_cmd("Network.getCookies", {"urls": [site + "/"]})["cookies"]
     values = [c["value"] for c in cookies if c["name"] == "token"]
     return values[0] if values else None
 
@@ -436,12 +459,12 @@ def test_7_login_csrf_from_another_site_in_a_browser(mitm: Mitm, tmp_path: Path)
         with start_browser(tmp_path) as page:
             sign_in(page, site, SEED_B)
             assert token_cookie(page, site) == SEED_B
-            page.goto(attacker.url + "/post.html")
+            page.driver.get(attacker.url + "/post.html")
             page.wait_for(f"location.href === {json.dumps(site + '/login')}")
             page.wait_for("document.querySelector('.error') !== null")
             assert "another site" in page.text(".error")
             assert token_cookie(page, site) == SEED_B  # still the victim's session
-            page.goto(attacker.url + "/link.html")
+            page.driver.get(attacker.url + "/link.html")
             page.wait_for(f"location.href.startsWith({json.dumps(site + '/?token=')})")
             page.wait_for("document.querySelector('input[type=hidden]') !== null")
             assert "Confirm" in page.text("button")

@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import pow
+from tests.fakechatgpt import site as fake_site
 from tests.support.mitm import Mitm
 
 
@@ -43,7 +44,10 @@ def start_conversation(client: Client, seed: str) -> str:
     """A new conversation through the mirror, as the site's front-end makes one."""
     rng = random.Random(7)
     profile = pow.pick_profile(rng)
-    config = pow.classic_config(profile, script_src="", build_id=None, rng=rng)
+    # The script and deployment id of the site's page, as its probe reports them.
+    config = pow.classic_config(
+        profile, script_src=fake_site.SCRIPTS[0], build_id=fake_site.DPL, rng=rng
+    )
     p = pow.requirements_token(config, rng=rng)
     ua = {"user-agent": profile.user_agent}
     status, _, body = client.call(
