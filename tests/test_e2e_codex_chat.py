@@ -22,7 +22,7 @@ from tests.fakechatgpt.harness import (
     received,
 )
 from tests.support.clients import proxy_env, reverse_env, run_client
-from tests.support.mitm import Mitm, start_mitm
+from tests.support.mitm import Mitm, MitmFactory
 from tests.test_e2e_tools import RAW, WEATHER, finishes, tool_deltas, user
 
 MODES = ["proxy", "reverse"]
@@ -303,9 +303,11 @@ def test_langchain_on_codex(mitm: Mitm, token: str, mode: str) -> None:
     assert result["structured"]["json_mode"] == ["age", "name"]
 
 
-def test_plain_text_answer_on_always(emulator: Emulator, token: str, tmp_path: Any) -> None:
+def test_plain_text_answer_on_always(
+    mitm_factory: MitmFactory, emulator: Emulator, token: str, tmp_path: Any
+) -> None:
     env = {"CHATGPT_BASE_URL": emulator.url, "CODEX_BACKEND": "always"}
-    with start_mitm(tmp_path, env) as m:
+    with mitm_factory.run(tmp=tmp_path, env=env) as m:
         result = raw(reverse_env(m, token), model="gpt-4o", messages=user("hello"))
     message = result["whole"]["choices"][0]["message"]
     assert message["content"] == expected_codex_answer("hello", "gpt-5.5")

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from tests.fakechatgpt.harness import Emulator, mint_access_token, received, reset, run_emulator
+from tests.fakechatgpt.harness import Emulator, mint_access_token, received, reset
 from tests.fakechatgpt.state import FAKE_PNG
 from tests.support.clients import reverse_env, run_client
-from tests.support.mitm import Mitm, start_mitm
+from tests.support.mitm import Mitm, MitmFactory
 
 CHAT = r"""
 import os, openai
@@ -64,12 +64,6 @@ class Fetcher:
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator() as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
 def fetcher() -> Iterator[Fetcher]:
     f = Fetcher()
     thread = threading.Thread(target=f.server.serve_forever, daemon=True)
@@ -82,17 +76,13 @@ def fetcher() -> Iterator[Fetcher]:
 
 
 @pytest.fixture(scope="module")
-def mitm(
-    emulator: Emulator, fetcher: Fetcher, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Mitm]:
+def chat2api_options(fetcher: Fetcher) -> dict[str, Any]:
     env = {
-        "CHATGPT_BASE_URL": emulator.url,
         "CF_FILE_URL": fetcher.url,  # on loopback: the operator's own service is trusted
         "MEDIA_MAX_BYTES": str(MAX_BYTES),
         "MEDIA_POLL_INTERVAL": "0.2",
     }
-    with start_mitm(tmp_path_factory.mktemp("mitm"), env) as m:
-        yield m
+    return {"env": env}
 
 
 @pytest.fixture(autouse=True)
@@ -169,9 +159,11 @@ def test_what_the_fetcher_cannot_give_is_a_400_naming_the_part(
     assert not [r for r in received(emulator.url) if r["path"].startswith("/backend-api/")]
 
 
-def test_without_it_the_url_is_fetched_directly(emulator: Emulator, tmp_path: Path) -> None:
+def test_without_it_the_url_is_fetched_directly(
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
+) -> None:
     """The same URL without CF_FILE_URL: chat2api tries to resolve it itself and fails."""
-    with start_mitm(tmp_path, {"CHATGPT_BASE_URL": emulator.url}) as m:
+    with mitm_factory.run(tmp=tmp_path, env={"CHATGPT_BASE_URL": emulator.url}) as m:
         out = chat(m, IMAGE_URL)
     assert out["error"]["status"] == 400
     assert "cannot be resolved" in out["error"]["body"]["message"]

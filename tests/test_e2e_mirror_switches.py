@@ -26,10 +26,8 @@ from tests.fakechatgpt.harness import (
     mint_access_token,
     next_plan,
     received,
-    reset,
-    run_emulator,
 )
-from tests.support.mitm import Mitm, start_mitm
+from tests.support.mitm import Mitm, MitmFactory
 
 POOL_AT = mint_access_token(exp_in=7 * 86400)
 SEED = "seed-switches-5b1e0c7d"
@@ -37,27 +35,11 @@ SIGN = "x-sign-value-7c2a"
 BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0"
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator() as emu:
-        yield emu
-
-
 def mirror(tmp: Path, emulator: Emulator, **env: str) -> Iterator[Mitm]:
-    (tmp / "data").mkdir()
-    (tmp / "data" / "token.txt").write_text(POOL_AT + "\n")
-    full = {
-        "CHATGPT_BASE_URL": emulator.url,
-        "ENABLE_GATEWAY": "true",
-        "AUTO_SEED": "true",
-        "GATEWAY_ASSETS_URL": emulator.url,
-        "GATEWAY_FILES_URL": emulator.url,
-        "GATEWAY_SANDBOX_URL": emulator.url,
-        "GATEWAY_STATSIG_URL": emulator.url,
-        **env,
-    }
-    scripts = ("addons/chat2api.py", "addons/mirror.py")
-    with start_mitm(tmp, full, scripts=scripts, reverse_target=emulator.url) as m:
+    """chat2api with the mirror on ``emulator`` and one pool account, ``env`` on top."""
+    factory = MitmFactory(lambda: tmp)
+    settings = {"AUTO_SEED": "true", **env}
+    with factory.run(settings, emulator_url=emulator.url, mirror=True, pool=[POOL_AT]) as m:
         yield m
 
 
@@ -70,11 +52,6 @@ def switched(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> It
         "VOICE_HOST": "https://voice.mirror.example",
     }
     yield from mirror(tmp_path_factory.mktemp("switched"), emulator, **env)
-
-
-@pytest.fixture(autouse=True)
-def clean(emulator: Emulator) -> None:
-    reset(emulator.url)
 
 
 def call(

@@ -23,22 +23,16 @@ from typing import Any
 
 import pytest
 
-from tests.fakechatgpt.harness import Emulator, mint_access_token, next_plan, reset, run_emulator
+from tests.fakechatgpt.harness import Emulator, mint_access_token, next_plan, reset
 from tests.support.admin import tokens_view, wait_until
 from tests.support.clients import run_client
 from tests.support.haproxy import Backend, HAProxy, run_haproxy
 from tests.support.http import call
-from tests.support.mitm import Mitm, start_mitm
+from tests.support.mitm import Mitm, MitmFactory
 from tests.support.redis import RedisServer, run_redis
 
 CODE = "pool-code-0123456789"
 ADMIN_KEY = "admin-key-0123456789abcdef"
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator() as emu:
-        yield emu
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +117,7 @@ def answered(m: Mitm) -> int:
 
 
 def test_two_instances_behind_haproxy(
-    tmp_path: Path, emulator: Emulator, redis_server: RedisServer
+    mitm_factory: MitmFactory, tmp_path: Path, emulator: Emulator, redis_server: RedisServer
 ) -> None:
     reset(emulator.url)
     pool = [mint_access_token(account_id=f"acct-{n}") for n in range(4)]
@@ -140,11 +134,11 @@ def test_two_instances_behind_haproxy(
     }
     (tmp_path / "a" / "data").mkdir(parents=True)
     (tmp_path / "a" / "data" / "token.txt").write_text("".join(t + "\n" for t in pool))
-    with start_mitm(tmp_path / "a", env) as a:
+    with mitm_factory.run(tmp=tmp_path / "a", env=env) as a:
         # One CA for both, as docker-compose.yml's `ca` service makes it.
         wait_until(lambda: a.ca_path.exists())
         shutil.copytree(a.confdir, tmp_path / "b" / "confdir")
-        with start_mitm(tmp_path / "b", env) as b:
+        with mitm_factory.run(tmp=tmp_path / "b", env=env) as b:
             for m in (a, b):
                 root = f"http://127.0.0.1:{m.reverse_port}"
                 wait_until(lambda root=root: call(root + "/ready").status == 200)

@@ -30,10 +30,8 @@ from tests.fakechatgpt.harness import (
     Emulator,
     mint_access_token,
     received,
-    reset,
-    run_emulator,
 )
-from tests.support.mitm import Mitm, start_mitm
+from tests.support.mitm import Mitm, MitmFactory
 
 CODE = "sec-code-" + "k" * 24
 PREFIX = "hidden-prefix-" + "q" * 16
@@ -134,40 +132,15 @@ def media_server() -> Iterator[MediaServer]:
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator() as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def mitm(
-    emulator: Emulator,
-    media_server: MediaServer,
-    probe: Probe,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Mitm]:
+def chat2api_options(media_server: MediaServer, probe: Probe) -> dict[str, Any]:
     env = {
-        "CHATGPT_BASE_URL": emulator.url,
         "AUTHORIZATION": CODE,
         "API_PREFIX": PREFIX,
         "MEDIA_ALLOW_HOSTS": f"127.0.0.1:{media_server.port}",
         "HEADER_TIMEOUT": str(HEADER_TIMEOUT),
         "CONNECTIONS_PER_ADDRESS": str(PER_ADDRESS),
-        "ENABLE_GATEWAY": "true",
     }
-    with start_mitm(
-        tmp_path_factory.mktemp("sec"),
-        env,
-        scripts=("addons/chat2api.py", "addons/mirror.py"),
-        reverse_target=emulator.url,
-        flow_detail=1,
-    ) as m:
-        yield m
-
-
-@pytest.fixture(autouse=True)
-def clean(emulator: Emulator) -> None:
-    reset(emulator.url)
+    return {"env": env, "mirror": True, "flow_detail": 1}
 
 
 def api(path: str) -> str:
@@ -513,17 +486,13 @@ def sink() -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
-def guarded(
-    emulator: Emulator, probe: Probe, sink: int, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Mitm]:
+def guarded(emulator: Emulator, probe: Probe, sink: int, module_mitm_factory: MitmFactory) -> Mitm:
     """A chat2api with proxy_auth and two local services allowed."""
     env = {
-        "CHATGPT_BASE_URL": emulator.url,
         "PROXY_AUTH": "alice:s3cret-pass",
         "PROXY_ALLOW_HOSTS": f"127.0.0.1:{probe.port},127.0.0.1:{sink}",
     }
-    with start_mitm(tmp_path_factory.mktemp("guarded"), env) as m:
-        yield m
+    return module_mitm_factory(env, emulator_url=emulator.url)
 
 
 def basic(user_pass: str) -> str:
@@ -725,18 +694,16 @@ def test_no_tracebacks_in_the_log(mitm: Mitm) -> None:
 
 
 def test_the_launcher_applies_the_same_shield(
-    emulator: Emulator, probe: Probe, tmp_path: Path
+    mitm_factory: MitmFactory, emulator: Emulator, probe: Probe, tmp_path: Path
 ) -> None:
     """run.sh starts the lean master (``python -m patches.launcher``): the same refusals."""
-    import sys
 
     env = {
         "CHATGPT_BASE_URL": emulator.url,
         "AUTHORIZATION": CODE,
         "HEADER_TIMEOUT": str(HEADER_TIMEOUT),
     }
-    command = (sys.executable, "-m", "patches.launcher")
-    with start_mitm(tmp_path, env, command=command) as lean:
+    with mitm_factory.run(tmp=tmp_path, env=env, launcher=True) as lean:
         target = f"127.0.0.1:{probe.port}"
         raw = f"CONNECT {target} HTTP/1.1\r\nhost: {target}\r\n\r\n".encode()
         assert exchange(lean.proxy_port, raw).status == 403

@@ -17,7 +17,6 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,11 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.fakechatgpt.harness import Emulator, mint_access_token, received, reset, run_emulator
+from tests.fakechatgpt.harness import Emulator, mint_access_token, received, reset
 from tests.support.browser import Page, start_browser
 from tests.support.mirror import Client as FlowClient
 from tests.support.mirror import listed, start_conversation
-from tests.support.mitm import Mitm, start_mitm
+from tests.support.mitm import Mitm, MitmFactory
 from tests.test_e2e_mirror import needs_browser, sign_in
 
 ADMIN_KEY = "security-admin-key-0123456789"
@@ -54,41 +53,20 @@ def mirror_env(emulator: Emulator, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator() as emu:
-        yield emu
+def chat2api_options(emulator: Emulator) -> dict[str, Any]:
+    return {"env": mirror_env(emulator), "mirror": True, "pool": [POOL_AT]}
 
 
 @pytest.fixture(scope="module")
-def mitm(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
-    tmp = tmp_path_factory.mktemp("mirror-security")
-    (tmp / "data").mkdir()
-    (tmp / "data" / "token.txt").write_text(POOL_AT + "\n")
-    scripts = ("addons/chat2api.py", "addons/mirror.py")
-    with start_mitm(tmp, mirror_env(emulator), scripts=scripts, reverse_target=emulator.url) as m:
-        yield m
-
-
-@pytest.fixture(scope="module")
-def limited(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
+def limited(emulator: Emulator, module_mitm_factory: MitmFactory) -> Mitm:
     """A second chat2api with small sign-up limits."""
-    tmp = tmp_path_factory.mktemp("mirror-limits")
-    (tmp / "data").mkdir()
-    (tmp / "data" / "token.txt").write_text(POOL_AT + "\n")
     env = mirror_env(
         emulator,
         GATEWAY_NEW_SEEDS_PER_HOUR="3",
         AUTO_SEED_LIMIT="5",
         GATEWAY_SIGNIN_REFRESHES_PER_HOUR="2",
     )
-    scripts = ("addons/chat2api.py", "addons/mirror.py")
-    with start_mitm(tmp, env, scripts=scripts, reverse_target=emulator.url) as m:
-        yield m
-
-
-@pytest.fixture(autouse=True)
-def clean(emulator: Emulator) -> None:
-    reset(emulator.url)
+    return module_mitm_factory(env, emulator_url=emulator.url, mirror=True, pool=[POOL_AT])
 
 
 class Raw:
