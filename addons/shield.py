@@ -28,6 +28,7 @@ from mitmproxy.proxy import mode_specs, server_hooks
 
 from errors import Chat2ApiError, InvalidRequest, PermissionDenied, ProxyAuthRequired
 from patches import early_answer
+from service import bridge
 from service import runtime as rt
 from service.api import error_reply
 from service.shield import (
@@ -175,6 +176,8 @@ class Shield:
         if destinations is None:
             return
         host, port = str(data.server.address[0]), int(data.server.address[1])
+        if (host, port) in bridge.LISTENING:
+            return  # chat2api's own loopback bridge (MITM_PATCHES=off), not a client's pick
         checked = self._checked.get(data.client.id, {})
         if (host, port) in checked:
             pinned = checked[(host, port)]

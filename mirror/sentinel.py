@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 Runner = Callable[[Credential], Awaitable[SentinelTokens]]
 
 REQUIREMENTS = "/backend-api/sentinel/chat-requirements"
-# Kept less than the requirements token's life (540 s, chatgpt-backend-2026.md §2.3).
+# Kept less than the requirements token's life (540 s, docs/backend-2026.md#one-turn).
 TOKEN_TTL = 300.0
 
 
@@ -135,7 +135,7 @@ def _note_failure(task: asyncio.Task[SentinelTokens]) -> None:
 
 def classic_of(dialect: Dialect, http: BackendHttp) -> ClassicDialect:
     """The API path's classic dialect (the single-step exchange the 2026 site still
-    answers, chatgpt-backend-2026.md §2.2), or one with the same limits and solvers."""
+    answers, docs/sentinel.md#tokens), or one with the same limits and solvers."""
     if isinstance(dialect, ClassicDialect):
         return dialect
     if isinstance(dialect, AutoDialect) and isinstance(dialect.older, ClassicDialect):

@@ -49,6 +49,12 @@ class BridgeJob:
     forwarded: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+#: The (host, port) of every running bridge: chat2api's own connections to them are
+#: not a client's, so the HTTPS proxy's destination guard lets them through
+#: (addons/shield.py). A bridge serves only answers registered under random paths.
+LISTENING: set[tuple[str, int]] = set()
+
+
 class Bridge:
     def __init__(self) -> None:
         self._jobs: dict[str, BridgeJob] = {}
@@ -60,11 +66,13 @@ class Bridge:
         if self._server is None:
             self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
             self.port = self._server.sockets[0].getsockname()[1]
+            LISTENING.add(("127.0.0.1", self.port))
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
             self._server = None
+            LISTENING.discard(("127.0.0.1", self.port))
         for job in self._jobs.values():
             await _aclose(job.body)
         self._jobs.clear()

@@ -438,7 +438,7 @@ class CompletionService:
             conversation_id = token.conversation_id
         offset = translation.events_consumed
         # Without a token the page tries offset 0 only, sending "no-token"
-        # (chatgpt-backend-2026.md §2.6, docs/stream-handoff.md).
+        # (docs/backend-2026.md#resume, docs/stream-handoff.md).
         if resumer is None or (token is None and offset) or not conversation_id:
             raise ResumeRefused("this turn cannot be resumed")
         # A handoff is followed at once; a broken stream after the page's backoff:

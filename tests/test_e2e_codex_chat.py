@@ -21,7 +21,7 @@ from tests.fakechatgpt.harness import (
     expected_codex_tool_answer,
     received,
 )
-from tests.support.clients import client_env, reverse_env, run_client
+from tests.support.clients import proxy_env, reverse_env, run_client
 from tests.support.mitm import Mitm, MitmFactory
 from tests.test_e2e_tools import RAW, WEATHER, finishes, tool_deltas, user
 
@@ -30,8 +30,17 @@ ASK = 'Weather please. call get_weather({"city": "Paris", "days": 2})'
 
 
 @pytest.fixture(scope="module")
+def emulator_options() -> dict[str, Any]:
+    return {}
+
+
+@pytest.fixture(scope="module")
 def chat2api_options() -> dict[str, Any]:
     return {"env": {"CODEX_BACKEND": "auto"}}
+
+
+def env_for(mitm: Mitm, mode: str, key: str) -> dict[str, str]:
+    return proxy_env(mitm, key) if mode == "proxy" else reverse_env(mitm, key)
 
 
 def raw(env: dict[str, str], **spec: Any) -> dict[str, Any]:
@@ -57,7 +66,7 @@ def test_streamed_tool_calls_and_the_request_mapping(
     emulator: Emulator, mitm: Mitm, token: str, mode: str
 ) -> None:
     result = raw(
-        client_env(mitm, mode, token),
+        env_for(mitm, mode, token),
         model="gpt-4o",
         messages=[{"role": "system", "content": "Be brief."}, *user(ASK)],
         tools=[WEATHER],
@@ -106,7 +115,7 @@ def test_tool_loop_with_message_tool_calls(
           "final": second.choices[0].message.content, "model": second.model,
           "reason2": second.choices[0].finish_reason})
     """ % (json.dumps([WEATHER]), ASK)
-    (result,) = run_client(script, client_env(mitm, mode, token))
+    (result,) = run_client(script, env_for(mitm, mode, token))
     assert result["reason"] == "tool_calls"
     assert result["calls"][0]["function"]["name"] == "get_weather"
     assert result["final"] == expected_codex_tool_answer(["Sunny, 24 C"], "gpt-5.5")
@@ -286,7 +295,7 @@ def test_langchain_on_codex(mitm: Mitm, token: str, mode: str) -> None:
     """
         % ASK
     )
-    (result,) = run_client(script, client_env(mitm, mode, token), timeout=120)
+    (result,) = run_client(script, env_for(mitm, mode, token), timeout=120)
     assert result["turns"] == 4
     assert result["final"] == expected_codex_tool_answer(["Sunny in Paris for 2 days"], "gpt-5.5")
     assert result["structured"]["json_schema"] == ["age", "name"]
@@ -295,10 +304,11 @@ def test_langchain_on_codex(mitm: Mitm, token: str, mode: str) -> None:
 
 
 def test_plain_text_answer_on_always(
-    emulator: Emulator, token: str, mitm_factory: MitmFactory
+    mitm_factory: MitmFactory, emulator: Emulator, token: str, tmp_path: Any
 ) -> None:
-    m = mitm_factory({"CODEX_BACKEND": "always"}, emulator_url=emulator.url)
-    result = raw(reverse_env(m, token), model="gpt-4o", messages=user("hello"))
+    env = {"CHATGPT_BASE_URL": emulator.url, "CODEX_BACKEND": "always"}
+    with mitm_factory.run(tmp=tmp_path, env=env) as m:
+        result = raw(reverse_env(m, token), model="gpt-4o", messages=user("hello"))
     message = result["whole"]["choices"][0]["message"]
     assert message["content"] == expected_codex_answer("hello", "gpt-5.5")
     assert result["whole"]["model"] == "gpt-5.5"

@@ -12,11 +12,12 @@ import http.server
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fakechatgpt.harness import Emulator, mint_access_token, received
+from tests.fakechatgpt.harness import Emulator, mint_access_token, received, reset
 from tests.fakechatgpt.state import FAKE_PNG
 from tests.support.clients import reverse_env, run_client
 from tests.support.mitm import Mitm, MitmFactory
@@ -85,7 +86,8 @@ def chat2api_options(fetcher: Fetcher) -> dict[str, Any]:
 
 
 @pytest.fixture(autouse=True)
-def clean(fetcher: Fetcher) -> None:
+def clean(emulator: Emulator, fetcher: Fetcher) -> None:
+    reset(emulator.url)
     fetcher.asked.clear()
     fetcher.answer = (200, "image/png", FAKE_PNG)
 
@@ -158,9 +160,10 @@ def test_what_the_fetcher_cannot_give_is_a_400_naming_the_part(
 
 
 def test_without_it_the_url_is_fetched_directly(
-    emulator: Emulator, mitm_factory: MitmFactory
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
 ) -> None:
     """The same URL without CF_FILE_URL: chat2api tries to resolve it itself and fails."""
-    out = chat(mitm_factory(emulator_url=emulator.url), IMAGE_URL)
+    with mitm_factory.run(tmp=tmp_path, env={"CHATGPT_BASE_URL": emulator.url}) as m:
+        out = chat(m, IMAGE_URL)
     assert out["error"]["status"] == 400
     assert "cannot be resolved" in out["error"]["body"]["message"]

@@ -5,6 +5,7 @@ backend emulator, with the official openai SDK and plain HTTP."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,9 +58,11 @@ def test_health_and_ready(mitm: Mitm) -> None:
     assert ADMIN_KEY not in r.body.decode()
 
 
-def test_ready_without_usable_account(emulator: Emulator, mitm_factory: MitmFactory) -> None:
+def test_ready_without_usable_account(
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
+) -> None:
     env = base_env(emulator, ALLOW_ANONYMOUS="false")
-    with mitm_factory.run(env) as m:
+    with mitm_factory.run(tmp=tmp_path, env=env) as m:
         r = wait_until(lambda: (a := call(root(m) + "/ready")).status == 503 and a)
         assert r.json()["reason"] == "no usable account and anonymous use is off"
         added = call(
@@ -72,9 +75,11 @@ def test_ready_without_usable_account(emulator: Emulator, mitm_factory: MitmFact
         assert call(root(m) + "/ready").status == 200
 
 
-def test_ready_when_redis_does_not_answer(emulator: Emulator, mitm_factory: MitmFactory) -> None:
+def test_ready_when_redis_does_not_answer(
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
+) -> None:
     env = base_env(emulator, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
-    with mitm_factory.run(env) as m:
+    with mitm_factory.run(tmp=tmp_path, env=env) as m:
         r = wait_until(lambda: (a := call(root(m) + "/ready")).status == 503 and a)
         assert r.json()["checks"]["storage"] == "unreachable"
         assert "127.0.0.1" not in r.body.decode()  # no address for outsiders
@@ -193,9 +198,9 @@ def test_no_cors_on_admin_routes(mitm: Mitm) -> None:
         assert "access-control-allow-origin" not in got.headers, path
 
 
-def test_cors_origin_list(emulator: Emulator, mitm_factory: MitmFactory) -> None:
+def test_cors_origin_list(mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path) -> None:
     env = base_env(emulator, CORS_ORIGINS="https://good.example")
-    with mitm_factory.run(env) as m:
+    with mitm_factory.run(tmp=tmp_path, env=env) as m:
         ok = call(m.base_url + "/models", headers={"origin": "https://good.example"})
         assert ok.headers["access-control-allow-origin"] == "https://good.example"
         assert "origin" in ok.headers["vary"].lower()
@@ -295,9 +300,9 @@ def test_startup_summary_and_access_lines(mitm: Mitm) -> None:
     assert "-> 200" in line and " ms" in line
 
 
-def test_json_log_format(emulator: Emulator, mitm_factory: MitmFactory) -> None:
+def test_json_log_format(mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path) -> None:
     env = base_env(emulator, LOG_FORMAT="json")
-    with mitm_factory.run(env) as m:
+    with mitm_factory.run(tmp=tmp_path, env=env) as m:
         run_client(TRAFFIC, reverse_env(m, CODE))
         records = []
         for line in m.log().splitlines():
@@ -313,10 +318,13 @@ def test_json_log_format(emulator: Emulator, mitm_factory: MitmFactory) -> None:
         assert any("CA certificate" in r["msg"] for r in records)
 
 
-def test_under_the_lean_launcher(emulator: Emulator, mitm_factory: MitmFactory) -> None:
+def test_under_the_lean_launcher(
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
+) -> None:
     """As run.sh starts it (patches/launcher.py, whose layer shim answers flow
     hooks nobody listens to at once): ids, CORS, access lines and metrics all
     come from the request pass, with no response hooks of their own."""
+
     from addons.ops import Ops, OpsTail
 
     for cls in (Ops, OpsTail):
@@ -324,7 +332,7 @@ def test_under_the_lean_launcher(emulator: Emulator, mitm_factory: MitmFactory) 
         for hook in ("responseheaders", "response", "error", "update"):
             assert not hasattr(cls, hook), (cls, hook)
     env = base_env(emulator, METRICS_KEY=METRICS_KEY)
-    with mitm_factory.run(env, launcher=True) as m:
+    with mitm_factory.run(tmp=tmp_path, env=env, launcher=True) as m:
         (out,) = run_client(IDS, reverse_env(m, CODE))
         assert out["ok_header"].startswith("req_") and out["stream_header"].startswith("req_")
         assert out["stream_text"]
@@ -339,11 +347,13 @@ def test_under_the_lean_launcher(emulator: Emulator, mitm_factory: MitmFactory) 
         assert f"[{out['stream_header']}] POST /v1/chat/completions -> 200" in log
 
 
-def test_with_mitm_patches_off(emulator: Emulator, mitm_factory: MitmFactory) -> None:
+def test_with_mitm_patches_off(
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
+) -> None:
     """Stock mitmproxy (MITM_PATCHES=off): streamed answers go through the loopback
     bridge, and still carry their id and get their access line and metrics."""
     env = base_env(emulator, METRICS_KEY=METRICS_KEY, MITM_PATCHES="off")
-    with mitm_factory.run(env) as m:
+    with mitm_factory.run(tmp=tmp_path, env=env) as m:
         (out,) = run_client(IDS, reverse_env(m, CODE))
         assert out["stream_header"].startswith("req_") and out["stream_text"]
         assert out["ok_request_id"] == out["ok_header"]

@@ -55,10 +55,11 @@ def backend_calls(emulator: Emulator) -> list[dict[str, Any]]:
 
 
 def test_user_agents_and_impersonate_reach_the_backend(
-    emulator: Emulator, mitm_factory: MitmFactory
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
 ) -> None:
+    reset(emulator.url)
     env = {"CHATGPT_BASE_URL": emulator.url, "USER_AGENTS": f"[{UA!r}]"}
-    with mitm_factory.run(env) as mitm:
+    with mitm_factory.run(tmp=tmp_path, env=env) as mitm:
         answer = complete(mitm, mint_access_token())
         assert answer["choices"][0]["message"]["content"]
     calls = backend_calls(emulator)
@@ -75,9 +76,10 @@ def test_user_agents_and_impersonate_reach_the_backend(
     # user agent (config[4]); the answer above came back, so it did.
 
 
-def test_impersonate_edge(emulator: Emulator, mitm_factory: MitmFactory) -> None:
+def test_impersonate_edge(mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path) -> None:
+    reset(emulator.url)
     env = {"CHATGPT_BASE_URL": emulator.url, "IMPERSONATE": "['edge101']"}
-    with mitm_factory.run(env) as mitm:
+    with mitm_factory.run(tmp=tmp_path, env=env) as mitm:
         complete(mitm, mint_access_token())
     for call in backend_calls(emulator):
         assert "Edg/101.0.0.0" in call["headers"]["user-agent"]
@@ -85,8 +87,9 @@ def test_impersonate_edge(emulator: Emulator, mitm_factory: MitmFactory) -> None
 
 
 def test_proxies_pinned_per_account_and_sentinel_proxy(
-    emulator: Emulator, mitm_factory: MitmFactory
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
 ) -> None:
+    reset(emulator.url)
     first, second = mint_access_token(), mint_access_token()
     with recording_proxy() as main_a, recording_proxy() as main_b, recording_proxy() as sentinel:
         env = {
@@ -94,7 +97,7 @@ def test_proxies_pinned_per_account_and_sentinel_proxy(
             "PROXY_URL": f"{main_a.url('s-{}:pw')}, {main_b.url('s-{}:pw')}",
             "SENTINEL_PROXY_URL": sentinel.url("sentinel-{}:pw"),
         }
-        with mitm_factory.run(env) as mitm:
+        with mitm_factory.run(tmp=tmp_path, env=env) as mitm:
             for token in (first, second, first, second):
                 complete(mitm, token)
         # Chat-requirements went through the sentinel proxy only, conversations never.
@@ -118,13 +121,14 @@ def test_proxies_pinned_per_account_and_sentinel_proxy(
 
 
 def test_dotenv_next_to_the_config(
-    emulator: Emulator, tmp_path: Path, mitm_factory: MitmFactory
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
 ) -> None:
+    reset(emulator.url)
     config = tmp_path / "conf" / "config.yaml"
     config.parent.mkdir()
     config.write_text(f"chatgpt_base_url: {emulator.url}\n", encoding="utf-8")
     (config.parent / ".env").write_text("OAI_LANGUAGE=zh-CN\nRETRY_TIMEZ=2\n", encoding="utf-8")
-    with mitm_factory.run({"CHAT2API_CONFIG": str(config)}) as mitm:
+    with mitm_factory.run(tmp=tmp_path, env={"CHAT2API_CONFIG": str(config)}) as mitm:
         complete(mitm, mint_access_token())
         log = mitm.log()
     assert all(c["headers"]["oai-language"] == "zh-CN" for c in backend_calls(emulator))
@@ -162,8 +166,9 @@ def solver(answer: dict[str, Any]) -> Iterator[tuple[str, list[dict[str, Any]]]]
 
 @pytest.mark.parametrize("dialect", ["classic", "2026"])
 def test_turnstile_and_arkose_solvers(
-    emulator: Emulator, mitm_factory: MitmFactory, dialect: str
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path, dialect: str
 ) -> None:
+    reset(emulator.url)
     set_sentinel(
         emulator.url,
         persona="chatgpt-freeaccount",
@@ -180,7 +185,7 @@ def test_turnstile_and_arkose_solvers(
             "TURNSTILE_SOLVER_URL": turnstile_url,
             "ARK0SE_TOKEN_URL": arkose_url,  # the original's spelling
         }
-        with mitm_factory.run(env) as mitm:
+        with mitm_factory.run(tmp=tmp_path, env=env) as mitm:
             answer = complete(mitm, mint_access_token())
     assert answer["choices"][0]["message"]["content"]
     (asked,) = turnstile_bodies
@@ -192,10 +197,11 @@ def test_turnstile_and_arkose_solvers(
 
 
 def test_without_solvers_the_turn_goes_on_with_a_warning(
-    emulator: Emulator, mitm_factory: MitmFactory
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
 ) -> None:
+    reset(emulator.url)
     set_sentinel(emulator.url, turnstile={"dx": "TDX"}, arkose={"dx": "ADX"})
-    with mitm_factory.run({"CHATGPT_BASE_URL": emulator.url}) as mitm:
+    with mitm_factory.run(tmp=tmp_path, env={"CHATGPT_BASE_URL": emulator.url}) as mitm:
         answer = complete(mitm, mint_access_token())
         log = mitm.log()
     assert answer["choices"][0]["message"]["content"]
@@ -217,10 +223,11 @@ def _error(mitm: Mitm, token: str, model: str) -> tuple[int, dict[str, Any]]:
 
 
 def test_a_free_account_asking_for_a_paid_model_gets_404(
-    emulator: Emulator, mitm_factory: MitmFactory
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
 ) -> None:
+    reset(emulator.url)
     set_sentinel(emulator.url, persona="chatgpt-freeaccount")
-    with mitm_factory.run({"CHATGPT_BASE_URL": emulator.url}) as mitm:
+    with mitm_factory.run(tmp=tmp_path, env={"CHATGPT_BASE_URL": emulator.url}) as mitm:
         status, body = _error(mitm, mint_access_token(), "gpt-4")
         assert status == 404, body
         assert body["error"]["code"] == "model_not_found"
@@ -233,12 +240,17 @@ def test_a_free_account_asking_for_a_paid_model_gets_404(
     assert paths.count("/backend-api/conversation") == 1  # only the gpt-4o turn
 
 
-def test_the_pool_tries_a_paid_account_first(emulator: Emulator, mitm_factory: MitmFactory) -> None:
+def test_the_pool_tries_a_paid_account_first(
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
+) -> None:
+    reset(emulator.url)
     free, paid = "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222"
     tokens = {free: mint_access_token(account_id=free), paid: mint_access_token(account_id=paid)}
     set_sentinel(emulator.url, personas={free: "chatgpt-freeaccount", paid: "chatgpt-paid"})
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "token.txt").write_text(tokens[free] + "\n" + tokens[paid] + "\n")
     env = {"CHATGPT_BASE_URL": emulator.url, "AUTHORIZATION": "code-1", "RANDOM_TOKEN": "false"}
-    with mitm_factory.run(env, pool=[tokens[free], tokens[paid]]) as mitm:
+    with mitm_factory.run(tmp=tmp_path, env=env) as mitm:
         for _ in range(2):
             status, body = _error(mitm, "code-1", "gpt-4")
             assert status == 200, body
@@ -266,8 +278,11 @@ def _stream(mitm: Mitm, token: str, model: str) -> tuple[dict[str, str], list[di
     return headers, chunks
 
 
-def test_a_switched_model_is_reported(emulator: Emulator, mitm_factory: MitmFactory) -> None:
-    with mitm_factory.run({"CHATGPT_BASE_URL": emulator.url}) as mitm:
+def test_a_switched_model_is_reported(
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
+) -> None:
+    reset(emulator.url)
+    with mitm_factory.run(tmp=tmp_path, env={"CHATGPT_BASE_URL": emulator.url}) as mitm:
         next_plan(emulator.url, answer_model="gpt-4o-mini", count=2)
         status, answer = _error(mitm, mint_access_token(), "gpt-4o")
         assert status == 200 and answer["model"] == "gpt-4o-mini"
@@ -294,9 +309,12 @@ def test_a_switched_model_is_reported(emulator: Emulator, mitm_factory: MitmFact
     assert "(auto:smaller_model:reached_message_cap)" in log
 
 
-def test_on_downgrade_error_and_retry(emulator: Emulator, mitm_factory: MitmFactory) -> None:
+def test_on_downgrade_error_and_retry(
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
+) -> None:
+    reset(emulator.url)
     env = {"CHATGPT_BASE_URL": emulator.url, "ON_DOWNGRADE": "error"}
-    with mitm_factory.run(env) as mitm:
+    with mitm_factory.run(tmp=tmp_path / "error", env=env) as mitm:
         next_plan(emulator.url, answer_model="gpt-4o-mini")
         status, body = _error(mitm, mint_access_token(), "gpt-4o")
     assert status == 503 and body["error"]["code"] == "model_downgraded", body
@@ -304,6 +322,8 @@ def test_on_downgrade_error_and_retry(emulator: Emulator, mitm_factory: MitmFact
 
     reset(emulator.url)
     first, second = mint_access_token(), mint_access_token()
+    (tmp_path / "retry" / "data").mkdir(parents=True)
+    (tmp_path / "retry" / "data" / "token.txt").write_text(first + "\n" + second + "\n")
     env = {
         "CHATGPT_BASE_URL": emulator.url,
         "ON_DOWNGRADE": "retry",
@@ -311,7 +331,7 @@ def test_on_downgrade_error_and_retry(emulator: Emulator, mitm_factory: MitmFact
         "RANDOM_TOKEN": "false",
         "ADMIN_KEY": "admin-key-123456",
     }
-    with mitm_factory.run(env, pool=[first, second]) as mitm:
+    with mitm_factory.run(tmp=tmp_path / "retry", env=env) as mitm:
         next_plan(emulator.url, answer_model="gpt-4o-mini")  # the first account's answer
         status, answer = _error(mitm, "code-1", "gpt-4o")
         assert status == 200 and answer["model"] == "gpt-4o-2024-08-06", answer
@@ -327,7 +347,10 @@ def test_on_downgrade_error_and_retry(emulator: Emulator, mitm_factory: MitmFact
     assert len(conversations) == 2
 
 
-def test_auto_seed_off_makes_api_keys_seeds(emulator: Emulator, mitm_factory: MitmFactory) -> None:
+def test_auto_seed_off_makes_api_keys_seeds(
+    mitm_factory: MitmFactory, emulator: Emulator, tmp_path: Path
+) -> None:
+    reset(emulator.url)
     token = mint_access_token()
     env = {
         "CHATGPT_BASE_URL": emulator.url,
@@ -336,7 +359,9 @@ def test_auto_seed_off_makes_api_keys_seeds(emulator: Emulator, mitm_factory: Mi
         "ADMIN_KEY": "admin-key-123456",
         "AUTHORIZATION": "code-1",
     }
-    with mitm_factory.run(env, scripts=("addons/chat2api.py", "addons/mirror.py")) as mitm:
+    with mitm_factory.run(
+        tmp=tmp_path, env=env, scripts=("addons/chat2api.py", "addons/mirror.py")
+    ) as mitm:
         req = urllib.request.Request(
             mitm.base_url.removesuffix("/v1") + "/seedtoken",
             data=json.dumps({"seed": "my-seed-1234", "token": token}).encode(),

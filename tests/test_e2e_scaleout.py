@@ -117,8 +117,9 @@ def answered(m: Mitm) -> int:
 
 
 def test_two_instances_behind_haproxy(
-    tmp_path: Path, emulator: Emulator, redis_server: RedisServer, mitm_factory: MitmFactory
+    mitm_factory: MitmFactory, tmp_path: Path, emulator: Emulator, redis_server: RedisServer
 ) -> None:
+    reset(emulator.url)
     pool = [mint_access_token(account_id=f"acct-{n}") for n in range(4)]
     env = {
         "CHATGPT_BASE_URL": emulator.url,
@@ -131,11 +132,13 @@ def test_two_instances_behind_haproxy(
         "TIMEOUT_IDLE": "20",
         "TIMEOUT_FIRST_BYTE": "20",
     }
-    with mitm_factory.run(env, pool=pool, tmp=tmp_path / "a") as a:
+    (tmp_path / "a" / "data").mkdir(parents=True)
+    (tmp_path / "a" / "data" / "token.txt").write_text("".join(t + "\n" for t in pool))
+    with mitm_factory.run(tmp=tmp_path / "a", env=env) as a:
         # One CA for both, as docker-compose.yml's `ca` service makes it.
         wait_until(lambda: a.ca_path.exists())
         shutil.copytree(a.confdir, tmp_path / "b" / "confdir")
-        with mitm_factory.run(env, tmp=tmp_path / "b") as b:
+        with mitm_factory.run(tmp=tmp_path / "b", env=env) as b:
             for m in (a, b):
                 root = f"http://127.0.0.1:{m.reverse_port}"
                 wait_until(lambda root=root: call(root + "/ready").status == 200)

@@ -31,7 +31,7 @@ def emulator_options() -> dict[str, Any]:
 
 @pytest.fixture(scope="module", params=["mitmdump", "launcher"])
 def chat2api_options(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """Plain mitmdump, then run.sh's launcher."""
+    """Plain mitmdump and run.sh's launcher, both with every patch off."""
     env = {"MITM_PATCHES": "off", "TIMEOUT_IDLE": "3", "TIMEOUT_FIRST_BYTE": "4"}
     return {"env": env, "dialect": "classic", "launcher": request.param == "launcher"}
 

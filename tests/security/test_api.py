@@ -132,22 +132,15 @@ def media_server() -> Iterator[MediaServer]:
 
 
 @pytest.fixture(scope="module")
-def chat2api_options(emulator: Emulator, media_server: MediaServer) -> dict[str, Any]:
-    # The mirror addon with ENABLE_GATEWAY but its upstreams left at their defaults.
+def chat2api_options(media_server: MediaServer, probe: Probe) -> dict[str, Any]:
     env = {
         "AUTHORIZATION": CODE,
         "API_PREFIX": PREFIX,
         "MEDIA_ALLOW_HOSTS": f"127.0.0.1:{media_server.port}",
         "HEADER_TIMEOUT": str(HEADER_TIMEOUT),
         "CONNECTIONS_PER_ADDRESS": str(PER_ADDRESS),
-        "ENABLE_GATEWAY": "true",
     }
-    return {
-        "env": env,
-        "scripts": ("addons/chat2api.py", "addons/mirror.py"),
-        "reverse_target": emulator.url,
-        "flow_detail": 1,
-    }
+    return {"env": env, "mirror": True, "flow_detail": 1}
 
 
 def api(path: str) -> str:
@@ -701,11 +694,16 @@ def test_no_tracebacks_in_the_log(mitm: Mitm) -> None:
 
 
 def test_the_launcher_applies_the_same_shield(
-    emulator: Emulator, probe: Probe, mitm_factory: MitmFactory
+    mitm_factory: MitmFactory, emulator: Emulator, probe: Probe, tmp_path: Path
 ) -> None:
     """run.sh starts the lean master (``python -m patches.launcher``): the same refusals."""
-    env = {"AUTHORIZATION": CODE, "HEADER_TIMEOUT": str(HEADER_TIMEOUT)}
-    with mitm_factory.run(env, emulator_url=emulator.url, launcher=True) as lean:
+
+    env = {
+        "CHATGPT_BASE_URL": emulator.url,
+        "AUTHORIZATION": CODE,
+        "HEADER_TIMEOUT": str(HEADER_TIMEOUT),
+    }
+    with mitm_factory.run(tmp=tmp_path, env=env, launcher=True) as lean:
         target = f"127.0.0.1:{probe.port}"
         raw = f"CONNECT {target} HTTP/1.1\r\nhost: {target}\r\n\r\n".encode()
         assert exchange(lean.proxy_port, raw).status == 403

@@ -39,16 +39,21 @@ SEED_B = "seed-victim-0c7a42f1"
 
 def mirror_env(emulator: Emulator, **extra: str) -> dict[str, str]:
     return {
+        "CHATGPT_BASE_URL": emulator.url,
+        "ENABLE_GATEWAY": "true",
         "AUTO_SEED": "true",
         "ADMIN_KEY": ADMIN_KEY,
         "REFRESH_URL": emulator.url + "/oauth/token",
+        "GATEWAY_ASSETS_URL": emulator.url,
+        "GATEWAY_FILES_URL": emulator.url,
+        "GATEWAY_SANDBOX_URL": emulator.url,
+        "GATEWAY_STATSIG_URL": emulator.url,
         **extra,
     }
 
 
 @pytest.fixture(scope="module")
 def chat2api_options(emulator: Emulator) -> dict[str, Any]:
-    """The mirror on the emulator, one pool account in its old token.txt."""
     return {"env": mirror_env(emulator), "mirror": True, "pool": [POOL_AT]}
 
 

@@ -112,6 +112,12 @@ class Page:
         )
         return str(value)
 
+    def cookies(self, url: str) -> list[dict[str, Any]]:
+        """Every cookie the browser would send to ``url``, HttpOnly ones too (through the
+        driver's DevTools channel: WebDriver's own cookie calls see the current page only)."""
+        result = self.driver.execute_cdp_cmd("Network.getCookies", {"urls": [url]})
+        return list(result["cookies"])
+
     def screenshot(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(self.driver.get_screenshot_as_png())

@@ -158,9 +158,7 @@ class MitmFactory:
     ``dialect`` sets ``BACKEND_DIALECT``; ``mirror`` loads ``addons/mirror.py``
     with the reverse listener and every mirror upstream on the emulator;
     ``pool`` is written to ``data/token.txt`` before start-up, as a user's old
-    data folder; ``launcher`` runs run.sh's launcher instead of plain mitmdump,
-    ``command`` any other program; ``reverse_target`` is where the reverse listener
-    points (the emulator with ``mirror``, else nowhere).
+    data folder; ``launcher`` runs run.sh's launcher instead of plain mitmdump.
     """
 
     def __init__(self, make_tmp: Callable[[], Path], stack: ExitStack | None = None) -> None:
@@ -186,15 +184,11 @@ class MitmFactory:
         tmp: Path | None = None,
         scripts: tuple[str, ...] = ("addons/chat2api.py",),
         flow_detail: int = 0,
-        reverse_target: str | None = None,
-        command: tuple[str, ...] | None = None,
     ) -> Iterator[Mitm]:
         """An instance for a ``with`` block: for a test that stops and starts again."""
-        if launcher and command is not None:
-            raise ValueError("launcher and command both name the program: pass one")
         tmp = tmp if tmp is not None else self._make_tmp()
         full: dict[str, str] = {}
-        target = reverse_target
+        reverse_target = NOWHERE
         if emulator_url is not None:
             full["CHATGPT_BASE_URL"] = emulator_url
         if dialect is not None:
@@ -203,7 +197,7 @@ class MitmFactory:
             if emulator_url is None:
                 raise ValueError("the mirror needs an upstream: pass emulator_url")
             scripts = (*scripts, "addons/mirror.py")
-            target = target or emulator_url
+            reverse_target = emulator_url
             full["ENABLE_GATEWAY"] = "true"
             for name in ("ASSETS", "FILES", "SANDBOX", "STATSIG"):
                 full[f"GATEWAY_{name}_URL"] = emulator_url
@@ -216,8 +210,8 @@ class MitmFactory:
             tmp,
             full,
             scripts=scripts,
-            reverse_target=target or NOWHERE,
-            command=LAUNCHER if launcher else (command or (str(MITMDUMP),)),
+            reverse_target=reverse_target,
+            command=LAUNCHER if launcher else (str(MITMDUMP),),
             flow_detail=flow_detail,
         ) as mitm:
             yield mitm

@@ -1,13 +1,12 @@
-"""OpenAI requests in, parsed and validated.  Pure: no I/O.
+"""OpenAI chat requests in, parsed and validated.  Pure: no I/O.
 
-One module per OpenAI API, all producing the values of :mod:`~translator.request.values`:
-
+- ``values.py``: the parsed messages, parts and :class:`ChatRequest`;
 - ``chat.py``: ``POST /v1/chat/completions`` (:func:`parse_chat_request`);
-- ``responses.py`` (not written yet): ``POST /v1/responses``, whose ``input`` items (messages with
-  ``input_text``/``input_image``/``input_file`` parts) map onto the same messages and parts;
-- ``validation.py``: JSON loading and the field checks both share, raising OpenAI's wording.
+- ``validation.py``: JSON loading and the field checks, raising OpenAI's wording.
 
-The backend's bodies are built from those values by :mod:`translator.backend_body`.
+The Responses API's requests are parsed in :mod:`translator.responses.request`.
+
+The web backend's bodies are built from those values by :mod:`translator.backend_body`.
 """
 
 from translator.request.chat import parse_chat_request
