@@ -5,19 +5,13 @@ backends: the Codex backend (``CODEX_BACKEND=auto``) and the web conversation's 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.fakechatgpt.harness import (
-    Emulator,
-    expected_codex_tool_answer,
-    mint_access_token,
-    reset,
-)
-from tests.support.clients import proxy_env, reverse_env, run_client
-from tests.support.mitm import Mitm, MitmFactory
+from tests.fakechatgpt.harness import expected_codex_tool_answer, mint_access_token
+from tests.support.clients import client_env, run_client
+from tests.support.mitm import Mitm
 
 AGENT = r"""
 import asyncio
@@ -59,31 +53,27 @@ def emulator_options() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module", params=["codex", "web"])
-def mitm(
-    request: pytest.FixtureRequest, emulator: Emulator, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, Mitm]]:
-    """chat2api answering from the Codex backend, then from the web conversation."""
-    backend = str(request.param)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def chat2api_options(backend: str) -> dict[str, Any]:
     env = {"CODEX_BACKEND": "auto" if backend == "codex" else "never"}
-    factory = MitmFactory(lambda: tmp_path_factory.mktemp(backend))
-    with factory.run(env, emulator_url=emulator.url, dialect="2026") as m:
-        yield backend, m
+    return {"env": env, "dialect": "2026"}
 
 
 @pytest.mark.parametrize("mode", ["proxy", "reverse"])
 def test_agent_on_chat_completions_runs_to_its_final_output(
-    mitm: tuple[str, Mitm], emulator: Emulator, mode: str
+    backend: str, mitm: Mitm, mode: str
 ) -> None:
-    backend, m = mitm
-    reset(emulator.url)
     token = mint_access_token(exp_in=3600)
-    env = proxy_env(m, token) if mode == "proxy" else reverse_env(m, token)
-    (out,) = run_client(AGENT, env, timeout=120)
+    (out,) = run_client(AGENT, client_env(mitm, mode, token), timeout=120)
     if backend == "codex":
         expected = expected_codex_tool_answer(["Paris: 21 C and sunny"], "gpt-5.5")
         assert out["calls"] == ["Paris", "Paris"]
         assert out["final"] == expected and out["streamed"] == expected
-    else:  # the emulator's web model fills string arguments with "example"
-        assert out["calls"] == ["example", "example"]
+    else:  # the emulator's web model calls with the arguments the prompt shows
+        assert out["calls"] == ["Paris", "Paris"]
         for final in (out["final"], out["streamed"]):
-            assert "example: 21 C and sunny" in final
+            assert "Paris: 21 C and sunny" in final

@@ -13,8 +13,6 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,23 +33,21 @@ SIGN = "x-sign-value-7c2a"
 BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0"
 
 
-def mirror(tmp: Path, emulator: Emulator, **env: str) -> Iterator[Mitm]:
-    """chat2api with the mirror on ``emulator`` and one pool account, ``env`` on top."""
-    factory = MitmFactory(lambda: tmp)
-    settings = {"AUTO_SEED": "true", **env}
-    with factory.run(settings, emulator_url=emulator.url, mirror=True, pool=[POOL_AT]) as m:
-        yield m
+def mirror(factory: MitmFactory, emulator: Emulator, **env: str) -> Mitm:
+    """The mirror on the emulator, with one pool account in its old token.txt."""
+    full = {"AUTO_SEED": "true", **env}
+    return factory(full, emulator_url=emulator.url, mirror=True, pool=[POOL_AT])
 
 
 @pytest.fixture(scope="module")
-def switched(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
+def switched(emulator: Emulator, module_mitm_factory: MitmFactory) -> Mitm:
     env = {
         "FORCE_NO_HISTORY": "true",
         "X_SIGN": SIGN,
         "FILE_HOST": "files.mirror.example",  # the original's form: a bare host name
         "VOICE_HOST": "https://voice.mirror.example",
     }
-    yield from mirror(tmp_path_factory.mktemp("switched"), emulator, **env)
+    return mirror(module_mitm_factory, emulator, **env)
 
 
 def call(
@@ -208,8 +204,8 @@ def test_file_host_and_voice_host_in_rewritten_text(switched: Mitm, emulator: Em
 
 
 @pytest.fixture(scope="module")
-def serverside(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
-    yield from mirror(tmp_path_factory.mktemp("serverside"), emulator, NO_SENTINEL="true")
+def serverside(emulator: Emulator, module_mitm_factory: MitmFactory) -> Mitm:
+    return mirror(module_mitm_factory, emulator, NO_SENTINEL="true")
 
 
 FAKE_KEYS = {"arkose", "persona", "proofofwork", "token", "turnstile"}

@@ -9,14 +9,13 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fakechatgpt.harness import Emulator, mint_access_token
-from tests.support.mitm import Mitm, MitmFactory
+from tests.fakechatgpt.harness import mint_access_token
+from tests.support.mitm import Mitm
 from tests.test_e2e_tools import WEATHER
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,15 +73,14 @@ def emulator_options() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module", params=["web", "codex"])
-def mitm(
-    request: pytest.FixtureRequest, emulator: Emulator, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, Mitm]]:
-    """chat2api answering from the web conversation, then from the Codex backend."""
-    backend = str(request.param)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def chat2api_options(backend: str) -> dict[str, Any]:
     env = {"CODEX_BACKEND": "never" if backend == "web" else "auto"}
-    factory = MitmFactory(lambda: tmp_path_factory.mktemp(backend))
-    with factory.run(env, emulator_url=emulator.url, dialect="2026") as m:
-        yield backend, m
+    return {"env": env, "dialect": "2026"}
 
 
 def run_node(node_modules: Path, env: dict[str, str], spec: dict[str, Any]) -> dict[str, Any]:
@@ -98,18 +96,17 @@ def run_node(node_modules: Path, env: dict[str, str], spec: dict[str, Any]) -> d
 
 @pytest.mark.parametrize("mode", ["proxy", "reverse"])
 def test_openai_node_tools_streamed_and_a_loop(
-    node_modules: Path, mitm: tuple[str, Mitm], mode: str
+    node_modules: Path, backend: str, mitm: Mitm, mode: str
 ) -> None:
-    backend, m = mitm
     token = mint_access_token(exp_in=24 * 3600)
     if mode == "proxy":
         env = {
-            "HTTPS_PROXY": m.proxy_url,
-            "NODE_EXTRA_CA_CERTS": str(m.ca_path),
+            "HTTPS_PROXY": mitm.proxy_url,
+            "NODE_EXTRA_CA_CERTS": str(mitm.ca_path),
             "OPENAI_API_KEY": token,
         }
     else:
-        env = {"OPENAI_BASE_URL": m.base_url, "OPENAI_API_KEY": token}
+        env = {"OPENAI_BASE_URL": mitm.base_url, "OPENAI_API_KEY": token}
     spec = {"messages": [{"role": "user", "content": ASK}], "tools": [WEATHER]}
     out = run_node(node_modules, env, spec)
     assert "error" not in out, out
