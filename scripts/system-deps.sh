@@ -9,6 +9,8 @@ command -v curl >/dev/null || need+=(curl)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 # The Redis server the shared-state tests start on a free port (tests/support/redis.py).
 command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || need+=(redis-server)
+# npm fetches Codex CLI for its end-to-end test (scripts/codex-cli.sh).
+command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "chat2api: installing ${need[*]}" >&2
   if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi

@@ -103,6 +103,16 @@ class CodexPrimed:
     deadline: float
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Turn:
+    """One request as the answer and its storage see it."""
+
+    req: ResponsesRequest
+    history: list[dict[str, Any]]
+    owner: str
+    cache_key: str
+
+
 class UseWebConversation(Exception):
     """Raised by :meth:`ResponsesService.prime_codex`: answer on the web conversation."""
 
@@ -153,7 +163,10 @@ class ResponsesService:
     ) -> Answer | Streamed:
         req = parse_responses_request(body, max_body_bytes=self.limits.max_body_bytes)
         owner = owner_of(bearer)
+        response_id = new_id("resp_")
         history: list[dict[str, Any]] = []
+        # One prompt cache key for a whole chain of responses (cache affinity).
+        cache_key = response_id
         if req.previous_response_id is not None:
             previous = await self.store.get(req.previous_response_id)
             if previous is None or not previous.owned_by(owner):
@@ -163,21 +176,26 @@ class ResponsesService:
                     code="previous_response_not_found",
                 )
             history = previous.history()
+            cache_key = previous.cache_key or cache_key
+        cache_key = req.prompt_cache_key or cache_key
+        turn = _Turn(req=req, history=history, owner=owner, cache_key=cache_key)
         account_header = headers.get("chatgpt-account-id")
         if self.mode != "never":
             model = resolve_model(self.codex_models, req.model, unknown=self.unknown_model)
             try:
-                primed = await self.prime_codex(req, model.slug, history, bearer, account_header)
+                primed = await self.prime_codex(
+                    req, model.slug, history, bearer, account_header, cache_key=cache_key
+                )
             except UseWebConversation:
                 pass
             else:
-                encoder = self._encoder(req, model.reported)
+                encoder = self._encoder(req, model.reported, response_id)
                 events = self.codex_events(primed)
-                return await self._answer(req, encoder, events, history, owner, primed.ctx.label)
+                return await self._answer(turn, encoder, events, primed.ctx.label)
         refusal = web_refusal(req, history)
         if refusal is not None:
             raise refusal
-        return await self._web(req, history, owner, bearer, account_header)
+        return await self._web(turn, bearer, account_header, response_id)
 
     async def retrieve(self, response_id: str, bearer: str | None) -> dict[str, Any]:
         return (await self._owned(response_id, bearer)).response
@@ -217,6 +235,8 @@ class ResponsesService:
         history: list[dict[str, Any]],
         bearer: str | None,
         account_header: str | None,
+        *,
+        cache_key: str | None = None,
     ) -> CodexPrimed:
         """A primed Codex stream, retrying on other accounts (UseWebConversation: fall back).
 
@@ -236,7 +256,7 @@ class ResponsesService:
                 refused = True
                 continue
             try:
-                primed = await self._on_account(req, slug, history, credential, deadline)
+                primed = await self._on_account(req, slug, history, credential, deadline, cache_key)
             except TimeoutError:
                 await session.report(Outcome.TIMEOUT, detail="total deadline")
                 raise UpstreamTimeout(
@@ -280,12 +300,19 @@ class ResponsesService:
         history: list[dict[str, Any]],
         credential: Credential,
         deadline: float,
+        cache_key: str | None = None,
     ) -> CodexPrimed:
         """One account's attempt; sent again without reasoning items the backend
         cannot read (their encrypted content was made by another account)."""
         ctx = self.make_context(credential, self.rng)
         for keep_reasoning in (True, False):
-            body = codex_body(req, slug=slug, history=history, keep_reasoning=keep_reasoning)
+            body = codex_body(
+                req,
+                slug=slug,
+                history=history,
+                keep_reasoning=keep_reasoning,
+                cache_key=cache_key,
+            )
             try:
                 async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
                     return await self._attempt(ctx, body, deadline)
@@ -340,13 +367,9 @@ class ResponsesService:
     # -- the web conversation ---------------------------------------------------------
 
     async def _web(
-        self,
-        req: ResponsesRequest,
-        history: list[dict[str, Any]],
-        owner: str,
-        bearer: str | None,
-        account_header: str | None,
+        self, turn: _Turn, bearer: str | None, account_header: str | None, response_id: str
     ) -> Answer | Streamed:
+        req, history = turn.req, turn.history
         raw = json.dumps(chat_body(req, history)).encode()
         chat = parse_chat_request(raw, max_body_bytes=max(len(raw), self.limits.max_body_bytes))
         model = resolve_model(self.web_models, req.model, unknown=self.unknown_model)
@@ -360,12 +383,12 @@ class ResponsesService:
                     "built-in tools left out on the web conversation: %s",
                     ", ".join(sorted(set(req.builtin_tools))),
                 )
-            turn = await self.emulation.judged(
+            judged = await self.emulation.judged(
                 chat, model, bearer=bearer, header_account_id=account_header, blobs=blobs
             )
-            encoder = self._encoder(req, model.reported)
-            emulated = turn_events(turn, req, chat, model.reported)
-            return await self._answer(req, encoder, emulated, history, owner, "web")
+            encoder = self._encoder(req, model.reported, response_id)
+            emulated = turn_events(judged, req, chat, model.reported)
+            return await self._answer(turn, encoder, emulated, "web")
         primed = await self.completions.prime(
             chat, model, bearer=bearer, header_account_id=account_header, blobs=blobs
         )
@@ -398,25 +421,23 @@ class ResponsesService:
                         for event in web.text(content):
                             yield event
 
-        encoder = self._encoder(req, model.reported)
-        return await self._answer(req, encoder, events(), history, owner, primed.ctx.label)
+        encoder = self._encoder(req, model.reported, response_id)
+        return await self._answer(turn, encoder, events(), primed.ctx.label)
 
     # -- the two answer shapes ----------------------------------------------------------
 
-    def _encoder(self, req: ResponsesRequest, model: str) -> ResponseEncoder:
-        return ResponseEncoder(response_id=new_id("resp_"), model=model, echo=req.echo())
+    def _encoder(self, req: ResponsesRequest, model: str, response_id: str) -> ResponseEncoder:
+        return ResponseEncoder(response_id=response_id, model=model, echo=req.echo())
 
     async def _answer(
         self,
-        req: ResponsesRequest,
+        turn: _Turn,
         encoder: ResponseEncoder,
         events: AsyncGenerator[Event, None],
-        history: list[dict[str, Any]],
-        owner: str,
         account: str,
     ) -> Answer | Streamed:
-        if req.stream:
-            body = self._stream(req, encoder, events, history, owner)
+        if turn.req.stream:
+            body = self._stream(turn, encoder, events)
             return Streamed(headers=dict(SSE_HEADERS), body=body, account=account)
         async with contextlib.aclosing(events) as stream:
             try:
@@ -435,18 +456,13 @@ class ResponsesService:
         if isinstance(terminal, Failed):
             return error_answer(failure_error(terminal.error))
         response = encoder.final()
-        await self._save_quietly(req, encoder, history, owner)
+        await self._save_quietly(turn, encoder)
         return Answer(
             status=200, headers={"content-type": "application/json"}, body=json_bytes(response)
         )
 
     async def _stream(
-        self,
-        req: ResponsesRequest,
-        encoder: ResponseEncoder,
-        events: AsyncGenerator[Event, None],
-        history: list[dict[str, Any]],
-        owner: str,
+        self, turn: _Turn, encoder: ResponseEncoder, events: AsyncGenerator[Event, None]
     ) -> AsyncIterator[bytes]:
         """The client's SSE body: one terminal event, then the end."""
         async with contextlib.aclosing(events) as stream:
@@ -456,7 +472,7 @@ class ResponsesService:
                     if encoder.ended:
                         # Stored before the client sees the end: its next request may
                         # name this response at once.
-                        await self._save_quietly(req, encoder, history, owner)
+                        await self._save_quietly(turn, encoder)
                         yield data
                         await _drain(stream)
                         return
@@ -468,37 +484,25 @@ class ResponsesService:
                 return
         yield encoder.fail("server_error", "the backend stream ended before response.completed")
 
-    async def _save_quietly(
-        self,
-        req: ResponsesRequest,
-        encoder: ResponseEncoder,
-        history: list[dict[str, Any]],
-        owner: str,
-    ) -> None:
-        if not req.store or isinstance(encoder.collector.terminal, Failed):
+    async def _save_quietly(self, turn: _Turn, encoder: ResponseEncoder) -> None:
+        if not turn.req.store or isinstance(encoder.collector.terminal, Failed):
             return
         try:
-            await self._save(req, encoder, history, owner, encoder.final())
+            await self._save(turn, encoder, encoder.final())
         except Chat2ApiError as e:  # the answer itself is fine: say so in the log
             log.warning("response %s was not stored: %s", encoder.response_id, e.message)
 
-    async def _save(
-        self,
-        req: ResponsesRequest,
-        encoder: ResponseEncoder,
-        history: list[dict[str, Any]],
-        owner: str,
-        response: dict[str, Any],
-    ) -> None:
-        if not req.store:
+    async def _save(self, turn: _Turn, encoder: ResponseEncoder, response: dict[str, Any]) -> None:
+        if not turn.req.store:
             return
         record = StoredResponse(
             id=encoder.response_id,
-            owner=owner,
+            owner=turn.owner,
             created=time.time(),
-            input=[*history, *req.input],
+            input=[*turn.history, *turn.req.input],
             output=encoder.collector.output(),
             response=response,
+            cache_key=turn.cache_key,
         )
         await self.store.put(record)
 

@@ -51,6 +51,8 @@ class StoredResponse:
     input: list[dict[str, Any]]
     output: list[dict[str, Any]]
     response: dict[str, Any]
+    #: The prompt cache key the conversation goes on with (prompt-cache affinity).
+    cache_key: str | None = None
 
     def owned_by(self, owner: str) -> bool:
         return hmac.compare_digest(self.owner.encode(), owner.encode())
@@ -68,6 +70,7 @@ class StoredResponse:
                 "input": self.input,
                 "output": self.output,
                 "response": self.response,
+                "cache_key": self.cache_key,
             },
             separators=(",", ":"),
             ensure_ascii=False,
@@ -84,6 +87,7 @@ class StoredResponse:
                 input=list(data["input"]),
                 output=list(data["output"]),
                 response=dict(data["response"]),
+                cache_key=data.get("cache_key"),
             )
         except (ValueError, KeyError, TypeError):
             return None

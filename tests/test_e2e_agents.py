@@ -5,21 +5,13 @@ both listeners, answered by the emulator's Codex backend."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.fakechatgpt.harness import (
-    Emulator,
-    expected_codex_tool_answer,
-    mint_access_token,
-    received,
-    reset,
-    run_emulator,
-)
-from tests.support.clients import proxy_env, reverse_env, run_client
-from tests.support.mitm import Mitm, start_mitm
+from tests.fakechatgpt.harness import Emulator, expected_codex_tool_answer, received
+from tests.support.clients import client_env, run_client
+from tests.support.mitm import Mitm
 
 MODEL = "gpt-5.5"
 
@@ -59,25 +51,15 @@ asyncio.run(main())
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator() as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def mitm(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
-    env = {"CHATGPT_BASE_URL": emulator.url, "TIMEOUT_IDLE": "5"}
-    with start_mitm(tmp_path_factory.mktemp("mitm"), env) as m:
-        yield m
+def chat2api_options() -> dict[str, Any]:
+    return {"env": {"TIMEOUT_IDLE": "5"}}
 
 
 @pytest.mark.parametrize("mode", ["proxy", "reverse"])
 def test_agent_with_a_function_tool_runs_to_its_final_output(
-    mitm: Mitm, emulator: Emulator, mode: str
+    mitm: Mitm, emulator: Emulator, token: str, mode: str
 ) -> None:
-    reset(emulator.url)
-    token = mint_access_token(exp_in=3600)
-    env = proxy_env(mitm, token) if mode == "proxy" else reverse_env(mitm, token)
+    env = client_env(mitm, mode, token)
     (out,) = run_client(AGENT, {**env, "C2A_MODEL": MODEL}, timeout=120)
     expected = expected_codex_tool_answer(["Paris: 21 C and sunny"], MODEL)
     assert out["calls"] == ["Paris", "Paris"]

@@ -10,22 +10,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fakechatgpt.harness import (
-    Emulator,
-    expected_codex_tool_answer,
-    mint_access_token,
-    received,
-    reset,
-    run_emulator,
-)
+from tests.fakechatgpt.harness import Emulator, expected_codex_tool_answer, received
 from tests.support.clients import proxy_env
-from tests.support.mitm import ROOT, Mitm, start_mitm
+from tests.support.mitm import ROOT, Mitm
 
 MODEL = "gpt-5.5"
 PROMPT = 'List the files here. call exec_command({"cmd": "ls"})'
@@ -42,16 +34,8 @@ def codex_bin() -> str:
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator() as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def mitm(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
-    env = {"CHATGPT_BASE_URL": emulator.url, "TIMEOUT_IDLE": "10"}
-    with start_mitm(tmp_path_factory.mktemp("mitm"), env) as m:
-        yield m
+def chat2api_options() -> dict[str, Any]:
+    return {"env": {"TIMEOUT_IDLE": "10"}}
 
 
 def config_toml(base_url: str) -> str:
@@ -69,10 +53,8 @@ def config_toml(base_url: str) -> str:
 
 @pytest.mark.parametrize("mode", ["reverse", "proxy"])
 def test_codex_exec_runs_a_shell_tool_loop(
-    codex_bin: str, mitm: Mitm, emulator: Emulator, tmp_path: Path, mode: str
+    codex_bin: str, mitm: Mitm, emulator: Emulator, token: str, tmp_path: Path, mode: str
 ) -> None:
-    reset(emulator.url)
-    token = mint_access_token(exp_in=3600)
     home, scratch = tmp_path / "codex-home", tmp_path / "scratch"
     home.mkdir()
     scratch.mkdir()

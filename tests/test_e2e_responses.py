@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +23,10 @@ from tests.fakechatgpt.harness import (
     expected_codex_tool_answer,
     mint_access_token,
     received,
-    reset,
-    run_emulator,
     token_account_id,
 )
-from tests.support.clients import proxy_env, reverse_env, run_client
-from tests.support.mitm import Mitm, start_mitm
+from tests.support.clients import client_env, reverse_env, run_client
+from tests.support.mitm import Mitm, MitmFactory
 from tests.support.redis import run_redis
 
 MODES = ["proxy", "reverse"]
@@ -51,31 +47,9 @@ ASK_WEATHER = 'What is the weather? call get_weather({"city": "Paris"})'
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with run_emulator() as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def mitm(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
-    env = {"CHATGPT_BASE_URL": emulator.url, "TIMEOUT_IDLE": "3", "TIMEOUT_FIRST_BYTE": "4"}
-    with start_mitm(tmp_path_factory.mktemp("mitm"), env) as m:
-        yield m
-
-
-@pytest.fixture(autouse=True)
-def clean(emulator: Emulator) -> None:
-    reset(emulator.url)
-
-
-@pytest.fixture
-def token() -> str:
-    """A fresh account per test: limits and fallback memory are per account."""
-    return mint_access_token(exp_in=24 * 3600)
-
-
-def env_for(mitm: Mitm, mode: str, key: str) -> dict[str, str]:
-    return proxy_env(mitm, key) if mode == "proxy" else reverse_env(mitm, key)
+def chat2api_options() -> dict[str, Any]:
+    """The module's chat2api (conftest ``mitm``): short timeouts for the fault tests."""
+    return {"env": {"TIMEOUT_IDLE": "3", "TIMEOUT_FIRST_BYTE": "4"}}
 
 
 def codex_calls(emulator: Emulator) -> list[dict[str, Any]]:
@@ -108,7 +82,7 @@ def sdk(env: dict[str, str], body: str, **spec: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("mode", MODES)
 def test_create_and_stream_plain_text(mitm: Mitm, token: str, mode: str) -> None:
     out = sdk(
-        env_for(mitm, mode, token),
+        client_env(mitm, mode, token),
         """
 r = client.responses.create(model=spec['model'], input='hello there')
 out['text'], out['status'], out['usage'] = r.output_text, r.status, r.usage.model_dump()
@@ -162,7 +136,9 @@ with client.responses.stream(model=spec['model'], previous_response_id=first.id,
 def test_function_tool_loop_stateless_and_chained(
     mitm: Mitm, emulator: Emulator, token: str, mode: str
 ) -> None:
-    out = sdk(env_for(mitm, mode, token), TOOL_LOOP, model=MODEL, tool=WEATHER, prompt=ASK_WEATHER)
+    out = sdk(
+        client_env(mitm, mode, token), TOOL_LOOP, model=MODEL, tool=WEATHER, prompt=ASK_WEATHER
+    )
     assert "error" not in out, out
     assert out["calls"] == [["get_weather", {"city": "Paris"}]]
     assert "response.function_call_arguments.delta" in out["kinds"]
@@ -183,13 +159,16 @@ def test_function_tool_loop_stateless_and_chained(
     kinds = [i.get("type", "message") for i in bodies[2]["input"]]
     assert kinds[0] == "message" and kinds[-2:] == ["function_call", "function_call_output"]
     assert all(b["store"] is False and b["stream"] is True and b["instructions"] for b in bodies)
+    # A chain of responses keeps one prompt cache key (and session id): the first's.
+    keys = [b["prompt_cache_key"] for b in bodies]
+    assert keys[0] == keys[2] == keys[3] != keys[1]
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_stored_responses_retrieve_delete_and_ownership(mitm: Mitm, token: str, mode: str) -> None:
     other = mint_access_token(exp_in=3600)
     first = sdk(
-        env_for(mitm, mode, token),
+        client_env(mitm, mode, token),
         """
 r = client.responses.create(model=spec['model'], input='remember me', metadata={'k': 'v'})
 out['id'], out['text'] = r.id, r.output_text
@@ -201,7 +180,7 @@ out['got'] = [got.id, got.output_text, got.metadata]
     assert "error" not in first, first
     assert first["got"] == [first["id"], first["text"], {"k": "v"}]
     stranger = sdk(
-        env_for(mitm, mode, other),
+        client_env(mitm, mode, other),
         """
 try:
     client.responses.retrieve(spec['id'])
@@ -219,7 +198,7 @@ except Exception as e:
     assert stranger["retrieve"]["status"] == 404
     assert stranger["chain"]["status"] == 404 and stranger["code"] == "previous_response_not_found"
     owner = sdk(
-        env_for(mitm, mode, token),
+        client_env(mitm, mode, token),
         """
 out['deleted'] = client.responses.delete(spec['id']) is None
 try:
@@ -322,22 +301,11 @@ def tokens_api(mitm: Mitm, key: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def pooled(
-    emulator: Emulator, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Mitm, list[str]]]:
+def pooled(emulator: Emulator, mitm_factory: MitmFactory) -> tuple[Mitm, list[str]]:
     """chat2api with a pool of two accounts behind the code ``pool-code``."""
     tokens = [mint_access_token(exp_in=3600) for _ in range(2)]
-    tmp = tmp_path_factory.mktemp("pool")
-    (tmp / "data").mkdir()
-    (tmp / "data" / "token.txt").write_text("\n".join(tokens) + "\n")
-    env = {
-        "CHATGPT_BASE_URL": emulator.url,
-        "AUTHORIZATION": "pool-code",
-        "RANDOM_TOKEN": "false",
-        "TIMEOUT_IDLE": "3",
-    }
-    with start_mitm(tmp, env) as m:
-        yield m, tokens
+    env = {"AUTHORIZATION": "pool-code", "RANDOM_TOKEN": "false", "TIMEOUT_IDLE": "3"}
+    return mitm_factory(env, emulator_url=emulator.url, pool=tokens), tokens
 
 
 @pytest.mark.parametrize(
@@ -378,10 +346,8 @@ with client.responses.stream(model=spec['model'], input='hi') as s:
 
 
 @pytest.fixture(scope="module")
-def web_only(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitm]:
-    env = {"CHATGPT_BASE_URL": emulator.url, "CODEX_BACKEND": "never"}
-    with start_mitm(tmp_path_factory.mktemp("never"), env) as m:
-        yield m
+def web_only(emulator: Emulator, module_mitm_factory: MitmFactory) -> Mitm:
+    return module_mitm_factory({"CODEX_BACKEND": "never"}, emulator_url=emulator.url)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -390,7 +356,7 @@ def test_codex_backend_never_uses_the_web_conversation(
 ) -> None:
     prompt = "Why is the sky blue?"
     out = sdk(
-        env_for(web_only, mode, token),
+        client_env(web_only, mode, token),
         """
 r = client.responses.create(model='gpt-4o', input='hello web')
 out['text'], out['kinds'] = r.output_text, [o.type for o in r.output]
@@ -473,7 +439,7 @@ def test_every_capture_reaches_the_client_with_its_items_and_usage(
     path = str(CODEX_FIXTURES / name)
     codex_plan(emulator.url, replay=path, replay_part=part, framing="wire", count=2)
     out = sdk(
-        env_for(mitm, mode, token),
+        client_env(mitm, mode, token),
         """
 r = client.responses.create(model=spec['model'], input='replay')
 out['whole'] = [o.model_dump(mode='json') for o in r.output]
@@ -536,17 +502,12 @@ out['text'] = client.responses.create(model=spec['model'], previous_response_id=
 
 
 def test_stored_responses_in_redis_are_shared_by_instances(
-    emulator: Emulator, tmp_path: Path, token: str
+    emulator: Emulator, mitm_factory: MitmFactory, tmp_path: Path, token: str
 ) -> None:
-    with run_redis(tmp_path / "redis") as server, ExitStack() as stack:
-        env = {
-            "CHATGPT_BASE_URL": emulator.url,
-            "REDIS_URL": server.url,
-            "REDIS_PREFIX": "e2e-responses",
-            "RESPONSES_TTL": "120",
-        }
-        a = stack.enter_context(start_mitm(tmp_path / "a", env))
-        b = stack.enter_context(start_mitm(tmp_path / "b", env))
+    with run_redis(tmp_path / "redis") as server:
+        env = {"REDIS_URL": server.url, "REDIS_PREFIX": "e2e-responses", "RESPONSES_TTL": "120"}
+        a = mitm_factory(env, emulator_url=emulator.url)
+        b = mitm_factory(env, emulator_url=emulator.url)
         first = sdk(
             reverse_env(a, token),
             "out['id'] = client.responses.create(model=spec['model'], input='hi').id",
@@ -594,10 +555,9 @@ out['texts'] = [client.responses.create(model=spec['model'], input='hi').output_
 
 
 def test_codex_backend_always_reports_refusals_to_the_client(
-    emulator: Emulator, tmp_path_factory: pytest.TempPathFactory, token: str
+    emulator: Emulator, mitm_factory: MitmFactory, token: str
 ) -> None:
-    env = {"CHATGPT_BASE_URL": emulator.url, "CODEX_BACKEND": "always"}
-    with start_mitm(tmp_path_factory.mktemp("always"), env) as m:
+    with mitm_factory.run({"CODEX_BACKEND": "always"}, emulator_url=emulator.url) as m:
         codex_plan(emulator.url, preset="model_not_supported")
         out = sdk(
             reverse_env(m, token),
@@ -618,3 +578,47 @@ out['items'] = [i.type for i in client.responses.input_items.list(r.id).data]
     assert out["text"] == expected_codex_answer("hi", MODEL)
     assert out["items"] == ["message"]
     assert codex_calls(emulator)[-1]["body"]["instructions"] == "be brief"
+
+
+@pytest.mark.parametrize(
+    ("preset", "status", "words"),
+    [
+        ("unauthorized", 401, "refused the access token"),
+        ("cloudflare", 403, "Cloudflare"),
+        ("account_deactivated", 403, "refused"),
+        ("instructions_not_valid", 400, "Instructions are not valid"),
+        ("overloaded", 503, "unavailable"),
+    ],
+)
+def test_codex_refusals_reach_the_sdk_as_openai_errors(
+    mitm: Mitm, emulator: Emulator, token: str, preset: str, status: int, words: str
+) -> None:
+    codex_plan(emulator.url, preset=preset)
+    out = sdk(
+        reverse_env(mitm, token),
+        """
+try:
+    client.responses.create(model=spec['model'], input='hi', stream=True)
+except Exception as e:
+    out['error'] = describe_error(e)
+""",
+        model=MODEL,
+    )
+    assert out["error"]["status"] == status, out
+    assert words.lower() in out["error"]["message"].lower()
+
+
+def test_incomplete_ends_as_response_incomplete(mitm: Mitm, emulator: Emulator, token: str) -> None:
+    codex_plan(emulator.url, incomplete="max_output_tokens", count=2)
+    out = sdk(
+        reverse_env(mitm, token),
+        """
+r = client.responses.create(model=spec['model'], input='hi')
+out['whole'] = [r.status, r.incomplete_details.reason]
+kinds = [e.type for e in client.responses.create(model=spec['model'], input='hi', stream=True)]
+out['last'] = kinds[-1]
+""",
+        model=MODEL,
+    )
+    assert out.get("whole") == ["incomplete", "max_output_tokens"], out
+    assert out["last"] == "response.incomplete"

@@ -1,20 +1,17 @@
 """The Codex backend client without the network: its error classification (what each
-refusal means for the account and the client), the x-codex-* limit headers, the
-headers it sends, and the stored-response files."""
+refusal means for the account and the client), the x-codex-* limit headers and the
+headers it sends."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from accounts.pool import Credential, Outcome, Source
 from errors import InvalidRequest, ModelNotFound, PermissionDenied, RateLimited, UpstreamError
-from service.responsestore import FileResponseStore, StoredResponse, owner_of
 from tests.fakechatgpt.harness import mint_access_token, token_account_id
 from upstream.codex import (
     FOREIGN_REASONING,
@@ -143,30 +140,3 @@ def test_headers_carry_the_account_and_codex_identity() -> None:
     assert h["openai-beta"] == "responses=experimental" and h["originator"] == "codex_cli_rs"
     assert h["session_id"] == "s-1" and h["accept"] == "text/event-stream"
     assert h["user-agent"] == ctx.profile.user_agent
-
-
-def test_file_store_round_trip_expiry_and_owner(tmp_path: Path) -> None:
-    now = [1000.0]
-    store = FileResponseStore(tmp_path / "responses", ttl=60, clock=lambda: now[0])
-    record = StoredResponse(
-        id="resp_abcdefgh12345678",
-        owner=owner_of("key-a"),
-        created=1000.0,
-        input=[{"role": "user", "content": "hi"}],
-        output=[{"type": "message", "role": "assistant", "content": []}],
-        response={"id": "resp_abcdefgh12345678"},
-    )
-
-    async def run() -> None:
-        await store.put(record)
-        got = await store.get(record.id)
-        assert got == record and got.owned_by(owner_of("key-a"))
-        assert not got.owned_by(owner_of("key-b"))
-        assert got.history() == [*record.input, *record.output]
-        assert await store.get("resp_../../etc") is None  # not an id: never a path
-        now[0] += 61
-        assert await store.get(record.id) is None
-        assert await store.delete(record.id) and not await store.delete(record.id)
-
-    asyncio.run(run())
-    assert list((tmp_path / "responses").glob(".*tmp")) == []  # atomic writes leave nothing

@@ -14,6 +14,7 @@ account, as :mod:`upstream.failures` does for the web path) and the
 from __future__ import annotations
 
 import json
+import random
 import re
 import time
 import uuid
@@ -36,6 +37,7 @@ from upstream.failures import NOT_THE_ACCOUNT, classify
 from upstream.http import BackendHttp, StreamAnswer
 
 PATH = "/backend-api/codex/responses"
+_RNG = random.Random()
 ORIGINATOR = "codex_cli_rs"
 
 # Marks an error as "this account's plan has no Codex for this": with
@@ -245,7 +247,9 @@ class CodexBackend:
         self, ctx: TurnContext, body: dict[str, Any], *, session_id: str | None = None
     ) -> StreamAnswer:
         """POST ``body``; the open 200 stream, or the classified error."""
-        session = session_id or body.get("prompt_cache_key") or str(uuid.uuid4())
+        session = session_id or body.get("prompt_cache_key")
+        if not session:  # (not uuid4: a system call per request, for an id that is no secret)
+            session = str(uuid.UUID(int=_RNG.getrandbits(128), version=4))
         stream = await self.http.open_stream(
             ctx.origin + PATH,
             headers=self.headers(ctx, session_id=str(session)),

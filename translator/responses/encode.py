@@ -13,7 +13,7 @@ event: nothing after it is sent. :meth:`ResponseEncoder.final` is the whole
 from __future__ import annotations
 
 import json
-import secrets
+import random
 import string
 import time
 from typing import Any
@@ -31,9 +31,15 @@ _ALPHABET = string.ascii_lowercase + string.digits
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
+# Ids are not secrets (a stored response is guarded by its owner's key), so no
+# system call per id: reading the system's random source costs milliseconds on
+# some machines. random.Random() seeds itself from it once.
+_RNG = random.Random()
+
+
 def new_id(prefix: str) -> str:
     """``resp_…``, ``msg_…``, ``rs_…``: 48 random characters after the prefix."""
-    return prefix + "".join([_ALPHABET[b % 36] for b in secrets.token_bytes(48)])
+    return prefix + "".join(_RNG.choices(_ALPHABET, k=48))
 
 
 def normal_usage(usage: Any) -> dict[str, Any] | None:

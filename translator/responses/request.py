@@ -335,6 +335,7 @@ def codex_body(
     slug: str,
     history: list[dict[str, Any]],
     keep_reasoning: bool = True,
+    cache_key: str | None = None,
 ) -> dict[str, Any]:
     """The ``/backend-api/codex/responses`` body (docs/codex-backend.md, "Body rules").
 
@@ -342,7 +343,8 @@ def codex_body(
     client's, else its leading system/developer messages moved there, else a
     neutral default); no item ids; no fields the backend refuses. Without
     ``keep_reasoning`` reasoning items are left out (their encrypted content
-    belongs to the account that made them).
+    belongs to the account that made them). ``cache_key`` is the
+    ``prompt_cache_key`` to use when the client gave none.
     """
     items = [*history, *req.input]
     instructions = req.instructions
@@ -384,8 +386,8 @@ def codex_body(
         body["include"] = include
     if req.text is not None:
         body["text"] = req.text
-    if req.prompt_cache_key:
-        body["prompt_cache_key"] = req.prompt_cache_key
+    if req.prompt_cache_key or cache_key:
+        body["prompt_cache_key"] = req.prompt_cache_key or cache_key
     if req.service_tier in ("priority", "flex"):
         body["service_tier"] = req.service_tier
     return body
