@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.test_responses_translation import ALL_RESPONSES, JSONL_CAPTURE, capture_events
+from tests.test_translator_responses import ALL_RESPONSES, JSONL_CAPTURE, capture_events
 from translator.codex_chat import (
     CallArgs,
     CallStart,
