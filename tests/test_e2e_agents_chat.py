@@ -71,7 +71,6 @@ def test_agent_on_chat_completions_runs_to_its_final_output(
     (out,) = run_client(AGENT, client_env(mitm, mode, token), timeout=120)
     if backend == "codex":
         expected = expected_codex_tool_answer(["Paris: 21 C and sunny"], "gpt-5.5")
-        assert out["calls"] == ["Paris", "Paris"]
         assert out["final"] == expected and out["streamed"] == expected
     else:  # the emulator's web model calls with the arguments the prompt shows
         assert out["calls"] == ["Paris", "Paris"]
