@@ -17,4 +17,7 @@ if [ -z "${CHAT2API_TESTS_ONLY:-}" ]; then
 fi
 echo "== tests ($("$VENV/bin/python" --version), $("$VENV/bin/python" -c \
   'from mitmproxy.version import VERSION; print("mitmproxy", VERSION)'))"
-"$VENV/bin/python" -m pytest -q "$@"
+# Two workers, each taking whole modules (their emulator and mitmdump fixtures are
+# per module): most of the time goes to client programs starting up, not to CPU
+# both workers need at once.
+"$VENV/bin/python" -m pytest -q -n 2 --dist loadfile "$@"
