@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from settings.model_table import parse_model_table, shipped_model_table
+from tests.support.chat_bodies import TABLE, USER, body, msg, parse
 from translator.backend_body import (
     Attachment,
     build_conversation_body,
@@ -19,28 +19,7 @@ from translator.backend_body import (
     timezone_offset_for,
 )
 from translator.models import ResolvedModel, resolve_model
-from translator.request import ChatRequest, parse_chat_request
-
-LIMIT = 1 << 20
-USER = {"role": "user", "content": "hi"}
-TABLE = parse_model_table(shipped_model_table())
-
-
-def body(**fields: Any) -> bytes:
-    data: dict[str, Any] = {"model": "gpt-4o", "messages": [USER]}
-    data.update(fields)
-    return json.dumps({k: v for k, v in data.items() if v is not _DROP}).encode()
-
-
-_DROP = object()
-
-
-def parse(raw: bytes) -> ChatRequest:
-    return parse_chat_request(raw, max_body_bytes=LIMIT)
-
-
-def msg(**fields: Any) -> bytes:
-    return body(messages=[fields])
+from translator.request import ChatRequest
 
 
 def resolved(name: str) -> ResolvedModel:

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from errors import Chat2ApiError, InvalidRequest, PayloadTooLarge
-from settings.model_table import parse_model_table, shipped_model_table
+from tests.support.chat_bodies import DROP, TABLE, USER, body, msg, parse
 from translator.backend_body import build_conversation_body
 from translator.models import resolve_model
 from translator.request import (
@@ -24,28 +24,6 @@ from translator.request import (
     parse_chat_request,
 )
 from translator.usage import count_prompt_tokens
-
-LIMIT = 1 << 20
-USER = {"role": "user", "content": "hi"}
-TABLE = parse_model_table(shipped_model_table())
-
-
-def body(**fields: Any) -> bytes:
-    data: dict[str, Any] = {"model": "gpt-4o", "messages": [USER]}
-    data.update(fields)
-    return json.dumps({k: v for k, v in data.items() if v is not _DROP}).encode()
-
-
-_DROP = object()
-
-
-def parse(raw: bytes) -> ChatRequest:
-    return parse_chat_request(raw, max_body_bytes=LIMIT)
-
-
-def msg(**fields: Any) -> bytes:
-    return body(messages=[fields])
-
 
 # --- validation errors ----------------------------------------------------------------------
 
@@ -69,7 +47,7 @@ ERROR_CASES: list[tuple[str, bytes, int, str | None, str]] = [
         "Invalid type for request body: expected an object, but got an array instead.",
     ),
     ("string body", b'"x"', 400, None, "expected an object, but got a string instead."),
-    ("no model", body(model=_DROP), 400, "model", "'model' is a required property"),
+    ("no model", body(model=DROP), 400, "model", "'model' is a required property"),
     ("null model", body(model=None), 400, "model", "'model' is a required property"),
     (
         "int model",
@@ -80,7 +58,7 @@ ERROR_CASES: list[tuple[str, bytes, int, str | None, str]] = [
     ),
     ("empty model", body(model=""), 400, "model", "Invalid 'model': empty string."),
     ("long model", body(model="x" * 300), 400, "model", "Invalid 'model': string too long."),
-    ("no messages", body(messages=_DROP), 400, "messages", "'messages' is a required property"),
+    ("no messages", body(messages=DROP), 400, "messages", "'messages' is a required property"),
     (
         "messages object",
         body(messages={"role": "user"}),
